@@ -1,0 +1,155 @@
+"""Recipes: validated training configurations, loaded from YAML and overridden from the CLI.
+
+A recipe is a named YAML file in ``braintumor/recipes/`` (or any path). ``--set key=value``
+overrides any field, with dotted keys reaching into the dict-valued fields
+(``--set augment.rotate=15``). Values are parsed as YAML scalars, so ``--set lr=1e-3`` is a
+float and ``--set pretrained=true`` a bool.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from braintumor.errors import RecipeError
+
+Task = Literal["classify", "segment", "brats2d", "brats3d"]
+
+
+@dataclass
+class Recipe:
+    """Everything a training run needs besides the data."""
+
+    name: str
+    task: Task
+    model: str
+    description: str = ""
+    model_args: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+    weights: str | None = None
+    # Input
+    image_size: int = 224
+    in_channels: int = 3
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    augment: dict[str, Any] = field(default_factory=dict)
+    # Optimisation
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    scheduler: str = "cosine"
+    warmup_fraction: float = 0.0
+    plateau_factor: float = 0.2
+    plateau_patience: int = 2
+    loss: str = "ce"
+    loss_args: dict[str, Any] = field(default_factory=dict)
+    label_smoothing: float = 0.0
+    class_weights: bool = False
+    batch_size: int = 32
+    max_epochs: int = 30
+    max_minutes: float | None = None
+    early_stopping_patience: int | None = 10
+    monitor: str = "val/loss"
+    monitor_mode: Literal["min", "max"] = "min"
+    # Data
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    phash_threshold: int = 6
+    num_workers: int = 0
+    # Machine
+    precision: str = "auto"
+    seed: int = 42
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in get_args(Task):
+            raise RecipeError(f"recipe {self.name!r}: task must be one of {get_args(Task)}")
+        if self.monitor_mode not in ("min", "max"):
+            raise RecipeError(f"recipe {self.name!r}: monitor_mode must be 'min' or 'max'")
+        for name in ("lr", "batch_size", "max_epochs", "image_size", "in_channels"):
+            if getattr(self, name) <= 0:
+                raise RecipeError(f"recipe {self.name!r}: {name} must be positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict, ready for YAML/JSON."""
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        """The resolved recipe as YAML text."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def recipe_names() -> list[str]:
+    """Names of the recipes shipped with the package."""
+    folder = resources.files("braintumor") / "recipes"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_recipe_yaml(name_or_path: str) -> dict[str, Any]:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        text = path.read_text()
+    else:
+        resource = resources.files("braintumor") / "recipes" / f"{name_or_path}.yaml"
+        if not resource.is_file():
+            close = difflib.get_close_matches(name_or_path, recipe_names(), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise RecipeError(f"unknown recipe {name_or_path!r}{hint}; see `braintumor recipes`")
+        text = resource.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{name_or_path}: invalid YAML ({exc})") from exc
+    if not isinstance(data, dict):
+        raise RecipeError(f"{name_or_path}: a recipe must be a YAML mapping")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"augment.rotate=15"`` -> (["augment", "rotate"], 15)."""
+    if "=" not in text:
+        raise RecipeError(f"override {text!r} must look like key=value")
+    key, raw = text.split("=", 1)
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def _apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    if keys[0] not in known:
+        close = difflib.get_close_matches(keys[0], sorted(known), n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise RecipeError(f"unknown recipe key {keys[0]!r}{hint}")
+    target = data
+    for key in keys[:-1]:
+        target = target.setdefault(key, {})
+        if not isinstance(target, dict):
+            raise RecipeError(f"cannot set {'.'.join(keys)}: {key} is not a mapping")
+    target[keys[-1]] = value
+
+
+def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
+    """Load a shipped recipe by name (or a YAML path) and apply ``key=value`` overrides."""
+    data = _read_recipe_yaml(name_or_path)
+    data.setdefault("name", Path(name_or_path).stem)
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        _apply_override(data, keys, value)
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RecipeError(f"recipe {name_or_path!r}: unknown keys {unknown}")
+    try:
+        return Recipe(**data)
+    except TypeError as exc:
+        raise RecipeError(f"recipe {name_or_path!r}: {exc}") from exc
+
+
+def recipe_from_dict(data: dict[str, Any]) -> Recipe:
+    """Rebuild a recipe saved in a model folder or run folder."""
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    return Recipe(**{k: v for k, v in data.items() if k in known})

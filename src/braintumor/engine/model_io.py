@@ -1,0 +1,138 @@
+"""The trained-model folder: ``model.safetensors`` + ``model.json``.
+
+Loading never unpickles: the weights are safetensors and the description is JSON, so a model
+folder from a stranger cannot execute code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from braintumor import __version__
+from braintumor.errors import ModelFormatError
+
+FORMAT_VERSION = 1
+WEIGHTS_FILE = "model.safetensors"
+INFO_FILE = "model.json"
+
+
+@dataclass
+class ModelInfo:
+    """What a model folder says about its network, so it can be rebuilt and used."""
+
+    task: str
+    architecture: str
+    num_outputs: int
+    in_channels: int
+    class_names: list[str]
+    image_size: int | list[int]
+    model_args: dict[str, Any] = field(default_factory=dict)
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    data_fingerprint: dict[str, Any] = field(default_factory=dict)
+    created: str = ""
+    braintumor_version: str = __version__
+    format_version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        """JSON text of this description."""
+        return json.dumps(dataclasses.asdict(self), indent=2, default=str)
+
+
+@dataclass
+class LoadedModel:
+    """A rebuilt network (in eval mode) with its description."""
+
+    model: torch.nn.Module
+    info: ModelInfo
+    path: Path
+
+
+def save_model_dir(model: torch.nn.Module, info: ModelInfo, folder: str | Path) -> Path:
+    """Write ``folder`` atomically: built beside it, then renamed into place."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    info.created = info.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        save_model(model, str(staging / WEIGHTS_FILE))
+        (staging / INFO_FILE).write_text(info.to_json())
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            folder.rename(old)
+            staging.rename(folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            staging.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def read_model_info(folder: str | Path) -> ModelInfo:
+    """Parse and validate ``model.json`` of a model folder."""
+    folder = Path(folder)
+    info_path = folder / INFO_FILE
+    if not folder.is_dir():
+        raise ModelFormatError(f"{folder}: not a model folder (expected {INFO_FILE} + {WEIGHTS_FILE})")
+    if not info_path.is_file():
+        raise ModelFormatError(f"{info_path}: missing; is {folder} a braintumor model folder?")
+    try:
+        data = json.loads(info_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{info_path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ModelFormatError(f"{info_path}: expected a JSON object")
+    if data.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{info_path}: format version {data['format_version']} is newer than this "
+            f"braintumor understands ({FORMAT_VERSION}); upgrade braintumor"
+        )
+    known = {f.name for f in dataclasses.fields(ModelInfo)}
+    required = {"task", "architecture", "num_outputs", "in_channels", "class_names", "image_size"}
+    missing = sorted(required - set(data))
+    if missing:
+        raise ModelFormatError(f"{info_path}: missing keys {missing}")
+    return ModelInfo(**{k: v for k, v in data.items() if k in known})
+
+
+def load_model_dir(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the network named in ``model.json`` and load ``model.safetensors`` into it."""
+    from braintumor.models import build_model  # the registry imports every model library
+
+    folder = Path(folder)
+    info = read_model_info(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelFormatError(f"{weights}: missing")
+    model = build_model(
+        info.architecture,
+        num_classes=info.num_outputs,
+        in_channels=info.in_channels,
+        pretrained=False,
+        **info.model_args,
+    )
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise ModelFormatError(f"{weights}: cannot load weights ({exc})") from exc
+    if missing or unexpected:
+        raise ModelFormatError(
+            f"{weights}: weights do not fit {info.architecture} "
+            f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"
+        )
+    model.to(device).eval()
+    return LoadedModel(model=model, info=info, path=folder)
