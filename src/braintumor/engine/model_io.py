@@ -87,7 +87,9 @@ def read_model_info(folder: str | Path) -> ModelInfo:
     folder = Path(folder)
     info_path = folder / INFO_FILE
     if not folder.is_dir():
-        raise ModelFormatError(f"{folder}: not a model folder (expected {INFO_FILE} + {WEIGHTS_FILE})")
+        raise ModelFormatError(
+            f"{folder}: not a model folder (expected {INFO_FILE} + {WEIGHTS_FILE})"
+        )
     if not info_path.is_file():
         raise ModelFormatError(f"{info_path}: missing; is {folder} a braintumor model folder?")
     try:

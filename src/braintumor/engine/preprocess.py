@@ -1,0 +1,153 @@
+"""Deterministic preprocessing of a 2D slice, shared by training, evaluation and prediction.
+
+Every model folder stores its :class:`PreprocessSpec` so prediction redoes exactly the steps
+training did: colour handling, optional brain crop, pad to square, resize, normalisation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class PreprocessSpec:
+    """How a raw slice becomes a network input.
+
+    ``color``: ``grey`` converts to one grey channel and repeats it ``in_channels`` times (MRI
+    slices are grey even when stored as RGB); ``keep`` keeps the file's channels (LGG's
+    pre-contrast/FLAIR/post-contrast TIFFs carry three different sequences).
+    """
+
+    image_size: int = 224
+    in_channels: int = 3
+    color: Literal["grey", "keep"] = "grey"
+    brain_crop: bool = False
+    mean: list[float] = field(default_factory=lambda: [0.5])
+    std: list[float] = field(default_factory=lambda: [0.25])
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
+        """Rebuild from a dict saved in a model folder (unknown keys ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict for ``model.json``."""
+        return dataclasses.asdict(self)
+
+
+def to_grey_uint8(array: np.ndarray) -> np.ndarray:
+    """Any raster (H,W), (H,W,1), (H,W,3/4), 8 or 16 bit -> (H,W) uint8."""
+    if array.ndim == 3:
+        array = array[..., :3]
+        array = array[..., 0] if array.shape[-1] == 1 else array.astype(np.float32).mean(axis=-1)
+    return rescale_to_uint8(array)
+
+
+def rescale_to_uint8(array: np.ndarray) -> np.ndarray:
+    """uint8 stays; anything else is min-max scaled to 0..255 (16-bit TIFF, float NIfTI)."""
+    if array.dtype == np.uint8:
+        return array
+    array = array.astype(np.float32)
+    low, high = float(array.min()), float(array.max())
+    if high <= low:
+        return np.zeros(array.shape, dtype=np.uint8)
+    return ((array - low) * (255.0 / (high - low))).round().astype(np.uint8)
+
+
+def brain_bbox(grey: np.ndarray, threshold: int | None = None) -> tuple[int, int, int, int]:
+    """Bounding box (y0, y1, x0, x1) of the largest bright blob: the head.
+
+    System 004's "brain extraction by contour crop": blur, Otsu threshold, open, take the
+    largest external contour. Falls back to the whole image when nothing is found.
+    """
+    height, width = grey.shape
+    blurred = cv2.GaussianBlur(grey, (5, 5), 0)
+    if threshold is None:
+        _, binary = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    else:
+        _, binary = cv2.threshold(blurred, threshold, 255, cv2.THRESH_BINARY)
+    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8), iterations=2)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return 0, height, 0, width
+    x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
+    if w * h < 0.05 * height * width:
+        return 0, height, 0, width
+    return y, y + h, x, x + w
+
+
+def pad_to_square(array: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """Zero-pad (H,W[,C]) to a square, centred; returns the array and (top, left) padding."""
+    height, width = array.shape[:2]
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    pad = [(top, side - height - top), (left, side - width - left)] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(array, pad), (top, left)
+
+
+def resize(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """Square resize with area averaging when shrinking (no aliasing), linear when growing."""
+    if array.shape[0] == size and array.shape[1] == size:
+        return array
+    if nearest:
+        interpolation = cv2.INTER_NEAREST
+    elif array.shape[0] > size:
+        interpolation = cv2.INTER_AREA
+    else:
+        interpolation = cv2.INTER_LINEAR
+    return cv2.resize(array, (size, size), interpolation=interpolation)
+
+
+def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Raw raster -> uint8 (C, S, S) at the spec's size, before normalisation.
+
+    The uint8 result is what the decoded-image cache stores; :func:`normalise` turns it into
+    the float network input.
+    """
+    if spec.color == "grey":
+        image = to_grey_uint8(array)[..., None]
+    else:
+        image = array if array.ndim == 3 else array[..., None]
+        image = rescale_to_uint8(image[..., : spec.in_channels])
+    if spec.brain_crop:
+        y0, y1, x0, x1 = brain_bbox(image[..., 0] if image.shape[-1] == 1 else to_grey_uint8(image))
+        image = image[y0:y1, x0:x1]
+    square, _ = pad_to_square(image)
+    resized = resize(square, spec.image_size)
+    if resized.ndim == 2:
+        resized = resized[..., None]
+    return np.ascontiguousarray(resized.transpose(2, 0, 1))
+
+
+def prepare_mask(mask: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """A mask made to match :func:`prepare_slice` (no brain crop for segmentation)."""
+    square, _ = pad_to_square((mask > 0).astype(np.uint8))
+    return resize(square, spec.image_size, nearest=True)
+
+
+def restore_mask_size(prob: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Undo pad-to-square + resize on a (S,S) probability map -> (height, width)."""
+    side = max(height, width)
+    full = cv2.resize(prob.astype(np.float32), (side, side), interpolation=cv2.INTER_LINEAR)
+    top, left = (side - height) // 2, (side - width) // 2
+    return full[top : top + height, left : left + width]
+
+
+def normalise_batch(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """uint8 (B, C, S, S) -> float network input (B, in_channels, S, S), channels_last."""
+    x = batch.float().div_(255.0)
+    if x.shape[1] == 1 and spec.in_channels > 1:
+        x = x.expand(-1, spec.in_channels, -1, -1)
+    mean = torch.tensor(spec.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
