@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,7 +15,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from braintumor.data.synth_2d import KINDS, TUMOUR_KINDS, make_slice, render_slice
+from braintumor.data.synth_3d import MODALITIES, make_case, render_case
 from braintumor.data.synthetic import (
+    write_brats_dataset,
     write_classification_dataset,
     write_segmentation_dataset,
     write_synthetic_dataset,
@@ -183,3 +186,88 @@ def test_writers_reject_bad_arguments(tmp_path: Path) -> None:
         write_classification_dataset(tmp_path, n_per_class=0)
     with pytest.raises(DataError, match="empty_fraction"):
         write_segmentation_dataset(tmp_path, n=2, empty_fraction=1.5)
+
+
+# ---------------------------------------------------------------- 3D cases
+
+SHAPE = (40, 40, 32)
+
+
+def test_make_case_is_fixed_by_the_seed_and_uses_brats_labels() -> None:
+    images_a, labels_a = make_case(SHAPE, _rng(5))
+    images_b, labels_b = make_case(SHAPE, _rng(5))
+    images_c, _ = make_case(SHAPE, _rng(6))
+    assert set(images_a) == set(MODALITIES)
+    for name in MODALITIES:
+        assert images_a[name].dtype == np.float32 and images_a[name].shape == SHAPE
+        np.testing.assert_array_equal(images_a[name], images_b[name])
+        assert not np.array_equal(images_a[name], images_c[name])
+    assert labels_a.dtype == np.uint8
+    np.testing.assert_array_equal(labels_a, labels_b)
+    assert set(np.unique(labels_a).tolist()) == {0, 1, 2, 4}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_case_contrasts_follow_the_modalities(seed: int) -> None:
+    case = render_case(SHAPE, _rng(seed))
+    im, lab = case.images, case.labels
+    normal = case.brain & (lab == 0) & ~case.ventricles
+
+    def mean(name: str, where: np.ndarray) -> float:
+        return float(im[name][where].mean())
+
+    enhancing, necrosis, oedema = lab == 4, lab == 1, lab == 2
+    assert mean("t1ce", enhancing) > 1.3 * mean("t1ce", case.brain)
+    assert mean("t1ce", enhancing) > 1.4 * mean("t1", enhancing)  # bright on T1ce only
+    assert mean("t1", necrosis) < 0.7 * mean("t1", normal)
+    assert mean("t1ce", necrosis) < 0.8 * mean("t1ce", normal)
+    assert mean("t2", necrosis) > 1.2 * mean("t2", normal)
+    assert mean("flair", oedema) > 1.2 * mean("flair", normal)
+    assert mean("t2", oedema) > 1.1 * mean("t2", normal)
+    assert mean("t1", oedema) < mean("t1", normal)
+    assert mean("t2", case.ventricles) > 1.2 * mean("t2", normal)
+    assert mean("flair", case.ventricles) < 0.7 * mean("flair", normal)
+
+
+def test_brats_writer_2021_files_open_and_repeat(tmp_path: Path) -> None:
+    out = write_brats_dataset(tmp_path / "a", n_cases=2, shape=SHAPE, seed=0)
+    case = out / "BraTS2021_SYN_0001"
+    names = sorted(p.name for p in case.iterdir())
+    assert names == sorted(f"BraTS2021_SYN_0001_{m}.nii.gz" for m in (*MODALITIES, "seg"))
+    seg = nib.load(case / "BraTS2021_SYN_0001_seg.nii.gz")
+    flair = nib.load(case / "BraTS2021_SYN_0001_flair.nii.gz")
+    assert seg.get_data_dtype() == np.uint8 and flair.get_data_dtype() == np.float32
+    assert flair.shape == SHAPE
+    np.testing.assert_allclose(flair.header.get_zooms(), (1.0, 1.0, 1.0))
+    assert set(np.unique(np.asarray(seg.dataobj)).tolist()) == {0, 1, 2, 4}
+    again = write_brats_dataset(tmp_path / "b", n_cases=2, shape=SHAPE, seed=0)
+    other = write_brats_dataset(tmp_path / "c", n_cases=2, shape=SHAPE, seed=1)
+    assert _tree_bytes(out) == _tree_bytes(again)
+    assert _tree_bytes(out) != _tree_bytes(other)
+
+
+def test_brats_writer_2013_and_2023_naming(tmp_path: Path) -> None:
+    old = write_brats_dataset(tmp_path / "old", n_cases=1, shape=SHAPE, naming="2013")
+    case = old / "brats_2013_syn0000_1"
+    for name in ("Flair", "T1c", "T1", "T2"):
+        volume = nib.load(case / f"{name}_subtrMeanDivStd.nii.gz").get_fdata()
+        brain = nib.load(case / "brainmask.nii.gz").get_fdata() > 0.5
+        assert abs(volume[brain].mean()) < 1e-3 and abs(volume[brain].std() - 1.0) < 1e-3
+    labels = np.asarray(nib.load(case / "OTMultiClass.nii.gz").dataobj)
+    assert set(np.unique(labels).tolist()) == {0, 1, 2, 4}
+    new = write_brats_dataset(tmp_path / "new", n_cases=1, shape=SHAPE, naming="2023")
+    stem = "BraTS-SYN-00000-000"
+    for tag in ("t1n", "t1c", "t2w", "t2f"):
+        assert nib.load(new / stem / f"{stem}-{tag}.nii.gz").shape == SHAPE
+    labels = np.asarray(nib.load(new / stem / f"{stem}-seg.nii.gz").dataobj)
+    assert set(np.unique(labels).tolist()) == {0, 1, 2, 3}
+
+
+def test_synthetic_brats_task_and_bad_naming(tmp_path: Path) -> None:
+    out = write_synthetic_dataset(tmp_path, "brats", n=1, size=32, seed=4)
+    seg = nib.load(out / "BraTS2021_SYN_0000" / "BraTS2021_SYN_0000_seg.nii.gz")
+    assert seg.shape == (32, 32, 24)
+    with pytest.raises(DataError, match="naming"):
+        write_brats_dataset(tmp_path, n_cases=1, shape=SHAPE, naming="2015")
+    with pytest.raises(DataError, match="shape"):
+        make_case((8, 8, 8), _rng(0))

@@ -15,17 +15,21 @@ atomically.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 from PIL import Image
 
 from braintumor.atomic import atomic_path, write_text_atomic
 from braintumor.data.synth_2d import KINDS, TUMOUR_KINDS, make_slice
+from braintumor.data.synth_3d import render_case
 from braintumor.errors import DataError
 
-TASKS: tuple[str, ...] = ("classify", "segment")
+TASKS: tuple[str, ...] = ("classify", "segment", "brats")
+NAMINGS: tuple[str, ...] = ("2013", "2021", "2023")
 
 
 def _write_png(dest: Path, array: np.ndarray) -> None:
@@ -90,6 +94,78 @@ def write_segmentation_dataset(
     return out
 
 
+def _write_nifti(dest: Path, volume: np.ndarray) -> None:
+    """Save a volume as gzipped NIfTI with a 1 mm isotropic affine, atomically.
+
+    nibabel picks compression from the file name and stamps gzip headers with the clock, so
+    the image is serialised to bytes and gzipped here with a fixed time: same data, same bytes.
+    """
+    image = nib.Nifti1Image(volume, np.eye(4))
+    image.header.set_xyzt_units("mm", "sec")
+    image.set_qform(np.eye(4), code=1)
+    image.set_sform(np.eye(4), code=1)
+    data = gzip.compress(image.to_bytes(), compresslevel=6, mtime=0)
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def _case_files(naming: str, index: int) -> tuple[str, dict[str, str]]:
+    """Case folder name and the file name of each of t1, t1ce, t2, flair, seg (and brainmask)."""
+    if naming == "2013":
+        case = f"brats_2013_syn{index:04d}_1"
+        files = {m: f"{m.upper()}_subtrMeanDivStd.nii.gz" for m in ("t1", "t2")}
+        files |= {"t1ce": "T1c_subtrMeanDivStd.nii.gz", "flair": "Flair_subtrMeanDivStd.nii.gz"}
+        return case, files | {"seg": "OTMultiClass.nii.gz", "brainmask": "brainmask.nii.gz"}
+    if naming == "2023":
+        case = f"BraTS-SYN-{index:05d}-000"
+        tags = {"t1": "t1n", "t1ce": "t1c", "t2": "t2w", "flair": "t2f", "seg": "seg"}
+        return case, {k: f"{case}-{t}.nii.gz" for k, t in tags.items()}
+    case = f"BraTS2021_SYN_{index:04d}"
+    return case, {k: f"{case}_{k}.nii.gz" for k in ("t1", "t1ce", "t2", "flair", "seg")}
+
+
+def write_brats_dataset(
+    out: Path,
+    n_cases: int = 6,
+    shape: tuple[int, int, int] = (64, 64, 48),
+    seed: int = 0,
+    naming: str = "2021",
+) -> Path:
+    """Write ``n_cases`` multimodal cases (t1, t1ce, t2, flair + labels) as NIfTI under ``out``.
+
+    ``naming`` picks the file names of a BraTS release:
+
+    - ``"2021"``: ``BraTS2021_SYN_0000/BraTS2021_SYN_0000_{t1,t1ce,t2,flair,seg}.nii.gz``,
+      labels 1 necrotic core, 2 oedema, 4 enhancing;
+    - ``"2023"``: ``BraTS-SYN-00000-000/BraTS-SYN-00000-000-{t1n,t1c,t2w,t2f,seg}.nii.gz``,
+      enhancing tumour labelled 3, as in the 2023 release;
+    - ``"2013"``: ``brats_2013_syn0000_1/{T1,T1c,T2,Flair}_subtrMeanDivStd.nii.gz``,
+      ``OTMultiClass.nii.gz`` and ``brainmask.nii.gz``, intensities scaled to zero mean and
+      unit variance inside the brain, as in the DeepMedic copy of BraTS 2013.
+
+    Images are float32, labels uint8, voxels 1 mm. Returns ``out``.
+    """
+    _check_count("n_cases", n_cases)
+    if naming not in NAMINGS:
+        raise DataError(f"unknown BraTS naming {naming!r}; expected one of {NAMINGS}")
+    out = Path(out)
+    for i in range(n_cases):
+        phantom = render_case(shape, np.random.default_rng([seed, 21, i]))
+        case, files = _case_files(naming, i)
+        labels = phantom.labels.copy()
+        if naming == "2023":
+            labels[labels == 4] = 3
+        for modality, volume in phantom.images.items():
+            if naming == "2013":
+                inside = volume[phantom.brain]
+                volume = ((volume - inside.mean()) / inside.std()).astype(np.float32)
+            _write_nifti(out / case / files[modality], volume)
+        _write_nifti(out / case / files["seg"], labels)
+        if "brainmask" in files:
+            _write_nifti(out / case / files["brainmask"], phantom.brain.astype(np.uint8))
+    return out
+
+
 def write_synthetic_dataset(
     out: Path,
     task: str,
@@ -111,4 +187,7 @@ def write_synthetic_dataset(
         raise DataError(f"synthetic dataset: size must be at least 32, got {size}")
     if task == "classify":
         return write_classification_dataset(out, n or 40, size or 128, seed, splits=splits)
-    return write_segmentation_dataset(out, n or 60, size or 128, seed)
+    if task == "segment":
+        return write_segmentation_dataset(out, n or 60, size or 128, seed)
+    shape = (size, size, size * 3 // 4) if size else (64, 64, 48)
+    return write_brats_dataset(out, n or 6, shape, seed)
