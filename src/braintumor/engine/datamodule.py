@@ -1,0 +1,108 @@
+"""Datasets over decoded slices, fetched a batch at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from skimage.exposure import match_histograms
+from torch.utils.data import DataLoader, Dataset
+
+from braintumor.engine.cache import DecodedSlices
+
+
+class SliceDataset(Dataset):
+    """Decoded uint8 slices with labels or masks.
+
+    Defines ``__getitems__`` so the DataLoader fetches a whole batch with one fancy index into
+    the (memory-mapped) array instead of one Python call per image.
+    """
+
+    def __init__(
+        self,
+        decoded: DecodedSlices,
+        labels: np.ndarray | None = None,
+        histogram_match: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        self.images = decoded.images
+        self.masks = decoded.masks
+        self.labels = labels
+        self.histogram_match = histogram_match
+        self.rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _match_histograms(self, images: np.ndarray) -> np.ndarray:
+        """System 004's augmentation: match an image's histogram to another training image's."""
+        chosen = np.flatnonzero(self.rng.random(len(images)) < self.histogram_match)
+        if len(chosen) == 0:
+            return images
+        images = images.copy()
+        references = self.rng.integers(0, len(self.images), len(chosen))
+        for i, ref in zip(chosen, references, strict=True):
+            matched = match_histograms(images[i], np.asarray(self.images[ref]), channel_axis=0)
+            images[i] = np.clip(matched, 0, 255).astype(np.uint8)
+        return images
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        order = np.asarray(indices)
+        images = np.asarray(self.images[np.sort(order)])[np.argsort(np.argsort(order))]
+        if self.histogram_match:
+            images = self._match_histograms(images)
+        batch = {"image": torch.from_numpy(images)}
+        if self.labels is not None:
+            batch["label"] = torch.from_numpy(self.labels[order]).long()
+        if self.masks is not None:
+            masks = np.asarray(self.masks[np.sort(order)])[np.argsort(np.argsort(order))]
+            batch["mask"] = torch.from_numpy(masks)
+        return batch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        batch = self.__getitems__([index])
+        return {key: value[0] for key, value in batch.items()}
+
+
+def _keep_batch(batch: Any) -> Any:
+    """``__getitems__`` already returns a collated batch."""
+    return batch
+
+
+class SliceDataModule(L.LightningDataModule):
+    """Train/val(/test) loaders over decoded slices."""
+
+    def __init__(
+        self,
+        train: SliceDataset,
+        val: SliceDataset,
+        batch_size: int,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.train_set, self.val_set = train, val
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+
+    def _loader(self, dataset: SliceDataset, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(dataset) > self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=_keep_batch,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)

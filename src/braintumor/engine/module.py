@@ -1,0 +1,178 @@
+"""LightningModules: one for slice classification, one for 2D/3D segmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
+
+from braintumor.config import Recipe
+from braintumor.engine.augment import AugmentConfig, augment_batch
+from braintumor.engine.optim import build_optimizer, build_scheduler
+from braintumor.engine.preprocess import PreprocessSpec, normalise_batch
+
+
+class _RecipeModule(L.LightningModule):
+    """Shared plumbing: the network, the recipe's optimiser and schedule, channels_last."""
+
+    def __init__(self, recipe: Recipe, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.model = model
+        # Plain types only, so resume files load with torch.load(weights_only=True).
+        self.save_hyperparameters({"recipe": recipe.to_dict()})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build_optimizer(self.model, self.recipe)
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = build_scheduler(optimizer, self.recipe, total_steps)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+class ClassificationModule(_RecipeModule):
+    """Slices in, class logits out; batches are ``{"image": uint8 (B,C,S,S), "label": long}``."""
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        model: torch.nn.Module,
+        class_names: list[str],
+        spec: PreprocessSpec,
+        class_weights: torch.Tensor | None = None,
+    ) -> None:
+        super().__init__(recipe, model)
+        from braintumor.losses import build_loss
+
+        self.class_names = list(class_names)
+        self.spec = spec
+        self.augment = AugmentConfig.from_dict(recipe.augment)
+        loss_args = dict(recipe.loss_args)
+        if recipe.label_smoothing:
+            loss_args.setdefault("label_smoothing", recipe.label_smoothing)
+        if class_weights is not None:
+            loss_args.setdefault("weight", class_weights)
+        self.loss_fn = build_loss(recipe.loss, "classify", **loss_args)
+        k = len(class_names)
+        self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
+        self.val_f1 = MulticlassF1Score(num_classes=k, average="macro")
+        self.val_auc = MulticlassAUROC(num_classes=k, average="macro")
+
+    def _inputs(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        x = images.float().div_(255.0)
+        if train:
+            x, _ = augment_batch(x, None, self.augment)
+        return normalise_batch(x, self.spec)
+
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        from braintumor.models import logits_to_probs
+
+        return logits_to_probs(logits.float())
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(self._inputs(batch["image"], train=True))
+        loss = self.loss_fn(logits, batch["label"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        logits = self(self._inputs(batch["image"], train=False))
+        labels = batch["label"]
+        loss = self.loss_fn(logits, labels)
+        probs = self._probs(logits)
+        self.val_acc.update(probs, labels)
+        self.val_f1.update(probs, labels)
+        self.val_auc.update(probs, labels)
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.log("val/f1", self.val_f1, on_epoch=True)
+        self.log("val/auc", self.val_auc, on_epoch=True)
+
+
+class SegmentationModule(_RecipeModule):
+    """Masks from slices (2D) or volumes (3D).
+
+    Batches are ``{"image": ..., "mask": ...}``. uint8 2D images are augmented and normalised
+    here (the fast slice path); float images (BraTS) arrive ready from their datamodule. Targets
+    are (B, K, ...) floats: one channel for a binary mask, region channels when ``multilabel``,
+    or one-hot labels (background first) for softmax label maps.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        num_outputs: int,
+        in_channels: int,
+        multilabel: bool,
+        model: torch.nn.Module | None = None,
+        spec: PreprocessSpec | None = None,
+    ) -> None:
+        if model is None:
+            from braintumor.models import build_model
+
+            model = build_model(
+                recipe.model,
+                num_classes=num_outputs,
+                in_channels=in_channels,
+                pretrained=recipe.pretrained,
+                weights=recipe.weights,
+                **recipe.model_args,
+            )
+        super().__init__(recipe, model)
+        from braintumor.losses import build_loss
+
+        self.num_outputs = num_outputs
+        self.multilabel = multilabel or num_outputs == 1
+        self.spec = spec
+        self.augment = AugmentConfig.from_dict(recipe.augment) if spec is not None else None
+        self.loss_fn = build_loss(recipe.loss, "segment", **recipe.loss_args)
+        self.val_inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor] | None = None
+
+    def _prepare(self, batch: dict[str, torch.Tensor], train: bool) -> tuple[torch.Tensor, ...]:
+        images, masks = batch["image"], batch["mask"]
+        if masks.ndim == images.ndim - 1:
+            masks = masks.unsqueeze(1)
+        masks = masks.float()
+        if images.dtype == torch.uint8:
+            x = images.float().div_(255.0)
+            if train and self.augment is not None:
+                x, masks = augment_batch(x, masks, self.augment)
+            images = normalise_batch(x, self.spec)
+        return images, masks
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, masks = self._prepare(batch, train=True)
+        loss = self.loss_fn(self(images), masks)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def hard_prediction(self, logits: torch.Tensor) -> torch.Tensor:
+        """Binary (B, K', ...) predictions for the foreground channels."""
+        if self.multilabel:
+            return (logits > 0).float()
+        onehot = torch.nn.functional.one_hot(logits.argmax(1), self.num_outputs)
+        return onehot.movedim(-1, 1)[:, 1:].float()
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        images, masks = self._prepare(batch, train=False)
+        if self.val_inferer is not None:
+            logits = self.val_inferer(images, self.model)
+        else:
+            logits = self(images)
+        loss = self.loss_fn(logits, masks)
+        pred = self.hard_prediction(logits.float())
+        truth = masks if self.multilabel else masks[:, 1:]
+        dims = tuple(range(2, pred.ndim))
+        intersection = (pred * truth).sum(dims)
+        total = pred.sum(dims) + truth.sum(dims)
+        # Empty truth and empty prediction count as a perfect 1 (the documented empty rule).
+        dice = torch.where(total > 0, 2 * intersection / total.clamp(min=1), torch.ones_like(total))
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("val/dice", dice.mean(), on_epoch=True, prog_bar=True, sync_dist=True)

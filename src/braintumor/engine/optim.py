@@ -1,0 +1,63 @@
+"""Optimisers (timm's factory: adam, adamw, sgd, rmsprop, adagrad, adopt...) and schedules."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from timm.optim import create_optimizer_v2
+
+from braintumor.config import Recipe
+from braintumor.errors import RecipeError
+
+SCHEDULERS = ("none", "cosine", "warmup-linear", "plateau")
+
+
+def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's optimiser over the trainable parameters (frozen layers stay out)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return create_optimizer_v2(
+            trainable, opt=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay
+        )
+    except (ValueError, AssertionError) as exc:
+        raise RecipeError(f"optimizer {recipe.optimizer!r}: {exc}") from exc
+
+
+def warmup_then_decay(total_steps: int, warmup_fraction: float, decay: str) -> Any:
+    """LR multiplier: linear warm-up over the first fraction, then cosine or linear decay."""
+    warmup = max(1, int(total_steps * warmup_fraction)) if warmup_fraction > 0 else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if decay == "linear":
+            return max(0.0, 1.0 - progress)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int
+) -> dict[str, Any] | None:
+    """A Lightning ``lr_scheduler`` config for the recipe, or None."""
+    name = recipe.scheduler
+    if name == "none":
+        return None
+    if name in ("cosine", "warmup-linear"):
+        decay = "linear" if name == "warmup-linear" else "cosine"
+        lam = warmup_then_decay(total_steps, recipe.warmup_fraction, decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lam)
+        return {"scheduler": scheduler, "interval": "step"}
+    if name == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer,
+            mode=recipe.monitor_mode,
+            factor=recipe.plateau_factor,
+            patience=recipe.plateau_patience,
+        )
+        return {"scheduler": scheduler, "monitor": recipe.monitor, "interval": "epoch"}
+    raise RecipeError(f"unknown scheduler {name!r}; choose from {SCHEDULERS}")

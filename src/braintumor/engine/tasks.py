@@ -1,0 +1,126 @@
+"""Per-task construction of the LightningModule and DataModule for a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from rich.console import Console
+
+from braintumor.config import Recipe
+from braintumor.data.samples import Sample
+from braintumor.engine.cache import DecodedSlices, decode_slices
+from braintumor.engine.datamodule import SliceDataModule, SliceDataset
+from braintumor.engine.module import ClassificationModule, SegmentationModule
+from braintumor.engine.preprocess import PreprocessSpec
+from braintumor.errors import DataError
+
+console = Console(stderr=True)
+
+
+@dataclass
+class TaskSetup:
+    """What a run trains, and what its model folder must remember."""
+
+    module: L.LightningModule
+    datamodule: L.LightningDataModule
+    class_names: list[str]
+    num_outputs: int
+    preprocessing: dict[str, Any]
+
+
+def preprocess_spec(recipe: Recipe) -> PreprocessSpec:
+    """The recipe's preprocessing with its input size and channel count."""
+    return PreprocessSpec.from_dict(
+        {**recipe.preprocess, "image_size": recipe.image_size, "in_channels": recipe.in_channels}
+    )
+
+
+def _decode(samples: list[Sample], spec: PreprocessSpec, masks: bool, split: str) -> DecodedSlices:
+    decoded = decode_slices(samples, spec, with_masks=masks, description=f"decoding {split}")
+    for sample_id, problem in decoded.failures[:10]:
+        console.print(f"[yellow]skipped {sample_id}: {problem}")
+    if len(decoded.failures) > 10:
+        console.print(f"[yellow]... and {len(decoded.failures) - 10} more unreadable files")
+    return decoded
+
+
+def _class_weights(labels: np.ndarray, k: int) -> torch.Tensor:
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    weights = counts.sum() / (k * np.maximum(counts, 1))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def build_classification(recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
+    """Decoded slices + a timm (or own) classifier."""
+    from braintumor.models import build_model
+
+    spec = preprocess_spec(recipe)
+    class_names = sorted({s.label for s in splits["train"] if s.label is not None})
+    if len(class_names) < 2:
+        raise DataError(f"need at least two classes to train, found {class_names}")
+    index = {name: i for i, name in enumerate(class_names)}
+    decoded = {name: _decode(splits[name], spec, False, name) for name in ("train", "val")}
+    labels = {
+        name: np.array([index[s.label] for s in d.samples], dtype=np.int64)
+        for name, d in decoded.items()
+    }
+    unknown = sorted({s.label for s in decoded["val"].samples} - set(index))
+    if unknown:
+        raise DataError(f"validation labels {unknown} do not occur in training")
+    model = build_model(
+        recipe.model,
+        num_classes=len(class_names),
+        in_channels=recipe.in_channels,
+        pretrained=recipe.pretrained,
+        weights=recipe.weights,
+        **recipe.model_args,
+    )
+    weights = _class_weights(labels["train"], len(class_names)) if recipe.class_weights else None
+    module = ClassificationModule(recipe, model, class_names, spec, class_weights=weights)
+    hist = float(recipe.augment.get("histogram_match", 0.0))
+    datamodule = SliceDataModule(
+        SliceDataset(decoded["train"], labels["train"], histogram_match=hist, seed=recipe.seed),
+        SliceDataset(decoded["val"], labels["val"]),
+        batch_size=recipe.batch_size,
+        num_workers=recipe.num_workers,
+        seed=recipe.seed,
+    )
+    return TaskSetup(module, datamodule, class_names, len(class_names), spec.to_dict())
+
+
+def build_segmentation(recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
+    """Decoded slice/mask pairs + a binary tumour segmenter."""
+    spec = preprocess_spec(recipe)
+    decoded = {name: _decode(splits[name], spec, True, name) for name in ("train", "val")}
+    module = SegmentationModule(recipe, 1, recipe.in_channels, multilabel=True, spec=spec)
+    datamodule = SliceDataModule(
+        SliceDataset(decoded["train"], seed=recipe.seed),
+        SliceDataset(decoded["val"]),
+        batch_size=recipe.batch_size,
+        num_workers=recipe.num_workers,
+        seed=recipe.seed,
+    )
+    return TaskSetup(module, datamodule, ["background", "tumor"], 1, spec.to_dict())
+
+
+def build_task(recipe: Recipe, layout: Any, splits: dict[str, list[Sample]]) -> TaskSetup:
+    """Dispatch on the recipe's task, checking it fits the dataset's layout."""
+    wanted = {"classify": "classify", "segment": "segment"}.get(recipe.task, "brats")
+    if layout.task != wanted and not (wanted == "classify" and layout.task == "segment"):
+        raise DataError(
+            f"{layout.root}: recipe {recipe.name!r} is a {recipe.task} recipe but the data is a "
+            f"{layout.task} layout ({layout.name})"
+        )
+    if recipe.task == "classify":
+        return build_classification(recipe, splits)
+    if recipe.task == "segment":
+        return build_segmentation(recipe, splits)
+    from braintumor.brats.task import build_brats_task, info_class_names
+
+    module, datamodule, preprocessing = build_brats_task(recipe, splits)
+    names = info_class_names(recipe)
+    return TaskSetup(module, datamodule, names, module.num_outputs, preprocessing)

@@ -1,0 +1,143 @@
+"""Lightning Trainer set-up: precision, callbacks, loggers, resume, devices."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichProgressBar,
+)
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+from braintumor.config import Recipe
+
+
+def cpu_has_bf16() -> bool:
+    """True on x86 CPUs with AVX512-BF16 or AMX, where bf16 autocast is a real speed-up."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(recipe: Recipe, accelerator: str) -> str:
+    """``auto``: bf16/fp16 AMP on a GPU, bf16 autocast on a CPU that has it, else fp32."""
+    if recipe.precision != "auto":
+        return recipe.precision
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    """Where resume files live."""
+    return run_dir / "checkpoints"
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    """The newest resume file of a run, if any."""
+    path = checkpoint_dir(run_dir) / "last.ckpt"
+    return path if path.is_file() else None
+
+
+def build_trainer(
+    recipe: Recipe,
+    run_dir: Path,
+    devices: Any = "auto",
+    nodes: int = 1,
+    accelerator: str = "auto",
+    strategy: str = "auto",
+    progress: bool = True,
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    """A Trainer wired to the run folder: best + last checkpoints, CSV and TensorBoard logs."""
+    best = ModelCheckpoint(
+        dirpath=checkpoint_dir(run_dir),
+        filename="best",
+        monitor=recipe.monitor,
+        mode=recipe.monitor_mode,
+        save_top_k=1,
+        save_last=True,
+        enable_version_counter=False,
+    )
+    callbacks: list[Any] = [best, LearningRateMonitor(logging_interval="epoch")]
+    if recipe.early_stopping_patience:
+        callbacks.append(
+            EarlyStopping(
+                monitor=recipe.monitor,
+                mode=recipe.monitor_mode,
+                patience=recipe.early_stopping_patience,
+            )
+        )
+    if progress:
+        callbacks.append(RichProgressBar(leave=True))
+    loggers = [
+        CSVLogger(run_dir, name="logs", version=""),
+        TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
+    ]
+    if strategy == "auto" and _device_count(devices, accelerator) * nodes > 1:
+        strategy = "ddp"
+    max_time = timedelta(minutes=recipe.max_minutes) if recipe.max_minutes else None
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=nodes,
+        strategy=strategy,
+        precision=resolve_precision(recipe, accelerator),
+        max_epochs=recipe.max_epochs,
+        max_time=max_time,
+        callbacks=callbacks,
+        logger=loggers,
+        log_every_n_steps=5,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    return trainer, best
+
+
+def _device_count(devices: Any, accelerator: str) -> int:
+    if isinstance(devices, int):
+        return devices
+    if isinstance(devices, str) and devices.isdigit():
+        return int(devices)
+    if isinstance(devices, list | tuple):
+        return len(devices)
+    return 1 if accelerator == "cpu" or not torch.cuda.is_available() else torch.cuda.device_count()
+
+
+def fit(
+    recipe: Recipe,
+    module: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    run_dir: Path,
+    resume: bool = False,
+    devices: Any = "auto",
+    nodes: int = 1,
+    accelerator: str = "auto",
+    progress: bool = True,
+) -> tuple[L.Trainer, Path | None]:
+    """Train (or resume) and return the trainer and the best checkpoint path."""
+    L.seed_everything(recipe.seed, workers=True, verbose=False)
+    os.environ.setdefault("TORCH_DISTRIBUTED_DEBUG", "OFF")
+    trainer, best = build_trainer(recipe, run_dir, devices, nodes, accelerator, progress=progress)
+    ckpt = last_checkpoint(run_dir) if resume else None
+    # Resume files are plain tensors and primitives: never unpickle code from them.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
+    best_path = Path(best.best_model_path) if best.best_model_path else last_checkpoint(run_dir)
+    return trainer, best_path
+
+
+def load_best_weights(module: L.LightningModule, checkpoint: Path) -> None:
+    """Load a checkpoint's state dict into ``module`` without unpickling objects."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    module.load_state_dict(state["state_dict"])
