@@ -5,6 +5,7 @@ bad file (a problem is a finding)."""
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,7 +146,10 @@ def check_case(modalities: dict[str, str], label: str | None) -> CaseFacts:
 def _geometry_problems(geometry: dict[str, tuple[tuple[int, ...], np.ndarray]]) -> list[str]:
     if not geometry:
         return []
-    ref_name, (ref_shape, ref_affine) = next(iter(geometry.items()))
+    # The majority shape is the reference, so the odd file out is the one named.
+    common = Counter(shape for shape, _ in geometry.values()).most_common(1)[0][0]
+    ref_name = next(name for name, (shape, _) in geometry.items() if shape == common)
+    ref_shape, ref_affine = geometry[ref_name]
     problems = []
     for name, (shape, affine) in geometry.items():
         if shape != ref_shape:

@@ -125,7 +125,7 @@ def layout_extra_groups(
 ) -> list[str | None] | None:
     """Extra grouping a layout needs: number runs for numbered, labelled image-mask sets."""
     numbered = samples and all(_is_number(s.image) and s.label for s in samples)
-    if layout_name == "image-mask" and numbered:
+    if layout_name in ("image-mask", "figshare-mat") and numbered:
         return figshare_number_groups(samples, max_gap)
     return None
 

@@ -1,0 +1,223 @@
+"""``braintumor data``: look at a dataset folder, audit it, split it without leaks, or write
+a synthetic one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from braintumor.cli.errors import user_errors
+from braintumor.data.audit import AuditReport, audit_dataset
+from braintumor.data.audit_html import write_audit_html, write_audit_json
+from braintumor.data.splits import (
+    EXCLUDED,
+    check_no_leak,
+    duplicate_groups,
+    kfold_splits,
+    layout_extra_groups,
+    split_counts,
+    train_val_test_split,
+    write_splits,
+)
+from braintumor.errors import DataError
+
+data_app = typer.Typer(help="Inspect, audit, split and synthesise datasets.", no_args_is_help=True)
+
+
+def _console() -> Console:
+    # Made per call so that captured stdout (tests, pipes) is the one written to.
+    return Console(highlight=False)
+
+
+def _counts_table(title: str, counts: dict[str, dict[str, int]], first: str = "split") -> Table:
+    labels = sorted({label for row in counts.values() for label in row})
+    table = Table(title=title)
+    table.add_column(first)
+    for label in labels:
+        table.add_column(label, justify="right")
+    table.add_column("total", justify="right")
+    for name, row in counts.items():
+        table.add_row(name, *(str(row.get(label, 0)) for label in labels), str(sum(row.values())))
+    return table
+
+
+@data_app.command()
+def info(path: Path = typer.Argument(..., help="Dataset folder.")) -> None:
+    """Show which layout the folder has, its task, its counts and notes."""
+    from braintumor.data.audit import count_by_split
+    from braintumor.data.layouts import detect_layout
+
+    console = _console()
+    with user_errors():
+        layout = detect_layout(path)
+    console.print(
+        f"layout [bold]{layout.name}[/bold], task [bold]{layout.task}[/bold], "
+        f"{len(layout.samples)} samples in {layout.root}"
+    )
+    if layout.classes:
+        console.print("classes: " + ", ".join(layout.classes))
+    console.print(_counts_table("samples per split and class", count_by_split(layout.samples)))
+    for note in layout.notes:
+        console.print(f"note: {note}", markup=False)
+
+
+def _summary_table(report: AuditReport) -> Table:
+    table = Table(
+        title=f"audit of {report.root} ({report.n_samples} samples, {report.seconds:.1f} s)"
+    )
+    table.add_column("finding")
+    table.add_column("exact (SHA-256)", justify="right")
+    table.add_column(f"near (pHash <= {report.phash_threshold})", justify="right")
+    for key, name in [
+        ("n_groups", "duplicate groups"),
+        ("n_files", "files in groups"),
+        ("n_extra_copies", "extra copies"),
+        ("cross_split_groups", "groups crossing splits"),
+        ("files_with_copy_elsewhere", "files with a copy in another split"),
+        ("label_conflict_groups", "groups with more than one label"),
+        ("label_conflict_pairs", "pairs with different labels"),
+    ]:
+        exact, near = getattr(report.exact, key), getattr(report.near, key)
+        table.add_row(name, _show(exact), _show(near))
+    table.add_section()
+    table.add_row("unreadable files", str(len(report.unreadable)), "")
+    table.add_row("mask problems", str(len(report.mask_problems)), "")
+    table.add_row("case problems", str(len(report.case_problems)), "")
+    sizes = report.sizes
+    if sizes:
+        common = ", ".join("x".join(map(str, s[:-1])) + f" ({s[-1]})" for s in sizes["most_common"])
+        table.add_row("distinct sizes", str(sizes["distinct"]), common)
+    return table
+
+
+def _show(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items()) or "0"
+    return str(value)
+
+
+def _audit(
+    path: Path, phash_threshold: int, workers: int, full_decode: bool
+) -> tuple[object, AuditReport]:
+    from braintumor.data.layouts import detect_layout
+
+    layout = detect_layout(path)
+    if not layout.samples:
+        raise DataError(f"{path}: the {layout.name} layout found no samples")
+    report = audit_dataset(
+        layout.samples,
+        layout.root,
+        phash_threshold,
+        workers,
+        progress=True,
+        use_draft=not full_decode,
+    )
+    report.layout = layout.name
+    return layout, report
+
+
+@data_app.command()
+def audit(
+    path: Path = typer.Argument(..., help="Dataset folder."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full report as JSON."),
+    html_out: Path | None = typer.Option(None, "--html", help="Write the report as HTML."),
+    phash_threshold: int = typer.Option(6, min=0, max=64, help="Near duplicate: pHash bits."),
+    workers: int = typer.Option(2, min=1, help="Processes that hash files."),
+    full_decode: bool = typer.Option(
+        False, help="Decode JPEGs at full size for pHash (slower; exact imagehash values)."
+    ),
+) -> None:
+    """Check integrity, duplicates, split leakage, label conflicts and masks."""
+    console = _console()
+    with user_errors():
+        _, report = _audit(path, phash_threshold, workers, full_decode)
+        if json_out:
+            write_audit_json(report, json_out)
+        if html_out:
+            write_audit_html(report, html_out)
+    console.print(_counts_table("samples per split and class", report.counts))
+    console.print(_summary_table(report))
+    for row in report.unreadable[:10]:
+        console.print(f"unreadable: {row['path']}: {row['error']}", markup=False)
+    for row in (report.mask_problems + report.case_problems)[:10]:
+        console.print(f"{row['id']}: {row['problem']}", markup=False)
+    for name, out in (("JSON", json_out), ("HTML", html_out)):
+        if out:
+            console.print(f"{name} report: {out}", markup=False)
+
+
+def _parse_fractions(text: str) -> tuple[float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError as error:
+        raise DataError(
+            f"--fractions must be three numbers like 0.7,0.15,0.15, not {text!r}"
+        ) from error
+    if len(values) != 3:
+        raise DataError(f"--fractions must be three numbers like 0.7,0.15,0.15, not {text!r}")
+    return values  # type: ignore[return-value]
+
+
+@data_app.command()
+def split(
+    path: Path = typer.Argument(..., help="Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="splits.csv to write."),
+    folds: int | None = typer.Option(None, min=2, help="K-fold instead of train/val/test."),
+    fractions: str = typer.Option("0.7,0.15,0.15", help="train,val,test fractions."),
+    seed: int = typer.Option(0, help="Random seed."),
+    phash_threshold: int = typer.Option(6, min=0, max=64, help="Near duplicate: pHash bits."),
+    respect_given_test: bool = typer.Option(
+        False, help="Keep the dataset's own test split; drop train duplicates of it."
+    ),
+    number_gap: int = typer.Option(
+        2, min=0, help="Numbered image-mask sets: neighbours this close share a group."
+    ),
+    workers: int = typer.Option(2, min=1, help="Processes that hash files."),
+) -> None:
+    """Write leak-free splits: duplicates and patients never on two sides."""
+    console = _console()
+    with user_errors():
+        layout, report = _audit(path, phash_threshold, workers, full_decode=False)
+        samples = layout.samples
+        extra = layout_extra_groups(samples, layout.name, number_gap)
+        groups = duplicate_groups(samples, report, extra_groups=extra)
+        if folds is not None:
+            assignment, column = kfold_splits(samples, folds, seed, groups), "fold"
+        else:
+            assignment = train_val_test_split(
+                samples, _parse_fractions(fractions), seed, groups, respect_given_test
+            )
+            column = "split"
+        check_no_leak(samples, assignment, groups)
+        write_splits(out, samples, assignment, groups, column)
+    console.print(
+        _counts_table(f"samples per {column} and class", split_counts(samples, assignment), column)
+    )
+    console.print(
+        f"{len(set(groups))} groups for {len(samples)} samples "
+        f"(layout groups, exact and near duplicates"
+        f"{', numbered neighbours' if extra else ''})"
+    )
+    excluded = assignment.count(EXCLUDED)
+    if excluded:
+        console.print(f"{excluded} samples excluded: duplicates of the given test split")
+    console.print(f"wrote {out}", markup=False)
+
+
+@data_app.command()
+def synth(
+    out: Path = typer.Argument(..., help="Folder to write."),
+    task: str = typer.Option(..., help="classify, segment or brats."),
+    n: int | None = typer.Option(None, min=1, help="Images per class, pairs, or cases."),
+    size: int | None = typer.Option(None, min=32, help="Slice side in pixels."),
+    seed: int = typer.Option(0, help="Random seed."),
+) -> None:
+    """Write a small synthetic dataset (phantoms) for trying things out."""
+    from braintumor.data.synthetic import write_synthetic_dataset
+
+    with user_errors():
+        written = write_synthetic_dataset(out, task, n=n, size=size, seed=seed)
+    _console().print(f"wrote a synthetic {task} dataset to {written}", markup=False)
