@@ -72,7 +72,10 @@ class Recipe:
         if self.monitor_mode not in ("min", "max"):
             raise RecipeError(f"recipe {self.name!r}: monitor_mode must be 'min' or 'max'")
         for name in ("lr", "batch_size", "max_epochs", "image_size", "in_channels"):
-            if getattr(self, name) <= 0:
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise RecipeError(f"recipe {self.name!r}: {name} must be a number, not {value!r}")
+            if value <= 0:
                 raise RecipeError(f"recipe {self.name!r}: {name} must be positive")
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,7 +118,20 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise RecipeError(f"override {text!r} must look like key=value")
     key, raw = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(raw)
+    return key.strip().split("."), _parse_scalar(raw.strip())
+
+
+def _parse_scalar(raw: str) -> Any:
+    # YAML 1.1 reads "1e-4" as a string; numbers are tried first for that reason.
+    for number in (int, float):
+        try:
+            return number(raw)
+        except ValueError:
+            pass
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"cannot parse override value {raw!r} ({exc})") from exc
 
 
 def _apply_override(data: dict[str, Any], keys: list[str], value: Any) -> None:

@@ -1,0 +1,52 @@
+"""Recipes: every shipped recipe loads, overrides apply, mistakes are clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from braintumor.config import load_recipe, recipe_names
+from braintumor.errors import RecipeError
+
+
+def test_every_shipped_recipe_loads_and_names_itself() -> None:
+    names = recipe_names()
+    for expected in ("fast-cpu-4class", "hrnet-w48-4class", "resnet50-binary", "fast-cpu-seg"):
+        assert expected in names
+    for name in names:
+        recipe = load_recipe(name)
+        assert recipe.name == name
+        assert recipe.task in ("classify", "segment", "brats2d", "brats3d")
+
+
+def test_overrides_parse_yaml_scalars_and_dotted_keys() -> None:
+    recipe = load_recipe(
+        "fast-cpu-4class", ["lr=1e-4", "pretrained=true", "augment.rotate=30", "batch_size=8"]
+    )
+    assert recipe.lr == pytest.approx(1e-4)
+    assert recipe.pretrained is True
+    assert recipe.augment["rotate"] == 30
+    assert recipe.augment["hflip"] == 0.5  # untouched siblings survive
+    assert recipe.batch_size == 8
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "message"),
+    [
+        ("no-such-recipe", [], "unknown recipe"),
+        ("fast-cpu-4class", ["weight_decai=1"], "did you mean weight_decay"),
+        ("fast-cpu-4class", ["lr"], "key=value"),
+        ("fast-cpu-4class", ["batch_size=0"], "must be positive"),
+        ("fast-cpu-4class", ["task=dance"], "task must be"),
+    ],
+)
+def test_bad_recipes_raise_recipe_error(name: str, overrides: list[str], message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        load_recipe(name, overrides)
+
+
+def test_recipe_yaml_round_trip(tmp_path) -> None:
+    recipe = load_recipe("resnet50-binary")
+    path = tmp_path / "mine.yaml"
+    path.write_text(recipe.to_yaml())
+    again = load_recipe(str(path))
+    assert again.to_dict() == recipe.to_dict()

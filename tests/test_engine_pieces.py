@@ -1,0 +1,119 @@
+"""Preprocessing, batched augmentation, the decoded cache and the model folder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from braintumor.data.samples import Sample
+from braintumor.engine.augment import AugmentConfig, augment_batch
+from braintumor.engine.cache import decode_slices
+from braintumor.engine.model_io import ModelInfo, load_model_dir, save_model_dir
+from braintumor.engine.preprocess import (
+    PreprocessSpec,
+    brain_bbox,
+    normalise_batch,
+    prepare_mask,
+    prepare_slice,
+    restore_mask_size,
+)
+from braintumor.errors import ModelFormatError, RecipeError
+
+
+def _head(height: int = 120, width: int = 80) -> np.ndarray:
+    image = np.zeros((height, width), np.uint8)
+    yy, xx = np.mgrid[:height, :width]
+    inside = ((yy - 70) / 40) ** 2 + ((xx - 40) / 30) ** 2 < 1
+    image[inside] = 180
+    return image
+
+
+def test_prepare_slice_pads_to_square_and_resizes() -> None:
+    spec = PreprocessSpec(image_size=64, in_channels=3, color="grey")
+    out = prepare_slice(np.stack([_head()] * 3, axis=-1), spec)
+    assert out.shape == (1, 64, 64) and out.dtype == np.uint8
+    # Width 80 padded to 120: the left and right borders are the zero padding.
+    assert out[0, :, :5].max() == 0 and out[0, :, -5:].max() == 0
+
+
+def test_brain_crop_finds_the_head() -> None:
+    y0, y1, x0, x1 = brain_bbox(_head())
+    assert abs(y0 - 30) <= 3 and abs(y1 - 110) <= 3 and abs(x0 - 10) <= 3 and abs(x1 - 70) <= 3
+
+
+def test_mask_restores_to_original_geometry() -> None:
+    spec = PreprocessSpec(image_size=64)
+    mask = (_head() > 0).astype(np.uint8)
+    small = prepare_mask(mask, spec).astype(np.float32)
+    back = restore_mask_size(small, *mask.shape) > 0.5
+    overlap = (back & (mask > 0)).sum() / (mask > 0).sum()
+    assert back.shape == mask.shape and overlap > 0.95
+
+
+def test_normalise_batch_repeats_grey_and_standardises() -> None:
+    spec = PreprocessSpec(image_size=8, in_channels=3, mean=[0.5], std=[0.25])
+    batch = torch.full((2, 1, 8, 8), 255, dtype=torch.uint8)
+    x = normalise_batch(batch, spec)
+    assert x.shape == (2, 3, 8, 8)
+    assert torch.allclose(x, torch.full_like(x, 2.0))
+
+
+def test_augment_moves_image_and_mask_together() -> None:
+    torch.manual_seed(0)
+    image = torch.zeros(4, 1, 32, 32)
+    image[:, :, 4:12, 4:12] = 1.0
+    mask = (image > 0.5).float()
+    cfg = AugmentConfig(hflip=0.5, rotate=20, translate=0.1, zoom=0.1)
+    out_image, out_mask = augment_batch(image, mask, cfg)
+    assert not torch.equal(out_image, image)
+    # Wherever the mask went, the bright square went too.
+    inside = out_image[out_mask > 0.5]
+    assert inside.numel() > 0 and inside.mean() > 0.8
+    assert set(torch.unique(out_mask).tolist()) <= {0.0, 1.0}
+
+
+def test_augment_rejects_unknown_keys() -> None:
+    with pytest.raises(RecipeError, match="unknown augment keys"):
+        AugmentConfig.from_dict({"rotation": 10})
+
+
+def test_decode_cache_reuses_and_skips_unreadable(tmp_path) -> None:
+    samples = []
+    for i in range(3):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(_head()).save(path)
+        samples.append(Sample(id=path.name, image=str(path), label="x"))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    samples.append(Sample(id="bad.png", image=str(bad), label="x"))
+    spec = PreprocessSpec(image_size=32)
+    first = decode_slices(samples, spec, cache_dir=tmp_path / "cache", workers=1)
+    assert [s.id for s in first.samples] == ["0.png", "1.png", "2.png"]
+    assert first.failures and first.failures[0][0] == "bad.png"
+    again = decode_slices(samples, spec, cache_dir=tmp_path / "cache", workers=1)
+    assert isinstance(again.images, np.memmap)  # served from the cache, not decoded again
+    assert np.array_equal(np.asarray(again.images), first.images)
+
+
+def test_model_folder_round_trip_and_tampering(tmp_path) -> None:
+    from braintumor.models import build_model
+
+    model = build_model("resnet10t", num_classes=3, in_channels=1)
+    info = ModelInfo(
+        task="classify",
+        architecture="resnet10t",
+        num_outputs=3,
+        in_channels=1,
+        class_names=["a", "b", "c"],
+        image_size=32,
+    )
+    folder = save_model_dir(model, info, tmp_path / "model")
+    loaded = load_model_dir(folder)
+    x = torch.randn(2, 1, 32, 32)
+    model.eval()
+    assert torch.allclose(loaded.model(x), model(x), atol=1e-6)
+    (folder / "model.json").write_text("{not json")
+    with pytest.raises(ModelFormatError, match=r"model\.json"):
+        load_model_dir(folder)
