@@ -1,0 +1,251 @@
+"""The evaluation reports: a folder with report.html (self-contained) and its figures as PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from braintumor.errors import DataError
+from braintumor.metrics.segmentation import EmptyRule
+from braintumor.report import plots
+from braintumor.report.html import ReportFigure, ReportSection, write_report
+
+SEG_KEY_ORDER = ("dice", "iou", "sensitivity", "specificity", "precision", "hd95")
+
+
+def _figure(out_dir: Path, name: str, png: bytes, caption: str) -> ReportFigure:
+    plots.save_png(png, out_dir / name)
+    return ReportFigure(png=png, caption=caption)
+
+
+def _curves_section(out_dir: Path, curves_csv: Path | None) -> list[ReportSection]:
+    if curves_csv is None:
+        return []
+    png = plots.training_curves(curves_csv)
+    fig = _figure(out_dir, "training_curves.png", png, f"From {Path(curves_csv).name}.")
+    return [ReportSection("Training curves", figures=[fig])]
+
+
+def classification_report(
+    out_dir: str | Path,
+    metrics: dict,
+    class_names: list[str],
+    y_true: np.ndarray,
+    probs: np.ndarray,
+    images_for_mistakes: Sequence[np.ndarray],
+    ids: Sequence[str],
+    curves_csv: Path | None = None,
+    title: str = "Classification report",
+) -> Path:
+    """Write ``out_dir/report.html`` and its PNGs for a classifier's test-set evaluation.
+
+    ``metrics`` is :func:`braintumor.metrics.classification_metrics` of ``y_true``/``probs``.
+    ``images_for_mistakes`` and ``ids`` are indexed like ``y_true`` (any sequence that supports
+    ``len`` and indexing, so images can be loaded lazily); pass an empty sequence to leave out
+    the grid of mistakes. Returns the report's path.
+    """
+    out = Path(out_dir)
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(probs, dtype=float)
+    if p.ndim == 1:
+        p = np.stack([1.0 - p, p], axis=1)
+    if len(ids) != len(y) or (len(images_for_mistakes) not in (0, len(y))):
+        raise DataError(
+            f"classification report: {len(y)} labels, {len(ids)} ids and "
+            f"{len(images_for_mistakes)} images do not line up"
+        )
+    ci = metrics.get("ci95") or {}
+    macro = metrics["macro"]
+    summary = {
+        "test items": metrics["n"],
+        "accuracy": metrics["accuracy"],
+        "accuracy 95% CI": ci.get("accuracy"),
+        "balanced accuracy": metrics["balanced_accuracy"],
+        "macro precision": macro["precision"],
+        "macro recall": macro["recall"],
+        "macro F1": macro["f1"],
+        "macro F1 95% CI": ci.get("macro_f1"),
+        "macro ROC-AUC": macro["roc_auc"],
+        "macro ROC-AUC 95% CI": ci.get("macro_roc_auc"),
+        "expected calibration error": metrics["ece"],
+    }
+    per_class = [{"class": name, **values} for name, values in metrics["per_class"].items()]
+    counts = {name: int((y == i).sum()) for i, name in enumerate(class_names)}
+    sections = [
+        ReportSection(
+            "Summary",
+            text=(
+                "Intervals are percentile bootstrap 95% CIs over "
+                f"{metrics.get('n_bootstrap', 0)} resamples of the test items. ROC-AUC is "
+                "one-vs-rest; with two classes it is the positive class's."
+            ),
+            table=summary,
+        ),
+        ReportSection(
+            "Per class",
+            table=per_class,
+            figures=[
+                _figure(
+                    out,
+                    "class_distribution.png",
+                    plots.class_distribution(counts, "Test items per true class"),
+                    "Test items per true class.",
+                )
+            ],
+        ),
+        ReportSection(
+            "Confusion matrix",
+            figures=[
+                _figure(
+                    out,
+                    "confusion_matrix.png",
+                    plots.confusion_matrix_plot(metrics["confusion_matrix"], class_names),
+                    "Rows: true class; columns: predicted class.",
+                )
+            ],
+        ),
+        ReportSection(
+            "ROC curves",
+            figures=[
+                _figure(out, "roc_curves.png", plots.roc_curves(y, p, class_names), "One-vs-rest.")
+            ],
+        ),
+        ReportSection(
+            "Calibration",
+            text="Top-class confidence against accuracy in 15 equal-width bins.",
+            figures=[
+                _figure(
+                    out,
+                    "reliability.png",
+                    plots.reliability_diagram(metrics["reliability"], metrics["ece"]),
+                    "Bars under the diagonal: over-confident.",
+                )
+            ],
+        ),
+    ]
+    if len(images_for_mistakes):
+        chosen = plots.worst_mistakes(y, p)
+        grid = plots.mistakes_grid(y, p, class_names, images_for_mistakes, ids)
+        table = [
+            {
+                "id": ids[i],
+                "true": class_names[y[i]],
+                "predicted": class_names[int(p[i].argmax())],
+                "probability": float(p[i].max()),
+            }
+            for i in chosen
+        ]
+        figures = [] if grid is None else [_figure(out, "mistakes.png", grid, "")]
+        text = None if chosen else "No test item was misclassified."
+        sections.append(
+            ReportSection("Most confident mistakes", text=text, table=table, figures=figures)
+        )
+    sections += _curves_section(out, curves_csv)
+    return write_report(out / "report.html", title, sections, subtitle=", ".join(class_names))
+
+
+def pick_panel_ids(
+    rows: Sequence[dict], n_best: int = 3, n_worst: int = 3, key: str = "dice"
+) -> list[str]:
+    """Ids of the best and worst rows by ``key`` (rows need an ``"id"``), best first."""
+    scored = [r for r in rows if r.get(key) is not None]
+    ranked = sorted(scored, key=lambda r: r[key], reverse=True)
+    best = ranked[:n_best]
+    worst = [r for r in ranked[::-1][:n_worst] if r not in best]
+    return [str(r["id"]) for r in best + worst[::-1]]
+
+
+def _empty_rule_text(rule: EmptyRule) -> str:
+    one_hd = "the image diagonal" if rule.one_empty_hd95 is None else f"{rule.one_empty_hd95}"
+    return (
+        f"Empty-mask rule: both masks empty -> Dice {rule.both_empty_overlap:g}, "
+        f"HD95 {rule.both_empty_hd95:g}; one empty -> Dice {rule.one_empty_overlap:g}, "
+        f"HD95 {one_hd}. HD95 is in mm where the pixel spacing is known, else in pixels."
+    )
+
+
+def segmentation_report(
+    out_dir: str | Path,
+    per_image_rows: list[dict],
+    summary: dict,
+    panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
+    curves_csv: Path | None = None,
+    title: str = "Segmentation report",
+    empty_rule: EmptyRule = EmptyRule(),
+) -> Path:
+    """Write ``out_dir/report.html`` and its PNGs for a segmenter's test-set evaluation.
+
+    ``per_image_rows`` hold an ``"id"`` and metric values (from ``segmentation_scores``);
+    ``summary`` is :func:`braintumor.metrics.aggregate` of them; ``panels`` are
+    (id, image, truth mask, predicted mask) for the cases to show, e.g. those of
+    :func:`pick_panel_ids`. Returns the report's path.
+    """
+    out = Path(out_dir)
+    if not per_image_rows:
+        raise DataError("segmentation report: no per-image rows")
+
+    def summary_table(block: dict) -> list[dict]:
+        return [{"metric": name, **values} for name, values in block.items()]
+
+    sections = [
+        ReportSection(
+            "Summary per image",
+            text=_empty_rule_text(empty_rule)
+            + " Intervals are percentile bootstrap 95% CIs of the mean.",
+            table=summary_table(summary["per_image"]),
+        )
+    ]
+    if "per_group" in summary:
+        sections.append(
+            ReportSection(
+                "Summary per patient",
+                text=f"{summary['n_groups']} patients; each is the mean over its images.",
+                table=summary_table(summary["per_group"]),
+            )
+        )
+    metric_names = [m for m in SEG_KEY_ORDER if m in summary["per_image"]] or list(
+        summary["per_image"]
+    )
+    sections.append(
+        ReportSection(
+            "Distributions",
+            figures=[
+                _figure(
+                    out,
+                    "metric_distributions.png",
+                    plots.metric_distributions(per_image_rows, metric_names),
+                    "Per-image values.",
+                )
+            ],
+        )
+    )
+    rank_key = "dice" if "dice" in metric_names else metric_names[0]
+    scored = [r for r in per_image_rows if r.get(rank_key) is not None]
+    worst = sorted(scored, key=lambda r: r[rank_key])[:10]
+    sections.append(ReportSection(f"Ten lowest {rank_key} scores", table=worst))
+    if panels:
+        by_id = {str(r.get("id")): r for r in per_image_rows}
+        captions = [
+            f"{pid} ({rank_key} {by_id[str(pid)][rank_key]:.3f})"
+            if by_id.get(str(pid), {}).get(rank_key) is not None
+            else str(pid)
+            for pid, *_ in panels
+        ]
+        sections.append(
+            ReportSection(
+                "Best and worst cases",
+                text="Overlay: truth in green, prediction in red.",
+                figures=[
+                    _figure(
+                        out,
+                        "segmentation_panels.png",
+                        plots.segmentation_panels(panels, captions),
+                        "",
+                    )
+                ],
+            )
+        )
+    sections += _curves_section(out, curves_csv)
+    return write_report(out / "report.html", title, sections)
