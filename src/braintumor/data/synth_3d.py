@@ -82,6 +82,19 @@ def _grid(
     return u, v, z / scale, 1.0 / (unit * scale)
 
 
+def _lobes(direction: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
+    """Radius factor as a smooth random function of direction: a lobulated, star-shaped blob.
+
+    A random cubic polynomial of the unit direction vector (3 x ... array), exponentiated.
+    """
+    linear = np.einsum("i,i...->...", rng.normal(size=3), direction)
+    quadratic = np.einsum("ij,i...,j...->...", rng.normal(size=(3, 3)), direction, direction)
+    cubic = np.einsum(
+        "ijk,i...,j...,k...->...", rng.normal(size=(3, 3, 3)), direction, direction, direction
+    )
+    return np.exp(np.clip(amplitude * (linear + quadratic + cubic) / 3.0, -0.4, 0.4))
+
+
 def _tumour(
     u: np.ndarray,
     v: np.ndarray,
@@ -95,22 +108,20 @@ def _tumour(
     r_core = rng.uniform(0.3, 0.42) * min(a, b, c)
     side = rng.choice([-1.0, 1.0])
     for _ in range(200):
-        centre = np.array([side * rng.uniform(0.15, 0.55), rng.uniform(-0.5, 0.5), 0.0])
+        centre = np.array([side * rng.uniform(0.2, 0.55), rng.uniform(-0.5, 0.5), 0.0])
         centre[2] = rng.uniform(-0.35, 0.35) * c
         room = (1.0 - np.linalg.norm(centre / np.array(axes))) * min(axes)
-        if room > 1.2 * r_core and side * centre[0] > 0.7 * r_core:
+        if room > 1.2 * r_core and side * centre[0] > 1.1 * r_core:
             break
         r_core *= 0.98
-    dist = np.sqrt((u - centre[0]) ** 2 + (v - centre[1]) ** 2 + (w - centre[2]) ** 2)
-    # Smooth noise warps the radius: lobulated, irregular borders in 3D.
-    warp = 1.0 + 0.18 * _smooth_noise(rng, u.shape, sigma=u.shape[0] / 10.0)
-    dist = dist / np.clip(warp, 0.6, 1.6)
-    core = _ramp(r_core - dist, px)
-    necrosis = _ramp(rng.uniform(0.45, 0.65) * r_core - dist, px)
-    oedema_warp = np.clip(
-        1.0 + 0.2 * _smooth_noise(rng, u.shape, sigma=u.shape[0] / 8.0), 0.85, 1.4
-    )
-    oedema = _ramp(rng.uniform(1.4, 1.8) * r_core * oedema_warp - dist, px) - core
+    offsets = (u - centre[0], v - centre[1], w - centre[2])
+    dist = np.sqrt(sum(o**2 for o in offsets))
+    direction = np.stack(offsets) / np.maximum(dist, 1e-9)
+    core = _ramp(r_core * _lobes(direction, 0.25, rng) - dist, px)
+    necrosis = _ramp(rng.uniform(0.45, 0.65) * r_core * _lobes(direction, 0.1, rng) - dist, px)
+    reach = rng.uniform(1.4, 1.8) * r_core * _lobes(direction, 0.3, rng)
+    # The falx stops oedema at the midline: it stays in the tumour's hemisphere.
+    oedema = np.minimum(_ramp(reach - dist, px), _ramp(side * u, px)) - core
     brain = _ramp(1.0 - np.sqrt((u / a) ** 2 + (v / b) ** 2 + (w / c) ** 2), px / min(axes))
     return necrosis * brain, (core - necrosis) * brain, np.clip(oedema, 0.0, 1.0) * brain
 
