@@ -136,7 +136,9 @@ def test_tiff_stack_is_refused(tmp_path: Path) -> None:
         read_image(tmp_path / "stack.tif")
 
 
-def _dicom_slice(path: Path, value: int, z: float | None, number: int, series: str) -> None:
+def _dicom_slice(
+    path: Path, value: int, z: float | None, number: int, series: str, mono: str = "MONOCHROME2"
+) -> None:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -153,7 +155,7 @@ def _dicom_slice(path: Path, value: int, z: float | None, number: int, series: s
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
     ds.PixelRepresentation = 0
     ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PhotometricInterpretation = mono
     ds.PixelSpacing = [0.5, 0.8]
     ds.RescaleSlope, ds.RescaleIntercept = 2, -10
     if z is not None:
@@ -181,8 +183,18 @@ def test_dicom_series_ordered_by_position_with_affine(tmp_path: Path) -> None:
     # Voxel (row 1, col 2, slice 2) in LPS is (-30 + 2*0.8, -40 + 1*0.5, 5); RAS flips x, y.
     world = volume.affine @ np.array([1, 2, 2, 1.0])
     assert np.allclose(world[:3], [30 - 1.6, 40 - 0.5, 5.0])
+    assert np.array_equal(read_image(tmp_path).array, volume.array)  # a folder is a series
     single = read_image(tmp_path / "a.dcm")
     assert single.spacing == (0.5, 0.8) and float(single.array[1, 1]) == 50.0
+
+
+def test_dicom_monochrome1_is_inverted(tmp_path: Path) -> None:
+    _dicom_slice(
+        tmp_path / "m1.dcm", 20, z=0.0, number=1, series=generate_uid(), mono="MONOCHROME1"
+    )
+    array = read_image(tmp_path / "m1.dcm").array
+    # Rescaled: pixel (0, 0) 2*21-10 = 32, the rest 2*20-10 = 30; MONOCHROME1 swaps them.
+    assert float(array[0, 0]) == 30.0 and float(array[1, 1]) == 32.0
 
 
 def test_dicom_series_without_positions_uses_instance_number(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def _dataset(path: Path, max_bytes: int = MAX_BYTES) -> FileDataset:
 
 
 def _pixels(path: Path, ds: FileDataset, max_pixels: int) -> np.ndarray:
-    """Decoded pixels after the modality LUT (rescale slope/intercept), MONOCHROME1 inverted."""
+    """Decoded pixels after the modality LUT (rescale slope/intercept)."""
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     check_pixels(path, (frames, rows, cols, int(ds.get("SamplesPerPixel", 1) or 1)), max_pixels)
@@ -48,12 +48,16 @@ def _pixels(path: Path, ds: FileDataset, max_pixels: int) -> np.ndarray:
     if int(ds.get("SamplesPerPixel", 1) or 1) > 1:
         return raw  # colour: uint8 RGB as stored, no modality LUT
     array = np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        # MONOCHROME1 shows the minimum as white; flip so bright means high signal everywhere.
-        array = array.max() + array.min() - array
     if not np.isfinite(array).all():
         raise ImageReadError(path, "DICOM pixels hold NaN/infinite values after rescaling")
     return array
+
+
+def _monochrome1_to_2(ds: FileDataset, array: np.ndarray) -> np.ndarray:
+    """MONOCHROME1 shows the minimum as white; flip so bright means high signal everywhere."""
+    if str(ds.get("PhotometricInterpretation", "")).upper() != "MONOCHROME1" or array.size == 0:
+        return array
+    return array.max() + array.min() - array
 
 
 def _pixel_spacing(ds: FileDataset) -> tuple[float, float] | None:
@@ -69,7 +73,7 @@ def read_dicom(path: Path, max_pixels: int = MAX_PIXELS) -> LoadedImage:
     ``spacing`` is (row spacing, column spacing) from PixelSpacing, in millimetres.
     """
     ds = _dataset(path)
-    array = _pixels(path, ds, max_pixels)
+    array = _monochrome1_to_2(ds, _pixels(path, ds, max_pixels))
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     spacing = _pixel_spacing(ds)
     if frames > 1 and int(ds.get("SamplesPerPixel", 1) or 1) == 1:
@@ -161,7 +165,8 @@ def read_dicom_series(
         if pixels.ndim != 2:
             raise ImageReadError(path, "series slices must be single-frame grey images")
         slices.append(pixels.astype(np.float32, copy=False))
-    array = np.stack(slices, axis=-1)
+    # Inverted over the whole volume so every slice shares one grey scale.
+    array = _monochrome1_to_2(first, np.stack(slices, axis=-1))
 
     pixel_spacing = _pixel_spacing(first) or (1.0, 1.0)
     if by_position and len(datasets) > 1:

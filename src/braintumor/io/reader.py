@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from braintumor.io.base import LoadedImage
-from braintumor.io.dicom import read_dicom
+from braintumor.io.dicom import read_dicom, read_dicom_series
 from braintumor.io.mat import read_figshare_mat
 from braintumor.io.nifti import read_nifti
 from braintumor.io.raster import read_pillow, read_tiff
@@ -19,10 +19,12 @@ def read_image(
 
     JPEG/PNG/BMP -> uint8 (or uint16) grey (H, W) or RGB (H, W, 3); TIFF -> as stored, 1 or 3
     channels; NIfTI -> float32 volume with affine; DICOM -> float32 after rescaling; Figshare
-    ``.mat`` -> its ``cjdata.image``. Every failure raises
+    ``.mat`` -> its ``cjdata.image``; a folder is read as one DICOM series. Every failure raises
     :class:`~braintumor.errors.ImageReadError` naming the file and the problem.
     """
     path = Path(path)
+    if path.is_dir():
+        return read_dicom_series(path, max_pixels=max_pixels)
     check_size(path, max_bytes)
     fmt = sniff_format(path)
     if fmt in ("jpeg", "png", "bmp"):
