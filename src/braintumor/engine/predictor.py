@@ -1,0 +1,173 @@
+"""Batched inference of a trained 2D model: class probabilities or tumour probability maps.
+
+Prediction redoes the model folder's own preprocessing (:class:`PreprocessSpec`), runs in
+float32 (no autocast: predictions must match the evaluation that produced the model's
+numbers) with channels_last memory, and maps segmentation probabilities back to each image's
+original size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from braintumor.engine.model_io import LoadedModel, ModelInfo
+from braintumor.engine.preprocess import (
+    PreprocessSpec,
+    brain_bbox,
+    normalise_batch,
+    prepare_slice,
+    rescale_to_uint8,
+    restore_mask_size,
+    to_grey_uint8,
+)
+from braintumor.errors import DataError, ModelFormatError
+from braintumor.io.base import LoadedImage
+from braintumor.models.registry import logits_to_probs
+
+TASKS_2D = ("classify", "segment")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; other names pass through."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def spec_of(info: ModelInfo) -> PreprocessSpec:
+    """The model's preprocessing; older folders without one fall back to size and channels."""
+    if info.preprocessing:
+        return PreprocessSpec.from_dict(info.preprocessing)
+    size = info.image_size if isinstance(info.image_size, int) else int(info.image_size[0])
+    return PreprocessSpec(image_size=size, in_channels=info.in_channels)
+
+
+def _first_output(out: object) -> torch.Tensor:
+    """Some networks return (main, auxiliary...) or {"out": ...}; the first is the prediction."""
+    if isinstance(out, dict):
+        out = out.get("out", next(iter(out.values())))
+    if isinstance(out, list | tuple):
+        out = out[0]
+    if not isinstance(out, torch.Tensor):
+        raise ModelFormatError(f"model returned {type(out).__name__}, expected a tensor")
+    return out
+
+
+def _crop_reference(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The grey image :func:`prepare_slice` finds the brain box on, so the box is the same."""
+    if spec.color == "grey":
+        return to_grey_uint8(array)
+    channels = array if array.ndim == 3 else array[..., None]
+    image = rescale_to_uint8(channels[..., : spec.in_channels])
+    return image[..., 0] if image.shape[-1] == 1 else to_grey_uint8(image)
+
+
+class Predictor:
+    """Run a loaded 2D model (task ``classify`` or ``segment``) on :class:`LoadedImage` lists.
+
+    ``tta=True`` averages the prediction of each image and of its horizontal mirror (a
+    segmentation map of the mirror is flipped back before averaging).
+    """
+
+    def __init__(
+        self, loaded: LoadedModel, device: str = "cpu", tta: bool = False, batch_size: int = 16
+    ) -> None:
+        if loaded.info.task not in TASKS_2D:
+            raise ModelFormatError(
+                f"{loaded.path}: task {loaded.info.task!r} is not a 2D model "
+                f"({' or '.join(TASKS_2D)})"
+            )
+        if batch_size < 1:
+            raise DataError(f"batch size must be at least 1, got {batch_size}")
+        self.loaded = loaded
+        self.info = loaded.info
+        self.spec = spec_of(loaded.info)
+        self.device = torch.device(resolve_device(device))
+        self.model = loaded.model.to(self.device, memory_format=torch.channels_last).eval()
+        self.tta = tta
+        self.batch_size = batch_size
+
+    @property
+    def task(self) -> str:
+        """``classify`` or ``segment``."""
+        return self.info.task
+
+    @property
+    def class_names(self) -> list[str]:
+        """The model's class names, in output order."""
+        return list(self.info.class_names)
+
+    def prepare(self, image: LoadedImage) -> torch.Tensor:
+        """One 2D image -> uint8 tensor (C, S, S) exactly as training prepared it."""
+        array = image.array
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] > 4):
+            raise DataError(
+                f"{image.path}: array of shape {array.shape} is not a 2D image; "
+                "pick a slice of a volume first (--slice)"
+            )
+        return torch.from_numpy(prepare_slice(array, self.spec))
+
+    def _forward(self, images: list[LoadedImage]) -> torch.Tensor:
+        """Raw outputs of one batch; with TTA the mirrored half follows the original half."""
+        batch = torch.stack([self.prepare(image) for image in images]).to(self.device)
+        x = normalise_batch(batch, self.spec)
+        if self.tta:
+            x = torch.cat([x, torch.flip(x, dims=[3])])
+        with torch.inference_mode():
+            return _first_output(self.model(x)).float()
+
+    def _batches(self, images: list[LoadedImage]) -> list[list[LoadedImage]]:
+        return [images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)]
+
+    def classify(self, images: list[LoadedImage]) -> np.ndarray:
+        """Class probabilities (N, K) in the order of ``class_names``; rows sum to 1."""
+        if self.task != "classify":
+            raise ModelFormatError(f"{self.loaded.path}: a {self.task} model cannot classify")
+        parts = []
+        for chunk in self._batches(images):
+            probs = logits_to_probs(self._forward(chunk))
+            if self.tta:
+                probs = 0.5 * (probs[: len(chunk)] + probs[len(chunk) :])
+            parts.append(probs.cpu().numpy())
+        if not parts:
+            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+        probs = np.concatenate(parts).astype(np.float32)
+        if probs.shape[1] != len(self.class_names):
+            raise ModelFormatError(
+                f"{self.loaded.path}: model gives {probs.shape[1]} probabilities but "
+                f"model.json names {len(self.class_names)} classes"
+            )
+        return probs
+
+    def segment(self, images: list[LoadedImage]) -> list[np.ndarray]:
+        """Tumour probability maps, float32 (H, W) at each image's original size."""
+        if self.task != "segment":
+            raise ModelFormatError(f"{self.loaded.path}: a {self.task} model cannot segment")
+        maps: list[np.ndarray] = []
+        for chunk in self._batches(images):
+            logits = self._forward(chunk)
+            if logits.ndim != 4:
+                raise ModelFormatError(
+                    f"{self.loaded.path}: segmentation output has shape {tuple(logits.shape)}, "
+                    "expected (B, C, H, W)"
+                )
+            if logits.shape[1] == 1:
+                prob = torch.sigmoid(logits[:, 0])
+            else:  # several classes: tumour = anything but background (channel 0)
+                prob = 1.0 - torch.softmax(logits, dim=1)[:, 0]
+            if self.tta:
+                prob = 0.5 * (prob[: len(chunk)] + torch.flip(prob[len(chunk) :], dims=[2]))
+            for image, square in zip(chunk, prob.cpu().numpy(), strict=True):
+                maps.append(self._restore(square, image.array))
+        return maps
+
+    def _restore(self, square: np.ndarray, array: np.ndarray) -> np.ndarray:
+        """Undo resize, padding and (when the spec crops) the brain crop."""
+        height, width = array.shape[:2]
+        if not self.spec.brain_crop:
+            return restore_mask_size(square, height, width).astype(np.float32)
+        y0, y1, x0, x1 = brain_bbox(_crop_reference(array, self.spec))
+        full = np.zeros((height, width), dtype=np.float32)
+        full[y0:y1, x0:x1] = restore_mask_size(square, y1 - y0, x1 - x0)
+        return full
