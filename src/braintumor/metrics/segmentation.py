@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
 
 from braintumor.errors import DataError
 
@@ -112,6 +110,10 @@ def segmentation_scores(
             "hd95": float(hd),
         }
     else:
+        # Imported here so that the classification metrics load without torch and MONAI.
+        import torch
+        from monai.metrics import compute_dice, compute_hausdorff_distance, compute_iou
+
         # MONAI wants (batch, channel, *spatial) tensors.
         yp = torch.from_numpy(p)[None, None].double()
         yt = torch.from_numpy(t)[None, None].double()
