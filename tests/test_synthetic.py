@@ -271,3 +271,21 @@ def test_synthetic_brats_task_and_bad_naming(tmp_path: Path) -> None:
         write_brats_dataset(tmp_path, n_cases=1, shape=SHAPE, naming="2015")
     with pytest.raises(DataError, match="shape"):
         make_case((8, 8, 8), _rng(0))
+
+
+# ---------------------------------------------------------------- the project's layout reader
+
+
+def test_written_datasets_are_detected_as_their_layouts(tmp_path: Path) -> None:
+    from braintumor.data.layouts import detect_layout
+
+    write_classification_dataset(tmp_path / "cls", n_per_class=2, size=40, splits=True)
+    write_segmentation_dataset(tmp_path / "seg", n=3, size=40)
+    write_brats_dataset(tmp_path / "brats", n_cases=2, shape=(24, 24, 16), naming="2023")
+    classes = detect_layout(tmp_path / "cls").samples
+    assert len(classes) == 8 and {s.label for s in classes} == set(KINDS)
+    pairs = detect_layout(tmp_path / "seg").samples
+    assert [s.label for s in pairs] == list(TUMOUR_KINDS)
+    assert all(s.mask for s in pairs)
+    cases = detect_layout(tmp_path / "brats").samples
+    assert len(cases) == 2 and set(cases[0].modalities) >= set(MODALITIES)
