@@ -1,0 +1,116 @@
+"""Classifier evaluation: probabilities for every labelled sample, metrics with CIs, report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from braintumor.data.samples import Sample
+from braintumor.engine.evaluation import (
+    batches,
+    label_indices,
+    model_device,
+    skip_record,
+    write_outputs,
+)
+from braintumor.engine.inputs import is_volume
+from braintumor.engine.model_io import LoadedModel
+from braintumor.engine.predictor import Predictor
+from braintumor.engine.preprocess import pad_to_square, resize, to_grey_uint8
+from braintumor.errors import DataError, ImageReadError
+from braintumor.io import LoadedImage, read_image
+from braintumor.metrics.classification import classification_metrics
+from braintumor.report.evaluation import classification_report
+
+THUMBNAIL = 160
+N_BOOTSTRAP = 1000
+
+
+class Thumbnails(Sequence[np.ndarray]):
+    """Grey square thumbnails read on demand, so the report's mistakes grid needs no copies."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        square, _ = pad_to_square(to_grey_uint8(read_image(self.paths[index]).array))
+        return resize(square, THUMBNAIL)
+
+
+def _read(sample: Sample, skipped: list[dict]) -> LoadedImage | None:
+    try:
+        image = read_image(sample.image)
+    except ImageReadError as error:
+        skipped.append(skip_record(sample, error))
+        return None
+    if is_volume(image):
+        skipped.append(skip_record(sample, DataError(f"{sample.image}: a volume, not a slice")))
+        return None
+    return image
+
+
+def evaluate_classifier(
+    loaded: LoadedModel,
+    samples: list[Sample],
+    out_dir: Path,
+    curves_csv: Path | None = None,
+    batch_size: int = 32,
+) -> dict:
+    """See :func:`braintumor.engine.evaluation.evaluate_model`; classifier part."""
+    names = list(loaded.info.class_names)
+    truth, renamed = label_indices(samples, names, loaded.path)
+    predictor = Predictor(loaded, device=model_device(loaded), batch_size=batch_size)
+    kept: list[int] = []
+    parts: list[np.ndarray] = []
+    skipped: list[dict] = []
+    for chunk in batches(list(range(len(samples))), batch_size):
+        images = {i: _read(samples[i], skipped) for i in chunk}
+        ok = [i for i in chunk if images[i] is not None]
+        if ok:
+            parts.append(predictor.classify([images[i] for i in ok]))
+            kept += ok
+    if not kept:
+        raise DataError(f"none of the {len(samples)} samples could be read (first: {skipped[0]})")
+    probs = np.concatenate(parts)
+    y = truth[kept]
+    metrics = classification_metrics(y, probs, names, n_bootstrap=N_BOOTSTRAP, seed=0)
+    metrics |= {
+        "task": "classify",
+        "model": str(loaded.path),
+        "architecture": loaded.info.architecture,
+        "n_samples": len(samples),
+        "skipped": skipped,
+        "label_mapping": renamed,
+    }
+    rows = []
+    for row_probs, index, label in zip(probs, kept, y, strict=True):
+        sample, predicted = samples[index], int(np.argmax(row_probs))
+        rows.append(
+            {
+                "id": sample.id,
+                "path": sample.image,
+                "label": sample.label,
+                "true": names[label],
+                "predicted": names[predicted],
+                "correct": int(predicted == label),
+                **{f"prob_{name}": float(p) for name, p in zip(names, row_probs, strict=True)},
+            }
+        )
+    write_outputs(out_dir, metrics, rows)
+    classification_report(
+        out_dir,
+        metrics,
+        names,
+        y,
+        probs,
+        Thumbnails([samples[i].image for i in kept]),
+        [samples[i].id for i in kept],
+        curves_csv,
+        title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})",
+    )
+    return metrics

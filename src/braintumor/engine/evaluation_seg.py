@@ -1,0 +1,142 @@
+"""Segmenter evaluation: per-image and per-patient scores under an explicit empty-mask rule."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from braintumor.data.samples import Sample
+from braintumor.engine.evaluation import batches, model_device, skip_record, write_outputs
+from braintumor.engine.inputs import is_volume
+from braintumor.engine.model_io import LoadedModel
+from braintumor.engine.predictor import Predictor
+from braintumor.engine.preprocess import to_grey_uint8
+from braintumor.errors import DataError, ImageReadError
+from braintumor.io import LoadedImage, read_image, read_mask
+from braintumor.metrics.segmentation import (
+    SEGMENTATION_METRICS,
+    EmptyRule,
+    aggregate,
+    segmentation_scores,
+)
+from braintumor.report.evaluation import pick_panel_ids, segmentation_report
+
+THRESHOLD = 0.5
+N_BOOTSTRAP = 1000
+
+
+def _read_pair(sample: Sample) -> tuple[LoadedImage, np.ndarray]:
+    """The image and its binary truth mask (any tumour label counts)."""
+    if not sample.mask:
+        raise DataError(f"{sample.id}: no mask; segmentation evaluation needs one per image")
+    image = read_image(sample.image)
+    if is_volume(image):
+        raise DataError(f"{sample.image}: a volume, not a slice")
+    return image, read_mask(sample.mask, like=image) > 0
+
+
+def _spacing(image: LoadedImage) -> tuple[float, float] | None:
+    return image.spacing if image.spacing is not None and len(image.spacing) == 2 else None
+
+
+def _headline(summary: dict) -> dict:
+    """Mean Dice/IoU/HD95 per image (and per patient) for tables and the model card."""
+    out = {}
+    for level in ("per_image", "per_group"):
+        for name in ("dice", "iou", "hd95"):
+            block = summary.get(level, {}).get(name)
+            if block is not None:
+                prefix = "patient_" if level == "per_group" else ""
+                out[f"{prefix}{name}"] = block["mean"]
+    return out
+
+
+def evaluate_segmenter(
+    loaded: LoadedModel,
+    samples: list[Sample],
+    out_dir: Path,
+    curves_csv: Path | None = None,
+    batch_size: int = 32,
+    empty_rule: EmptyRule = EmptyRule(),
+) -> dict:
+    """See :func:`braintumor.engine.evaluation.evaluate_model`; segmenter part.
+
+    The prediction is the tumour probability ``>= 0.5`` at the image's original size. HD95 is
+    in mm when the image carries a pixel spacing (DICOM), else in pixels.
+    """
+    missing = [s.id for s in samples if not s.mask]
+    if missing:
+        raise DataError(
+            f"{len(missing)} samples have no mask (e.g. {missing[0]}); "
+            "segmentation evaluation needs one per image"
+        )
+    predictor = Predictor(loaded, device=model_device(loaded), batch_size=batch_size)
+    rows: list[dict] = []
+    details: list[dict] = []
+    skipped: list[dict] = []
+    for chunk in batches(samples, batch_size):
+        pairs = []
+        for sample in chunk:
+            try:
+                pairs.append((sample, *_read_pair(sample)))
+            except (ImageReadError, DataError) as error:
+                skipped.append(skip_record(sample, error))
+        if not pairs:
+            continue
+        probs = predictor.segment([image for _, image, _ in pairs])
+        for (sample, image, truth), prob in zip(pairs, probs, strict=True):
+            pred = prob >= THRESHOLD
+            scores = segmentation_scores(pred, truth, _spacing(image), empty_rule)
+            rows.append({"id": sample.id, **scores})
+            details.append(
+                {
+                    "id": sample.id,
+                    "path": sample.image,
+                    "mask": sample.mask,
+                    "group": sample.group,
+                    **scores,
+                    "truth_px": int(truth.sum()),
+                    "predicted_px": int(pred.sum()),
+                }
+            )
+    if not rows:
+        raise DataError(f"none of the {len(samples)} samples could be read (first: {skipped[0]})")
+    by_id = {s.id: s for s in samples}
+    groups = None
+    if any(by_id[r["id"]].group for r in rows):
+        # A sample without a group is its own patient.
+        groups = [by_id[r["id"]].group or r["id"] for r in rows]
+    summary = aggregate(rows, groups, n_bootstrap=N_BOOTSTRAP, seed=0)
+    metrics = {
+        "task": "segment",
+        "model": str(loaded.path),
+        "architecture": loaded.info.architecture,
+        "n_samples": len(samples),
+        "n": len(rows),
+        "threshold": THRESHOLD,
+        "empty_rule": dataclasses.asdict(empty_rule),
+        "metrics": list(SEGMENTATION_METRICS),
+        **_headline(summary),
+        "summary": summary,
+        "skipped": skipped,
+    }
+    write_outputs(out_dir, metrics, details)
+    panels = []
+    chosen = [by_id[i] for i in pick_panel_ids(rows)]
+    if chosen:
+        images_truths = [_read_pair(sample) for sample in chosen]
+        probs = predictor.segment([image for image, _ in images_truths])
+        for sample, (image, truth), prob in zip(chosen, images_truths, probs, strict=True):
+            panels.append((sample.id, to_grey_uint8(image.array), truth, prob >= THRESHOLD))
+    segmentation_report(
+        out_dir,
+        rows,
+        summary,
+        panels,
+        curves_csv,
+        title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})",
+        empty_rule=empty_rule,
+    )
+    return metrics

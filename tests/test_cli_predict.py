@@ -1,0 +1,188 @@
+"""``braintumor predict``: files written, unreadable inputs listed, exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from braintumor.cli.predict import predict_command
+from braintumor.engine.model_io import ModelInfo, save_model_dir
+from braintumor.engine.preprocess import PreprocessSpec
+from braintumor.models import build_model
+
+CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
+
+app = typer.Typer()
+app.command()(predict_command)
+runner = CliRunner()
+
+
+def _save(tmp: Path, task: str, arch: str, classes: list[str], args: dict, outputs: int) -> Path:
+    torch.manual_seed(0)
+    net = build_model(arch, num_classes=outputs, in_channels=1, **args)
+    info = ModelInfo(
+        task=task,
+        architecture=arch,
+        num_outputs=outputs,
+        in_channels=1,
+        class_names=classes,
+        image_size=32,
+        model_args=args,
+        preprocessing=PreprocessSpec(image_size=32, in_channels=1).to_dict(),
+    )
+    return save_model_dir(net, info, tmp / f"{task}-model")
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory) -> Path:
+    args = {"widths": [8, 8, 8, 8]}
+    return _save(tmp_path_factory.mktemp("cls"), "classify", "small-resnet", CLASSES, args, 4)
+
+
+@pytest.fixture(scope="module")
+def segmenter_dir(tmp_path_factory) -> Path:
+    args = {"channels": [4, 8], "num_res_units": 0}
+    return _save(
+        tmp_path_factory.mktemp("seg"), "segment", "unet", ["background", "tumor"], args, 1
+    )
+
+
+def _write_png(path: Path, height: int, width: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 120, size=(height, width), dtype=np.uint8)
+    array[height // 3 : height // 2, width // 4 : width // 2] = 230
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_classify_writes_csv_and_json_with_probabilities(tmp_path, classifier_dir):
+    for i in range(3):
+        _write_png(tmp_path / "in" / f"scan{i}.png", 40, 50 + i, i)
+    out = tmp_path / "out"
+    result = runner.invoke(app, [str(classifier_dir), str(tmp_path / "in"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out / "predictions.csv")
+    assert [r["id"] for r in rows] == ["scan0", "scan1", "scan2"]
+    for row in rows:
+        probs = [float(row[f"prob_{name}"]) for name in CLASSES]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        assert row["predicted"] == CLASSES[int(np.argmax(probs))]
+        assert float(row["confidence"]) == pytest.approx(max(probs))
+    payload = json.loads((out / "predictions.json").read_text())
+    assert payload["class_names"] == CLASSES and payload["errors"] == []
+    assert len(payload["predictions"]) == 3
+
+
+def test_tta_changes_nothing_in_the_format(tmp_path, classifier_dir):
+    _write_png(tmp_path / "a.png", 40, 60, 0)
+    out = tmp_path / "out"
+    args = [str(classifier_dir), str(tmp_path / "a.png"), "--out", str(out), "--tta"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "predictions.json").read_text())
+    assert payload["tta"] is True
+    assert sum(payload["predictions"][0]["probabilities"].values()) == pytest.approx(1.0)
+
+
+def test_unreadable_input_is_listed_and_the_rest_predicted(tmp_path, classifier_dir):
+    good = _write_png(tmp_path / "in" / "good.png", 40, 40, 1)
+    bad = tmp_path / "in" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    out = tmp_path / "out"
+    result = runner.invoke(app, [str(classifier_dir), str(good), str(bad), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "broken.png" in result.stderr
+    rows = {r["id"]: r for r in _rows(out / "predictions.csv")}
+    assert rows["good"]["status"] == "ok"
+    assert rows["broken"]["status"] == "error" and "broken.png" in rows["broken"]["error"]
+    errors = json.loads((out / "predictions.json").read_text())["errors"]
+    assert [e["id"] for e in errors] == ["broken"]
+
+
+def test_all_inputs_unreadable_exits_1(tmp_path, classifier_dir):
+    bad = tmp_path / "empty.png"
+    bad.write_bytes(b"")
+    result = runner.invoke(app, [str(classifier_dir), str(bad), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "empty" in result.stderr
+
+
+def test_missing_model_is_a_one_line_error(tmp_path):
+    _write_png(tmp_path / "a.png", 20, 20, 0)
+    args = [str(tmp_path / "nope"), str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert "not a model folder" in result.stderr
+
+
+def test_segment_writes_mask_overlay_and_localization(tmp_path, segmenter_dir):
+    _write_png(tmp_path / "in" / "slice.png", 45, 70, 3)
+    out = tmp_path / "out"
+    args = [str(segmenter_dir), str(tmp_path / "in"), "--out", str(out), "--threshold", "0.4"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    mask = np.asarray(Image.open(out / "slice_mask.png"))
+    overlay = Image.open(out / "slice_overlay.png")
+    assert mask.shape == (45, 70) and set(np.unique(mask)) <= {0, 255}
+    assert overlay.mode == "RGB" and overlay.size == (70, 45)
+    loc = json.loads((out / "slice_localization.json").read_text())
+    assert loc["total_area_px"] == int((mask > 0).sum())
+    assert loc["total_area_mm2"] is None  # a PNG has no pixel spacing
+    assert sum(c["area_px"] for c in loc["components"]) == loc["total_area_px"]
+    summary = _rows(out / "summary.csv")
+    assert summary[0]["id"] == "slice" and int(summary[0]["area_px"]) == loc["total_area_px"]
+
+
+def test_segment_nifti_volume_slice_with_spacing(tmp_path, segmenter_dir):
+    volume = np.random.default_rng(0).random((30, 40, 7)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.diag([0.5, 0.8, 2.0, 1.0])), tmp_path / "vol.nii.gz")
+    out = tmp_path / "out"
+    args = [str(segmenter_dir), str(tmp_path / "vol.nii.gz"), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--slice", "2", "--threshold", "0.0"])
+    assert result.exit_code == 0, result.output
+    mask = np.asarray(Image.open(out / "vol_z2_mask.png"))
+    assert mask.shape == (40, 30)  # (Y, X) after rotation to display orientation
+    loc = json.loads((out / "vol_z2_localization.json").read_text())
+    assert loc["slice"] == 2
+    # threshold 0 marks every pixel: area is the whole slice, 0.5 x 0.8 mm per pixel
+    assert loc["total_area_px"] == 30 * 40
+    assert loc["total_area_mm2"] == pytest.approx(30 * 40 * 0.4)
+
+
+def test_min_area_drops_small_components(tmp_path, segmenter_dir):
+    _write_png(tmp_path / "s.png", 32, 32, 4)
+    out = tmp_path / "out"
+    args = [str(segmenter_dir), str(tmp_path / "s.png"), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--threshold", "0.0", "--min-area", "2000"])
+    assert result.exit_code == 0, result.output
+    assert not np.asarray(Image.open(out / "s_mask.png")).any()  # 1024 px < 2000
+
+
+@pytest.mark.realdata
+def test_real_files_with_spaces_and_mixed_formats(tmp_path, shared_data, classifier_dir):
+    source = shared_data / "navoneel-binary" / "no"
+    picked = sorted(source.iterdir())[:4]
+    for path in picked:
+        shutil.copy(path, tmp_path / path.name)
+    out = tmp_path / "out"
+    result = runner.invoke(app, [str(classifier_dir), str(tmp_path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out / "predictions.csv")
+    assert sorted(r["path"] for r in rows) == sorted(str(tmp_path / p.name) for p in picked)
+    assert all(r["status"] == "ok" for r in rows)

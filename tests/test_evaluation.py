@@ -1,0 +1,215 @@
+"""Evaluation of 2D models: label mapping, metrics files, report, and the evaluate command."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from braintumor.cli.evaluate import evaluate_command, select_samples
+from braintumor.data.layouts import detect_layout
+from braintumor.data.samples import Sample
+from braintumor.data.splits import write_splits
+from braintumor.engine.evaluation import evaluate_model, label_indices
+from braintumor.engine.model_io import ModelInfo, load_model_dir, save_model_dir
+from braintumor.engine.preprocess import PreprocessSpec
+from braintumor.errors import DataError
+from braintumor.metrics.segmentation import segmentation_scores
+from braintumor.models import build_model
+
+CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
+
+app = typer.Typer()
+app.command()(evaluate_command)
+runner = CliRunner()
+
+
+def _save(tmp: Path, task: str, arch: str, classes: list[str], args: dict, outputs: int) -> Path:
+    torch.manual_seed(1)
+    net = build_model(arch, num_classes=outputs, in_channels=1, **args)
+    info = ModelInfo(
+        task=task,
+        architecture=arch,
+        num_outputs=outputs,
+        in_channels=1,
+        class_names=classes,
+        image_size=32,
+        model_args=args,
+        preprocessing=PreprocessSpec(image_size=32, in_channels=1).to_dict(),
+    )
+    return save_model_dir(net, info, tmp / f"{task}-model")
+
+
+@pytest.fixture(scope="module")
+def classifier_dir(tmp_path_factory) -> Path:
+    args = {"widths": [8, 8, 8, 8]}
+    return _save(tmp_path_factory.mktemp("cls"), "classify", "small-resnet", CLASSES, args, 4)
+
+
+@pytest.fixture(scope="module")
+def segmenter_dir(tmp_path_factory) -> Path:
+    args = {"channels": [4, 8], "num_res_units": 0}
+    return _save(
+        tmp_path_factory.mktemp("seg"), "segment", "unet", ["background", "tumor"], args, 1
+    )
+
+
+def _png(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def _slice(seed: int, size: int = 40) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    array = rng.integers(0, 100, size=(size, size), dtype=np.uint8)
+    array[seed % 20 : seed % 20 + 12, 10:25] = 240
+    return array
+
+
+def _class_folders(root: Path, per_class: int = 3, splits: tuple[str, ...] = ()) -> Path:
+    seed = 0
+    for split in splits or ("",):
+        for name in ("glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"):
+            for i in range(per_class):
+                seed += 1
+                _png(root / split / name / f"image({i}).png", _slice(seed))
+    return root
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_labels_map_onto_the_model_classes():
+    samples = [
+        Sample(id=str(i), image="x", label=label)
+        for i, label in enumerate(["glioma_tumor", "no_tumor", "pituitary"])
+    ]
+    indices, renamed = label_indices(samples, CLASSES, Path("m"))
+    assert indices.tolist() == [0, 2, 3] and renamed == {}
+
+
+def test_binary_model_on_a_four_class_set_counts_tumour_types_as_tumor():
+    samples = [
+        Sample(id=str(i), image="x", label=label)
+        for i, label in enumerate(["glioma", "meningioma", "no_tumor", "pituitary"])
+    ]
+    indices, renamed = label_indices(samples, ["no_tumor", "tumor"], Path("m"))
+    assert indices.tolist() == [1, 1, 0, 1]
+    assert renamed == {"glioma": "tumor", "meningioma": "tumor", "pituitary": "tumor"}
+
+
+def test_unknown_and_missing_labels_are_refused():
+    samples = [Sample(id="a/1.png", image="x", label="astrocytoma")]
+    with pytest.raises(DataError, match=r"astrocytoma \(1 samples, e.g. a/1.png\)"):
+        label_indices(samples, CLASSES, Path("m"))
+    with pytest.raises(DataError, match="no label"):
+        label_indices([Sample(id="b", image="x")], CLASSES, Path("m"))
+    # a 4-class model does not silently accept a binary set's "tumor"
+    with pytest.raises(DataError, match="tumor"):
+        label_indices([Sample(id="c", image="x", label="tumor")], CLASSES, Path("m"))
+
+
+def test_classification_accuracy_matches_predictions_csv(tmp_path, classifier_dir):
+    data = _class_folders(tmp_path / "data")
+    broken = data / "glioma_tumor" / "image(9).png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    samples = detect_layout(data).samples
+    loaded = load_model_dir(classifier_dir)
+    out = tmp_path / "eval"
+    metrics = evaluate_model(loaded, samples, out, batch_size=5)
+    rows = _rows(out / "predictions.csv")
+    assert len(rows) == 12 and metrics["n"] == 12
+    by_hand = sum(r["true"] == r["predicted"] for r in rows) / len(rows)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["accuracy"] == pytest.approx(by_hand)
+    assert np.asarray(saved["confusion_matrix"]).sum() == 12
+    assert [s["id"] for s in saved["skipped"]] == [s.id for s in samples if "(9)" in s.image]
+    for row in rows:
+        assert sum(float(row[f"prob_{c}"]) for c in CLASSES) == pytest.approx(1.0, abs=1e-5)
+    assert (out / "report.html").is_file() and (out / "confusion_matrix.png").is_file()
+
+
+def test_binary_model_evaluated_on_four_classes(tmp_path):
+    torch.manual_seed(0)
+    model_dir = _save(
+        tmp_path, "classify", "small-resnet", ["no_tumor", "tumor"], {"widths": [8] * 4}, 2
+    )
+    data = _class_folders(tmp_path / "data", per_class=2)
+    metrics = evaluate_model(load_model_dir(model_dir), detect_layout(data).samples, tmp_path / "e")
+    rows = _rows(tmp_path / "e" / "predictions.csv")
+    assert {r["true"] for r in rows if r["label"] != "no_tumor"} == {"tumor"}
+    assert metrics["per_class"]["tumor"]["support"] == 6
+    assert metrics["label_mapping"]["glioma"] == "tumor"
+
+
+def test_segmentation_scores_per_image_and_per_patient(tmp_path, segmenter_dir):
+    samples = []
+    for i in range(4):
+        image = _png(tmp_path / "images" / f"{i}.png", _slice(i + 1, size=36))
+        mask = np.zeros((36, 36), np.uint8)
+        if i != 3:  # one empty truth mask: the empty-mask rule applies
+            mask[8:20, 10:25] = 255
+        mask_path = _png(tmp_path / "masks" / f"{i}.png", mask)
+        samples.append(Sample(id=str(i), image=str(image), mask=str(mask_path), group=f"p{i // 2}"))
+    loaded = load_model_dir(segmenter_dir)
+    out = tmp_path / "eval"
+    metrics = evaluate_model(loaded, samples, out, batch_size=3)
+    rows = _rows(out / "predictions.csv")
+    dice = [float(r["dice"]) for r in rows]
+    assert metrics["summary"]["per_image"]["dice"]["mean"] == pytest.approx(np.mean(dice))
+    assert metrics["dice"] == pytest.approx(np.mean(dice))
+    assert metrics["summary"]["n_groups"] == 2
+    patient0 = np.mean(dice[:2])
+    patient1 = np.mean(dice[2:])
+    assert metrics["patient_dice"] == pytest.approx((patient0 + patient1) / 2)
+    assert metrics["empty_rule"]["both_empty_overlap"] == 1.0
+    # the stored score of the empty-truth image follows the rule
+    predicted_any = int(rows[3]["predicted_px"]) > 0
+    assert float(rows[3]["dice"]) == (0.0 if predicted_any else 1.0)
+    # and a direct recomputation of one image agrees with the file
+    truth = np.asarray(Image.open(samples[0].mask)) > 0
+    assert int(rows[0]["truth_px"]) == int(truth.sum())
+    assert segmentation_scores(truth, truth)["dice"] == 1.0
+    assert (out / "report.html").is_file()
+
+
+def test_segment_samples_without_masks_are_refused(tmp_path, segmenter_dir):
+    image = _png(tmp_path / "a.png", _slice(1))
+    with pytest.raises(DataError, match="no mask"):
+        evaluate_model(load_model_dir(segmenter_dir), [Sample(id="a", image=str(image))], tmp_path)
+
+
+def test_select_samples_by_split_and_splits_csv(tmp_path):
+    samples = [Sample(id=f"s{i}", image="x", label="glioma", split="train") for i in range(4)]
+    assert select_samples(samples, None, None) == samples
+    with pytest.raises(DataError, match="splits found: train"):
+        select_samples(samples, "test", None)
+    splits = tmp_path / "splits.csv"
+    write_splits(splits, samples, ["train", "test", "val", "test"], ["g0", "g1", "g2", "g3"])
+    assert [s.id for s in select_samples(samples, "Testing", splits)] == ["s1", "s3"]
+    write_splits(splits, [Sample(id="other", image="x")], ["test"], ["g"])
+    with pytest.raises(DataError, match="another folder"):
+        select_samples(samples, "test", splits)
+
+
+def test_evaluate_command_on_the_test_split(tmp_path, classifier_dir):
+    data = _class_folders(tmp_path / "data", per_class=2, splits=("Training", "Testing"))
+    out = tmp_path / "eval"
+    args = [str(classifier_dir), str(data), "--out", str(out), "--split", "test"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "accuracy" in result.stdout and "macro F1" in result.stdout
+    rows = _rows(out / "predictions.csv")
+    assert len(rows) == 8 and all(r["id"].startswith("Testing/") for r in rows)
+    missing = runner.invoke(app, [str(classifier_dir), str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
