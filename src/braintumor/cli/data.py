@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from braintumor.cli.errors import user_errors
-from braintumor.data.audit import AuditReport, audit_dataset
+from braintumor.data.audit import AuditReport, audit_dataset, count_by_split
 from braintumor.data.audit_html import write_audit_html, write_audit_json
 from braintumor.data.splits import (
     EXCLUDED,
@@ -47,7 +47,6 @@ def _counts_table(title: str, counts: dict[str, dict[str, int]], first: str = "s
 @data_app.command()
 def info(path: Path = typer.Argument(..., help="Dataset folder.")) -> None:
     """Show which layout the folder has, its task, its counts and notes."""
-    from braintumor.data.audit import count_by_split
     from braintumor.data.layouts import detect_layout
 
     console = _console()

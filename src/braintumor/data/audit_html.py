@@ -1,81 +1,17 @@
-"""Write an audit report as JSON and as one self-contained HTML page (tables, no scripts)."""
+"""Write an audit report as JSON and as the project's self-contained HTML report (tables)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
-
 from braintumor.atomic import write_text_atomic
-from braintumor.data.audit import AuditReport
+from braintumor.data.audit import AuditReport, DuplicateSummary
+from braintumor.report.html import ReportSection, render_report
 
-# Groups listed in full in the page; the JSON always has them all.
+# Groups listed in the page; the JSON always has them all.
 MAX_GROUPS_SHOWN = 50
-
-_TEMPLATE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Dataset audit: {{ r.root }}</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2em; max-width: 70em; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
-th { background: #eee; }
-td.n { text-align: right; }
-.bad { color: #a00; font-weight: bold; }
-code { font-size: 90%; }
-</style></head><body>
-<h1>Dataset audit</h1>
-<p><code>{{ r.root }}</code>{% if r.layout %} &middot; layout <b>{{ r.layout }}</b>{% endif %}
- &middot; {{ r.n_samples }} samples &middot; pHash threshold {{ r.phash_threshold }}
- &middot; {{ "%.1f"|format(r.seconds) }} s</p>
-
-<h2>Counts</h2>
-<table><tr><th>split</th>{% for l in labels %}<th>{{ l }}</th>{% endfor %}<th>total</th></tr>
-{% for split, row in r.counts.items() %}<tr><td>{{ split }}</td>
-{% for l in labels %}<td class="n">{{ row.get(l, 0) }}</td>{% endfor %}
-<td class="n">{{ row.values()|sum }}</td></tr>{% endfor %}</table>
-
-<h2>Images</h2>
-<table>
-<tr><th>distinct sizes</th><td>{{ r.sizes.get("distinct", 0) }}</td></tr>
-<tr><th>smallest / largest</th><td>{{ r.sizes.get("min") }} / {{ r.sizes.get("max") }}</td></tr>
-<tr><th>most common</th><td>{% for s in r.sizes.get("most_common", []) %}
-{{ s[:-1]|join("x") }} ({{ s[-1] }}){% if not loop.last %}, {% endif %}{% endfor %}</td></tr>
-<tr><th>modes</th><td>{% for k, v in r.modes.items() %}{{ k }} {{ v }} {% endfor %}</td></tr>
-<tr><th>formats</th><td>{% for k, v in r.formats.items() %}{{ k }} {{ v }} {% endfor %}</td></tr>
-<tr><th>unreadable</th><td{% if r.unreadable %} class="bad"{% endif %}>
-{{ r.unreadable|length }}</td></tr>
-</table>
-{% if r.unreadable %}<table><tr><th>file</th><th>error</th></tr>
-{% for u in r.unreadable %}<tr><td>{{ u.path }}</td><td>{{ u.error }}</td></tr>{% endfor %}
-</table>{% endif %}
-
-<h2>Duplicates</h2>
-<table><tr><th></th><th>exact (SHA-256)</th><th>near (pHash &le; {{ r.phash_threshold }})</th></tr>
-{% for key, name in rows %}<tr><th>{{ name }}</th>
-<td class="n">{{ fmt(r.exact[key]) }}</td><td class="n">{{ fmt(r.near[key]) }}</td></tr>
-{% endfor %}</table>
-{% for summary in [r.exact, r.near] if summary.groups %}
-<h3>{{ summary.kind }} duplicate groups, those crossing splits or labels first
-({{ shown(summary)|length }} of {{ summary.n_groups }} shown)</h3>
-<table><tr><th>files</th><th>splits</th><th>labels</th>
-{% if summary.kind == "near" %}<th>max distance</th>{% endif %}</tr>
-{% for g in shown(summary) %}<tr><td>{% for i in g.ids %}{{ i }}<br>{% endfor %}</td>
-<td{% if g.splits|length > 1 %} class="bad"{% endif %}>{{ g.splits|join(", ") }}</td>
-<td{% if g.labels|length > 1 %} class="bad"{% endif %}>{{ g.labels|join(", ") }}</td>
-{% if summary.kind == "near" %}<td class="n">{{ g.max_distance }}</td>{% endif %}</tr>
-{% endfor %}</table>{% endfor %}
-
-{% for title, rows_ in [("Mask problems", r.mask_problems), ("Case problems", r.case_problems)]
-   if rows_ %}
-<h2>{{ title }} ({{ rows_|length }})</h2>
-<table><tr><th>sample</th><th>problem</th></tr>
-{% for p in rows_ %}<tr><td>{{ p.id }}</td><td>{{ p.problem }}</td></tr>{% endfor %}</table>
-{% endfor %}
-{% if r.label_values %}<p>Label values in the volumes: {{ r.label_values|join(", ") }}</p>
-{% endif %}
-</body></html>
-"""
+# Files named per group in the page.
+MAX_IDS_SHOWN = 6
 
 _SUMMARY_ROWS = [
     ("n_groups", "groups"),
@@ -98,19 +34,100 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def _shown(summary) -> list:
-    """Groups that matter for splits first (crossing splits or labels), then the rest."""
-    ranked = sorted(summary.groups, key=lambda g: len(g.splits) + len(g.labels), reverse=True)
-    return ranked[:MAX_GROUPS_SHOWN]
+def _size(size: list[int]) -> str:
+    return "x".join(str(v) for v in size)
+
+
+def _images_table(report: AuditReport) -> dict[str, str]:
+    sizes = report.sizes
+    common = ", ".join(f"{_size(s[:-1])} ({s[-1]})" for s in sizes.get("most_common", []))
+    return {
+        "distinct sizes": str(sizes.get("distinct", 0)),
+        "smallest (per axis)": _size(sizes["min"]) if sizes else "-",
+        "largest (per axis)": _size(sizes["max"]) if sizes else "-",
+        "most common": common or "-",
+        "modes": _fmt(report.modes),
+        "formats": _fmt(report.formats),
+        "unreadable files": str(len(report.unreadable)),
+    }
+
+
+def _group_rows(summary: DuplicateSummary) -> list[dict[str, str]]:
+    """Groups that matter for splits first (crossing splits or labels), then the largest."""
+    ranked = sorted(
+        summary.groups, key=lambda g: (len(g.splits) + len(g.labels), len(g.ids)), reverse=True
+    )
+    rows = []
+    for group in ranked[:MAX_GROUPS_SHOWN]:
+        more = len(group.ids) - MAX_IDS_SHOWN
+        row = {
+            "files": ", ".join(group.ids[:MAX_IDS_SHOWN]) + (f" (+{more})" if more > 0 else ""),
+            "splits": ", ".join(group.splits),
+            "labels": ", ".join(group.labels),
+        }
+        if summary.kind == "near":
+            row["max distance"] = str(group.max_distance)
+        rows.append(row)
+    return rows
+
+
+def audit_sections(report: AuditReport) -> list[ReportSection]:
+    """The report as sections of the project's HTML report."""
+    labels = sorted({label for row in report.counts.values() for label in row})
+    counts = [
+        {
+            "split": split,
+            **{lab: str(row.get(lab, 0)) for lab in labels},
+            "total": str(sum(row.values())),
+        }
+        for split, row in report.counts.items()
+    ]
+    duplicates = [
+        {
+            "finding": name,
+            "exact (SHA-256)": _fmt(getattr(report.exact, key)),
+            f"near (pHash <= {report.phash_threshold})": _fmt(getattr(report.near, key)),
+        }
+        for key, name in _SUMMARY_ROWS
+    ]
+    sections = [
+        ReportSection("Counts", table=counts),
+        ReportSection("Images", table=_images_table(report)),
+    ]
+    if report.unreadable:
+        rows = [{"file": u["path"], "error": u["error"]} for u in report.unreadable]
+        sections.append(ReportSection("Unreadable files", table=rows))
+    sections.append(ReportSection("Duplicates", table=duplicates))
+    for summary in (report.exact, report.near):
+        if summary.groups:
+            shown = min(MAX_GROUPS_SHOWN, summary.n_groups)
+            text = f"{shown} of {summary.n_groups} groups; crossing splits or labels first."
+            sections.append(
+                ReportSection(
+                    f"{summary.kind.capitalize()} duplicate groups", text, _group_rows(summary)
+                )
+            )
+    for title, rows in (
+        ("Mask problems", report.mask_problems),
+        ("Case problems", report.case_problems),
+    ):
+        if rows:
+            sections.append(ReportSection(f"{title} ({len(rows)})", table=rows))
+    if report.label_values:
+        values = ", ".join(f"{v:g}" for v in report.label_values)
+        sections.append(ReportSection("Label values", f"Values in the label volumes: {values}"))
+    return sections
 
 
 def render_audit_html(report: AuditReport) -> str:
-    """The report as an HTML page (escaped; no external assets)."""
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    labels = sorted({label for row in report.counts.values() for label in row})
-    return env.from_string(_TEMPLATE).render(
-        r=report, labels=labels, rows=_SUMMARY_ROWS, fmt=_fmt, shown=_shown
+    """The report as one HTML page (escaped; no external assets)."""
+    subtitle = (
+        f"{report.root}"
+        + (f" · layout {report.layout}" if report.layout else "")
+        + f" · {report.n_samples} samples · pHash threshold {report.phash_threshold}"
+        + f" · {report.seconds:.1f} s"
     )
+    return render_report("Dataset audit", audit_sections(report), subtitle)
 
 
 def write_audit_html(report: AuditReport, path: str | Path) -> None:
