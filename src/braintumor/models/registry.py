@@ -171,6 +171,25 @@ def build_model(
     return model
 
 
+def meta_size(
+    name: str, *, num_classes: int = 2, in_channels: int | None = None, **kwargs: object
+) -> tuple[int, float]:
+    """(parameters, MiB) of model ``name``, built on the meta device where its code allows.
+
+    ``in_channels`` defaults to 4 for 3D segmenters (BraTS) and 3 otherwise.
+    """
+    spec = get_spec(name)
+    if in_channels is None:
+        in_channels = 4 if spec.task == "segment3d" else 3
+    try:
+        with torch.device("meta"):
+            model = build_model(name, num_classes=num_classes, in_channels=in_channels, **kwargs)
+    except RuntimeError:
+        # a few constructors read tensor values (e.g. SwinUNETR's drop-path schedule)
+        model = build_model(name, num_classes=num_classes, in_channels=in_channels, **kwargs)
+    return count_parameters(model), model_size_mb(model)
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (works on meta-device models, which hold no data)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,7 +1,8 @@
 """3D segmenters from MONAI for multimodal volumes (BraTS: 4 input channels).
 
 All return logits ``(B, num_classes, D, H, W)``. Patch sides must be divisible by 8
-(``segresnet``), 16 (``unet3d``), 32 (``swinunetr``), or by ``dynunet``'s total stride.
+(``segresnet``), 16 (``unet3d``), 32 and at least 64 (``swinunetr``), or by
+``dynunet``'s total stride.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def build_dynunet(
     "swinunetr",
     task="segment3d",
     source="monai",
-    description="MONAI SwinUNETR (Swin transformer encoder); patch sides divisible by 32",
+    description="MONAI SwinUNETR (Swin transformer encoder); patch sides 64, 96, 128...",
     reference="Hatamizadeh et al. 2022, Swin UNETR for brain tumor segmentation (BrainLes)",
 )
 def build_swinunetr(

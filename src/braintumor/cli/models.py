@@ -1,0 +1,103 @@
+"""``braintumor models``: the registered networks, their task, source and size."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from braintumor.cli.errors import user_errors
+
+models_app = typer.Typer(help="List the registered models.", invoke_without_command=True)
+
+TaskOption = Annotated[
+    str | None,
+    typer.Option("--task", help="Only this task: classify, segment2d or segment3d."),
+]
+FormatOption = Annotated[
+    str, typer.Option("--format", help="table (rich) or markdown (for documentation).")
+]
+
+
+def model_rows(task: str | None = None, num_classes: int = 2) -> list[dict[str, str]]:
+    """One row per registered model; sizes are counted on the meta device (nothing allocated)."""
+    from braintumor.models import list_models
+    from braintumor.models.registry import meta_size
+
+    rows = []
+    for spec in list_models(task):
+        try:
+            params, size = meta_size(spec.name, num_classes=num_classes)
+            params_text, size_text, note = f"{params / 1e6:.2f}", f"{size:.1f}", ""
+        except Exception as exc:  # a model with a missing optional dependency still gets a row
+            params_text, size_text, note = "n/a", "n/a", f" ({exc})"
+        rows.append(
+            {
+                "name": spec.name,
+                "task": spec.task,
+                "source": spec.source,
+                "params (M)": params_text,
+                "size (MB)": size_text,
+                "description": spec.description + note,
+            }
+        )
+    return rows
+
+
+def markdown_table(rows: list[dict[str, str]]) -> str:
+    """The rows as a GitHub markdown table."""
+    if not rows:
+        return ""
+    header = list(rows[0])
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(row[k].replace("|", "\\|") for k in header) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _show(task: str | None, output_format: str) -> None:
+    with user_errors():
+        if output_format not in ("table", "markdown"):
+            from braintumor.errors import RecipeError
+
+            raise RecipeError(f"--format must be table or markdown, got {output_format!r}")
+        rows = model_rows(task)
+    console = Console(highlight=False, soft_wrap=output_format == "markdown")
+    if output_format == "markdown":
+        console.out(markdown_table(rows), end="")
+        return
+    table = Table(
+        title="Registered models (2 outputs; 3 input channels, 4 for 3D)",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for column in ("name", "task", "source", "params (M)", "size (MB)"):
+        numeric = column.startswith(("params", "size"))
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
+    # a narrow terminal keeps the numbers readable and leaves the descriptions out
+    wide = console.width >= 110
+    if wide:
+        table.add_column("description", overflow="fold")
+    for row in rows:
+        values = list(row.values())
+        table.add_row(*(values if wide else values[:-1]))
+    console.print(table)
+    if not wide:
+        console.print("(descriptions: a wider terminal, or --format markdown)")
+
+
+@models_app.callback()
+def models_main(
+    ctx: typer.Context, task: TaskOption = None, output_format: FormatOption = "table"
+) -> None:
+    """List every registered model (same as ``braintumor models list``)."""
+    if ctx.invoked_subcommand is None:
+        _show(task, output_format)
+
+
+@models_app.command("list")
+def list_command(task: TaskOption = None, output_format: FormatOption = "table") -> None:
+    """Show name, task, source, parameters (millions), size (MB) and description."""
+    _show(task, output_format)
