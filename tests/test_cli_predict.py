@@ -186,3 +186,46 @@ def test_real_files_with_spaces_and_mixed_formats(tmp_path, shared_data, classif
     rows = _rows(out / "predictions.csv")
     assert sorted(r["path"] for r in rows) == sorted(str(tmp_path / p.name) for p in picked)
     assert all(r["status"] == "ok" for r in rows)
+
+
+def test_brats_model_predicts_case_folders(tmp_path):
+    from braintumor.brats.labels import REGION_NAMES
+    from braintumor.brats.preprocess import BratsPreprocess
+    from braintumor.data.synthetic import write_brats_dataset
+
+    cases = write_brats_dataset(tmp_path / "brats", n_cases=2, shape=(32, 32, 16))
+    torch.manual_seed(0)
+    args = {"channels": [4, 8], "num_res_units": 0}
+    net = build_model("unet", num_classes=3, in_channels=4, **args)
+    pre = BratsPreprocess().to_dict() | {
+        "kind": "brats",
+        "mode": "2d",
+        "label_mode": "regions",
+        "image_size": 32,
+    }
+    info = ModelInfo(
+        task="brats2d",
+        architecture="unet",
+        num_outputs=3,
+        in_channels=4,
+        class_names=REGION_NAMES,
+        image_size=32,
+        model_args=args,
+        preprocessing=pre,
+    )
+    model_dir = save_model_dir(net, info, tmp_path / "brats-model")
+    (tmp_path / "not-a-case").mkdir()
+    out = tmp_path / "out"
+    args_cli = [str(model_dir), str(cases), str(tmp_path / "not-a-case"), "--out", str(out)]
+    result = runner.invoke(app, args_cli)
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in _rows(out / "summary.csv")}
+    ok = [r for r in rows.values() if r["status"] == "ok"]
+    assert len(ok) == 2
+    for row in ok:
+        seg = nib.load(row["segmentation"])
+        assert seg.shape == (32, 32, 16)
+        assert float(row["volume_WT_ml"]) == pytest.approx(
+            float((np.asarray(seg.dataobj) > 0).sum()) / 1000.0
+        )
+    assert rows["not-a-case"]["status"] == "error"
