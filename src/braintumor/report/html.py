@@ -86,7 +86,10 @@ def _anchor(heading: str, index: int) -> str:
 def render_report(title: str, sections: Sequence[ReportSection], subtitle: str = "") -> str:
     """The report as one HTML string (every image inline)."""
     env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES)), autoescape=select_autoescape(["html"])
+        loader=FileSystemLoader(str(TEMPLATES)),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     context_sections = []
     for i, section in enumerate(sections):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import auc as sk_auc
 from sklearn.metrics import roc_curve
 
@@ -287,15 +288,20 @@ def metric_distributions(rows: Sequence[dict], metrics: Sequence[str]) -> bytes:
         raise DataError("metric distributions: no values to plot")
     cols = min(3, len(present))
     n_rows = math.ceil(len(present) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.4 * n_rows), layout="constrained")
-    cells = np.atleast_1d(fig.subfigures(n_rows, cols)).ravel()
-    for cell, name in zip(cells, present, strict=False):
+    # Nested grids instead of constrained layout: several times faster to draw.
+    fig = Figure(figsize=(4.2 * cols, 3.4 * n_rows))
+    outer = fig.add_gridspec(n_rows, cols, hspace=0.5, wspace=0.3)
+    for i, name in enumerate(present):
         values = np.array([r[name] for r in rows if r.get(name) is not None], dtype=float)
-        hist_ax, box_ax = cell.subplots(2, 1, sharex=True, height_ratios=[3, 1])
+        inner = outer[i // cols, i % cols].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.08)
+        hist_ax = fig.add_subplot(inner[0])
+        box_ax = fig.add_subplot(inner[1], sharex=hist_ax)
         hist_ax.hist(values, bins=min(30, max(5, values.size // 3)), color="#4c78a8")
         hist_ax.set_title(f"{name}: median {np.median(values):.3g}, n {values.size}", fontsize=9)
         hist_ax.set_ylabel("images")
+        hist_ax.tick_params(labelbottom=False)
         _horizontal_box(box_ax, values)
         box_ax.set_yticks([])
+        box_ax.xaxis.set_major_locator(MaxNLocator(5))
         box_ax.set_xlabel(name)
     return _png(fig)
