@@ -7,6 +7,8 @@ import typer
 from braintumor import __version__
 from braintumor.cli.data import data_app
 from braintumor.cli.demo import demo_command
+from braintumor.cli.evaluate import evaluate_command
+from braintumor.cli.predict import predict_command
 from braintumor.cli.train import recipes_command, train_command
 
 app = typer.Typer(
@@ -18,20 +20,8 @@ app.add_typer(data_app, name="data")
 app.command("train")(train_command)
 app.command("recipes")(recipes_command)
 app.command("demo")(demo_command)
-
-
-def _mount_optional() -> None:
-    """Commands whose modules pull heavier imports are mounted the same way."""
-    from braintumor.cli.evaluate import evaluate_command
-    from braintumor.cli.models import models_app
-    from braintumor.cli.predict import predict_command
-
-    app.add_typer(models_app, name="models")
-    app.command("evaluate")(evaluate_command)
-    app.command("predict")(predict_command)
-
-
-_mount_optional()
+app.command("evaluate")(evaluate_command)
+app.command("predict")(predict_command)
 
 
 def _version(value: bool) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from braintumor import __version__
+from braintumor.atomic import current_umask
 from braintumor.errors import ModelFormatError
 
 FORMAT_VERSION = 1
@@ -66,9 +68,12 @@ def save_model_dir(model: torch.nn.Module, info: ModelInfo, folder: str | Path) 
     folder.parent.mkdir(parents=True, exist_ok=True)
     info.created = info.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(staging, 0o777 & ~current_umask())
     try:
         save_model(model, str(staging / WEIGHTS_FILE))
         (staging / INFO_FILE).write_text(info.to_json())
+        for path in staging.iterdir():
+            os.chmod(path, 0o666 & ~current_umask())
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
