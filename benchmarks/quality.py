@@ -1,0 +1,155 @@
+"""Quality benchmarks on the shared real data: train a recipe, evaluate on leak-free splits.
+
+    python benchmarks/quality.py sartaj    # fast-cpu-4class, pooled de-duplicated 70/15/15 split
+    python benchmarks/quality.py sartaj-given-test   # trained on Training, tested on Testing
+    python benchmarks/quality.py navoneel  # resnet50-binary without pretrained weights, 5-fold AUC
+    python benchmarks/quality.py figshare  # fast-cpu-seg, grouped 70/15/15 split
+
+Each writes ``benchmarks/results/quality_<name>.json`` with the figures, the wall time, the
+machine's load average at the start and the exact recipe overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from braintumor.atomic import write_text_atomic
+from braintumor.config import load_recipe
+from braintumor.data.audit import audit_dataset
+from braintumor.data.layouts import detect_layout
+from braintumor.data.splits import (
+    duplicate_groups,
+    kfold_splits,
+    layout_extra_groups,
+    train_val_test_split,
+    write_splits,
+)
+from braintumor.engine.run import train_run
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED = Path(os.environ.get("BRAINTUMOR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def _grouped_splits(data: Path, out: Path, folds: int | None, seed: int = 42) -> Path:
+    """Write a splits file whose groups merge patients, exact and near duplicates."""
+    layout = detect_layout(data)
+    report = audit_dataset(layout.samples, layout.root, phash_threshold=6)
+    extra = layout_extra_groups(layout.samples, layout.name)
+    groups = duplicate_groups(layout.samples, report, 6, extra_groups=extra)
+    if folds:
+        assignment = kfold_splits(layout.samples, folds, seed, groups)
+        write_splits(out, layout.samples, assignment, groups, column="fold")
+    else:
+        assignment = train_val_test_split(layout.samples, (0.7, 0.15, 0.15), seed, groups)
+        write_splits(out, layout.samples, assignment, groups)
+    return out
+
+
+def _headline(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: metrics[k] for k in keys if k in metrics}
+
+
+def run_sartaj(work: Path, given_test: bool) -> dict[str, Any]:
+    data = SHARED / "sartaj-4class"
+    overrides: list[str] = []
+    splits = None if given_test else _grouped_splits(data, work / "splits.csv", None)
+    recipe = load_recipe("fast-cpu-4class", overrides)
+    result = train_run(recipe, data, work / "run", splits_csv=splits, progress=False)
+    test = result.metrics["test"]
+    keys = ("accuracy", "accuracy_ci95", "macro_f1", "macro_auc", "ece", "n_samples")
+    return {
+        "protocol": "given Testing folder (train duplicates of it excluded)"
+        if given_test
+        else "pooled Training+Testing, grouped by exact/near duplicates, 70/15/15",
+        "recipe": "fast-cpu-4class",
+        "overrides": overrides,
+        "test": _headline(test, keys),
+        "run_dir": str(result.run_dir),
+    }
+
+
+def run_navoneel(work: Path, folds: int = 5) -> dict[str, Any]:
+    data = SHARED / "navoneel-binary"
+    splits = _grouped_splits(data, work / "folds.csv", folds)
+    overrides = ["pretrained=false", "image_size=160", "batch_size=32", "max_epochs=15"]
+    per_fold = []
+    for fold in range(folds):
+        recipe = load_recipe("resnet50-binary", [*overrides, f"extra.fold={fold}"])
+        result = train_run(recipe, data, work / f"fold{fold}", splits_csv=splits, progress=False)
+        test = result.metrics["test"]
+        per_fold.append(_headline(test, ("macro_auc", "auc", "accuracy", "n_samples")))
+    aucs = [f.get("macro_auc", f.get("auc")) for f in per_fold]
+    return {
+        "protocol": f"{folds}-fold grouped (exact/near duplicates), inner grouped validation split",
+        "recipe": "resnet50-binary",
+        "overrides": overrides,
+        "folds": per_fold,
+        "auc_mean": float(np.mean(aucs)),
+        "auc_std": float(np.std(aucs)),
+    }
+
+
+def run_figshare(work: Path) -> dict[str, Any]:
+    data = SHARED / "figshare-seg"
+    splits = _grouped_splits(data, work / "splits.csv", None)
+    overrides: list[str] = []
+    recipe = load_recipe("fast-cpu-seg", overrides)
+    result = train_run(recipe, data, work / "run", splits_csv=splits, progress=False)
+    test = result.metrics["test"]
+    return {
+        "protocol": "grouped 70/15/15 (near duplicates + neighbouring-number runs)",
+        "recipe": "fast-cpu-seg",
+        "overrides": overrides,
+        "test": _headline(test, ("dice", "iou", "hd95", "sensitivity", "precision", "n_images")),
+        "run_dir": str(result.run_dir),
+    }
+
+
+BENCHMARKS = {
+    "sartaj": lambda work: run_sartaj(work, given_test=False),
+    "sartaj-given-test": lambda work: run_sartaj(work, given_test=True),
+    "navoneel": run_navoneel,
+    "figshare": run_figshare,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("--work", type=Path, default=Path("/tmp/braintumor-quality"))
+    args = parser.parse_args()
+    work = args.work / args.name
+    if work.exists():
+        import shutil
+
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    load = os.getloadavg()[0]
+    start = time.time()
+    figures = BENCHMARKS[args.name](work)
+    figures.update(
+        {
+            "benchmark": args.name,
+            "wall_seconds": round(time.time() - start, 1),
+            "load_average_at_start": load,
+            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        }
+    )
+    out = RESULTS / f"quality_{args.name}.json"
+    write_text_atomic(out, json.dumps(figures, indent=2, default=str))
+    print(json.dumps(figures, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
