@@ -126,7 +126,12 @@ def test_each_plot_is_a_png() -> None:
         plots.roc_curves(y % 2, p[:, :2] / p[:, :2].sum(1, keepdims=True), ["no", "yes"]),
         plots.reliability_diagram(m["reliability"], m["ece"]),
         plots.mistakes_grid(y, p, NAMES, images, ids, max_items=4),
-        plots.segmentation_panels([("a", images[0], truth, np.roll(truth, 3, axis=0))]),
+        plots.segmentation_panels(
+            [
+                ("a", images[0], truth, np.roll(truth, 3, axis=0)),
+                ("rgb", np.random.default_rng(0).random((32, 32, 3)) * 300, truth, truth),
+            ]
+        ),
         plots.metric_distributions(rows, ["dice", "hd95"]),
     ]
     assert all(f is not None and f.startswith(PNG_MAGIC) for f in figures)

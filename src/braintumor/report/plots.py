@@ -30,6 +30,20 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def _displayable(image: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """An array imshow shows faithfully, and its colour map: grey as is, colour as uint8 RGB."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return img, "gray"
+    if img.ndim == 3 and img.shape[2] == 3 and img.dtype != np.uint8:
+        f = img.astype(np.float64)
+        lo, hi = float(f.min()), float(f.max())
+        img = ((f - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(f)).astype(np.uint8)
+    return img, None
+
+
 def save_png(png: bytes, path: str | Path) -> Path:
     """Write PNG bytes to ``path`` atomically and return the path."""
     write_bytes_atomic(path, png)
@@ -222,8 +236,8 @@ def mistakes_grid(
     fig = Figure(figsize=(3.0 * cols, 3.3 * rows))
     for i, idx in enumerate(chosen, start=1):
         ax = fig.add_subplot(rows, cols, i)
-        img = np.asarray(images[idx])
-        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        img, cmap = _displayable(images[idx])
+        ax.imshow(img, cmap=cmap)
         pred = int(p[idx].argmax())
         ax.set_title(
             f"{ids[idx]}\ntrue {class_names[int(y_true[idx])]}\n"
@@ -259,11 +273,11 @@ def segmentation_panels(
         truth, pred = np.asarray(truth).astype(bool), np.asarray(pred).astype(bool)
         over = draw_overlay(image, truth, color=(0, 200, 0), alpha=0.25, boxes=False)
         over = draw_overlay(over, pred, color=(255, 0, 0), alpha=0.25, boxes=False)
-        img = np.asarray(image)
-        tiles = [(img, "image"), (truth, "truth"), (pred, "prediction"), (over, "overlay")]
+        tiles = [(image, "image"), (truth, "truth"), (pred, "prediction"), (over, "overlay")]
         for c, (tile, name) in enumerate(tiles):
             ax = fig.add_subplot(len(panels), 4, r * 4 + c + 1)
-            ax.imshow(tile, cmap="gray" if np.asarray(tile).ndim == 2 else None)
+            shown, cmap = _displayable(tile)
+            ax.imshow(shown, cmap=cmap)
             ax.axis("off")
             if c == 0:
                 label = captions[r] if captions is not None else case_id
