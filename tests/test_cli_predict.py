@@ -229,3 +229,46 @@ def test_brats_model_predicts_case_folders(tmp_path):
             float((np.asarray(seg.dataobj) > 0).sum()) / 1000.0
         )
     assert rows["not-a-case"]["status"] == "error"
+
+
+def _dicom_slice(path: Path, z: float, number: int) -> None:
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = "1.2.3.4"
+    ds.Modality = "MR"
+    ds.InstanceNumber = number
+    ds.Rows, ds.Columns = 20, 24
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelSpacing = [0.5, 0.8]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [0.0, 0.0, z]
+    pixels = np.random.default_rng(number).integers(0, 1000, size=(20, 24), dtype=np.uint16)
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_dicom_series_folder_is_one_input_with_mm_areas(tmp_path, segmenter_dir):
+    series = tmp_path / "scans" / "series"
+    series.mkdir(parents=True)
+    for i in range(3):
+        _dicom_slice(series / f"IM{i:04d}", z=2.0 * i, number=i + 1)  # no suffix: DICM bytes
+    out = tmp_path / "out"
+    args = [str(segmenter_dir), str(tmp_path / "scans"), "--out", str(out), "--threshold", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = _rows(out / "summary.csv")
+    assert [r["id"] for r in summary] == ["series_z1"]
+    assert np.asarray(Image.open(out / "series_z1_mask.png")).shape == (20, 24)
+    assert float(summary[0]["area_mm2"]) == pytest.approx(20 * 24 * 0.5 * 0.8)

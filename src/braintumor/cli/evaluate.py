@@ -111,7 +111,7 @@ def evaluate_command(
         layout = detect_layout(data)
         samples = select_samples(layout.samples, split, splits_csv)
         if out is None:
-            out = model.parent / (f"eval-{data.name}" + (f"-{split}" if split else ""))
+            out = model.parent / (f"eval-{data.resolve().name}" + (f"-{split}" if split else ""))
         run_curves = model.parent / "metrics.csv"
         metrics = evaluate_model(
             loaded,
