@@ -272,3 +272,12 @@ def test_dicom_series_folder_is_one_input_with_mm_areas(tmp_path, segmenter_dir)
     assert [r["id"] for r in summary] == ["series_z1"]
     assert np.asarray(Image.open(out / "series_z1_mask.png")).shape == (20, 24)
     assert float(summary[0]["area_mm2"]) == pytest.approx(20 * 24 * 0.5 * 0.8)
+
+
+def test_bad_slice_and_backend_are_user_errors(tmp_path, classifier_dir):
+    image = _write_png(tmp_path / "a.png", 20, 20, 0)
+    base = [str(classifier_dir), str(image), "--out", str(tmp_path / "o")]
+    bad_slice = runner.invoke(app, [*base, "--slice", "middle"])
+    assert bad_slice.exit_code == 2 and "--slice" in bad_slice.stderr
+    bad_backend = runner.invoke(app, [*base, "--backend", "tensorrt"])
+    assert bad_backend.exit_code == 2 and "--backend" in bad_backend.stderr

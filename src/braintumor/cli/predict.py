@@ -76,8 +76,12 @@ def _make_predictor(
     model: Path, backend: str, device: str, tta: bool, batch_size: int
 ) -> tuple[Any, ModelInfo]:
     if backend == "onnx":
-        from braintumor.export import OnnxPredictor  # optional extra: onnxruntime
-
+        try:
+            from braintumor.export import OnnxPredictor  # optional extra: onnxruntime
+        except ImportError as error:
+            raise DataError(
+                f"--backend onnx needs the export extra ({error}); pip install 'braintumor[export]'"
+            ) from error
         info = read_model_info(model)
         return OnnxPredictor(model), info
     loaded = load_model_dir(model, device=resolve_device(device))
@@ -155,6 +159,8 @@ def predict_command(
     with user_errors():
         if backend not in BACKENDS:
             raise DataError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if slice != "mid" and not slice.lstrip("-").isdigit():
+            raise DataError(f"--slice must be 'mid' or an integer, got {slice!r}")
         predictor, info = _make_predictor(model, backend, device, tta, batch_size)
         out.mkdir(parents=True, exist_ok=True)
         if info.task in ("brats2d", "brats3d"):
