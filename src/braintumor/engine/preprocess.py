@@ -144,8 +144,8 @@ def restore_mask_size(prob: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def normalise_batch(batch: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """uint8 (B, C, S, S) -> float network input (B, in_channels, S, S), channels_last."""
-    x = batch.float().div_(255.0)
+    """uint8 (B, C, S, S), or float in [0, 1], -> float network input, channels_last."""
+    x = batch.float().div_(255.0) if batch.dtype == torch.uint8 else batch
     if x.shape[1] == 1 and spec.in_channels > 1:
         x = x.expand(-1, spec.in_channels, -1, -1)
     mean = torch.tensor(spec.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
