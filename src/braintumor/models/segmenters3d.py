@@ -139,8 +139,12 @@ def build_swinunetr(
     pretrained: bool,
     feature_size: int = 24,
     use_checkpoint: bool = False,
+    **kwargs: object,
 ) -> nn.Module:
-    """``monai.networks.nets.SwinUNETR`` in 3D (``feature_size`` must be divisible by 12)."""
+    """``monai.networks.nets.SwinUNETR`` in 3D (``feature_size`` must be divisible by 12).
+
+    Other keyword arguments (``depths``, ``num_heads``, ``drop_rate``...) go to SwinUNETR.
+    """
     _no_pretrained("swinunetr", pretrained)
     if importlib.util.find_spec("einops") is None:
         # MONAI imports einops lazily and would only fail at the first forward pass
@@ -153,6 +157,7 @@ def build_swinunetr(
         feature_size=feature_size,
         use_checkpoint=use_checkpoint,
         spatial_dims=3,
+        **kwargs,
     )
 
 
