@@ -40,7 +40,10 @@ SEGMENT_TASKS = ("segment", "segment2d", "segment3d")
 
 
 def to_onehot(index_map: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Float one-hot ``(B, C, ...)`` from an integer label map ``(B, ...)`` or ``(B, 1, ...)``."""
+    """Float one-hot ``(B, C, ...)`` from an integer label map ``(B, 1, ...)`` or ``(B, ...)``.
+
+    A map of 3 or more dimensions whose second has size 1 is read as ``(B, 1, ...)``.
+    """
     labels = index_map.long()
     if labels.ndim >= 3 and labels.shape[1] == 1:
         labels = labels[:, 0]
@@ -126,6 +129,9 @@ class WeightedCrossEntropy(nn.Module):
         if weight is None:
             present = counts > 0
             weight = torch.where(present, counts.sum() / (len(counts) * counts.clamp(min=1)), 0)
+        if ((target == 0) | (target == 1)).all():
+            # hard labels: torch's usual weighted mean (normalised by the weights in play)
+            return F.cross_entropy(logits, target.argmax(1), weight=weight.to(logits))
         return F.cross_entropy(logits, target, weight=weight.to(logits))
 
 
