@@ -38,7 +38,7 @@ class DecoderStep(nn.Module):
 class AttentionResUNet(nn.Module):
     """ResNet encoder (timm ``features_only``, strides 2..32) + attention-gated U-Net decoder.
 
-    Inputs must be divisible by 32; the output is ``(B, out_channels, H, W)`` logits.
+    Any input size (the decoder resizes to each skip); output ``(B, out_channels, H, W)`` logits.
     """
 
     def __init__(

@@ -54,7 +54,7 @@ class DilatedBottleneck(nn.Module):
 
 
 class DilatedUNet(nn.Module):
-    """U-Net with ``levels`` poolings and a dilated bottleneck; inputs divisible by 2**levels."""
+    """U-Net with ``levels`` poolings and a dilated bottleneck; any input size."""
 
     def __init__(
         self,

@@ -96,7 +96,7 @@ class SkipAttention(nn.Module):
 
 
 class ResUNetPlusPlus(nn.Module):
-    """ResUNet++ for 2D slices; inputs divisible by 8; logits ``(B, out_channels, H, W)``."""
+    """ResUNet++ for 2D slices of any size; logits ``(B, out_channels, H, W)``."""
 
     def __init__(
         self,
