@@ -210,10 +210,12 @@ def explain_image(
     out_dir: str | Path | None,
     target: str | int | None = None,
     predictor: Any = None,
+    name: str | None = None,
 ) -> dict[str, Any]:
     """Class probabilities and a Grad-CAM overlay for one 2D image.
 
-    Writes ``<stem>_gradcam.png`` into ``out_dir`` (when given) and returns a dict with
+    Writes ``<name>_gradcam.png`` (``name`` defaults to the image's file stem) into ``out_dir``
+    (when given) and returns a dict with
     ``probabilities`` (class -> p), ``predicted_class``, ``target_class``, ``layer``,
     ``overlay`` (the RGB array) and ``overlay_path``.
     """
@@ -247,7 +249,7 @@ def explain_image(
         "overlay_path": None,
     }
     if out_dir is not None:
-        dest = Path(out_dir) / f"{Path(image.path).stem}_gradcam.png"
+        dest = Path(out_dir) / f"{name or Path(image.path).stem}_gradcam.png"
         with atomic_path(dest) as tmp:
             Image.fromarray(overlay).save(tmp, format="PNG")
         result["overlay_path"] = str(dest)

@@ -1,0 +1,254 @@
+"""From an uploaded file to the JSON the web app shows: the same records ``predict`` writes,
+plus the pictures (base64 PNG) and, for volumes, a small stack of slices and the mask volume.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from braintumor.engine.inputs import axial_slice, is_volume
+from braintumor.engine.model_io import LoadedModel, load_model_dir
+from braintumor.engine.prediction_outputs import classification_records, segmentation_record
+from braintumor.engine.predictor import Predictor
+from braintumor.errors import DataError
+from braintumor.io import LoadedImage, read_dicom_series, read_image, write_nifti
+from braintumor.serve.security import UploadError, safe_extract_zip
+
+STACK_SLICES = 24  # slices of a volume sent back for the slider
+STACK_SIDE = 256  # longest side of a stack picture
+
+
+@dataclass
+class ServedModel:
+    """A loaded model, its predictor, and the lock that serialises its inference."""
+
+    name: str
+    loaded: LoadedModel
+    predictor: Predictor | None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def card(self) -> dict[str, Any]:
+        """What the page shows about the model: task, network, classes, data, metrics, recipe."""
+        info = self.loaded.info
+        return {
+            "name": self.name,
+            "task": info.task,
+            "architecture": info.architecture,
+            "class_names": list(info.class_names),
+            "image_size": info.image_size,
+            "in_channels": info.in_channels,
+            "data_fingerprint": info.data_fingerprint,
+            "metrics": info.metrics,
+            "recipe": info.recipe,
+            "created": info.created,
+        }
+
+
+def load_models(model_dirs: list[Path]) -> dict[str, ServedModel]:
+    """Load every model folder; names are folder names, numbered when two are alike."""
+    served: dict[str, ServedModel] = {}
+    for folder in model_dirs:
+        loaded = load_model_dir(folder)
+        name, n = Path(folder).resolve().name, 2
+        while name in served:
+            name, n = f"{Path(folder).resolve().name}-{n}", n + 1
+        task = loaded.info.task
+        predictor = Predictor(loaded) if task in ("classify", "segment") else None
+        served[name] = ServedModel(name=name, loaded=loaded, predictor=predictor)
+    if not served:
+        raise DataError("serve needs at least one model folder")
+    return served
+
+
+def png_base64(array: np.ndarray, max_side: int | None = None) -> str:
+    """uint8 (H, W) or (H, W, 3) -> base64 PNG text, shrunk to ``max_side`` when given."""
+    image = Image.fromarray(np.ascontiguousarray(array))
+    if max_side is not None and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.BILINEAR)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def file_base64(path: Path) -> str:
+    """A file's bytes as base64 text."""
+    return base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
+
+def _display(array: np.ndarray) -> np.ndarray:
+    from braintumor.engine.preprocess import rescale_to_uint8, to_grey_uint8
+
+    if array.ndim == 3 and array.shape[2] in (3, 4):
+        return rescale_to_uint8(array[..., :3])
+    return to_grey_uint8(array)
+
+
+def read_upload(path: Path, kind: str, work: Path) -> LoadedImage | Path:
+    """The uploaded image or volume; for a zip of a BraTS case, the folder it was unpacked to."""
+    if kind == "nifti":
+        # nibabel tells .nii from .nii.gz by the name, so give the bytes a name that fits.
+        with open(path, "rb") as handle:
+            gz = handle.read(2) == b"\x1f\x8b"
+        named = path.with_name("upload.nii.gz" if gz else "upload.nii")
+        path.rename(named)
+        return read_image(named)
+    if kind != "zip":
+        return read_image(path)
+    folder = work / "unzipped"
+    folder.mkdir()
+    files = safe_extract_zip(path, folder)
+    if any(f.name.lower().endswith((".nii", ".nii.gz")) for f in files):
+        return folder
+    return read_dicom_series(folder)
+
+
+def _slice_items(volume: LoadedImage) -> list[LoadedImage]:
+    first, _ = axial_slice(volume, "0")
+    count = int(first.meta["volume_shape"][first.meta["slice_axis"]])
+    return [first] + [axial_slice(volume, str(i))[0] for i in range(1, count)]
+
+
+def _stack_indices(count: int) -> list[int]:
+    return sorted({round(i) for i in np.linspace(0, count - 1, min(count, STACK_SLICES))})
+
+
+def _mask_volume(volume: LoadedImage, slices: list[np.ndarray]) -> np.ndarray:
+    """Per-slice 2D masks back into the volume's voxel order (undoing the display rotation)."""
+    planes = [np.rot90(m, -1) if volume.meta.get("format") == "nifti" else m for m in slices]
+    axis = int(axial_slice(volume, "0")[0].meta["slice_axis"])
+    return np.moveaxis(np.stack(planes, axis=2), 2, axis).astype(np.uint8)
+
+
+def _classify(served: ServedModel, item: tuple, target: str | None, volume: Any) -> dict:
+    from braintumor.explain import explain_image
+
+    image = item[3]
+    predictor = served.predictor
+    info = served.loaded.info
+    probs = predictor.classify([image])
+    record = classification_records([item], probs, info)[0]
+    explained = explain_image(served.loaded, image, None, target=target, predictor=predictor)
+    record.update(
+        predicted_class=record["predicted"],
+        target_class=explained["target_class"],
+        gradcam_layer=explained["layer"],
+        gradcam_png=png_base64(explained["overlay"]),
+        overlay_png=png_base64(explained["overlay"]),
+        image_png=png_base64(_display(image.array)),
+    )
+    if volume is not None:
+        slices = _slice_items(volume)
+        chosen = [slices[i] for i in _stack_indices(len(slices))]
+        stack_probs = predictor.classify(chosen)
+        record["stack"] = [
+            {
+                "index": int(s.meta["slice_index"]),
+                "png": png_base64(_display(s.array), STACK_SIDE),
+                "probabilities": dict(zip(info.class_names, map(float, p), strict=True)),
+            }
+            for s, p in zip(chosen, stack_probs, strict=True)
+        ]
+    return record
+
+
+def _segment(served: ServedModel, item: tuple, work: Path, volume: Any) -> dict:
+    from braintumor.localize import draw_overlay, localize
+
+    stem, image = item[0], item[3]
+    predictor = served.predictor
+    prob = predictor.segment([image])[0]
+    out = work / "out"
+    out.mkdir(exist_ok=True)
+    record = segmentation_record(item, prob, out, threshold=0.5)
+    record["localization"] = json.loads((out / record["localization"]).read_text())
+    record["overlay_png"] = file_base64(out / record["overlay"])
+    record["mask_png"] = file_base64(out / record["mask"])
+    record["image_png"] = png_base64(_display(image.array))
+    if volume is None:
+        return record
+    slices = _slice_items(volume)
+    masks: list[np.ndarray] = []
+    for start in range(0, len(slices), predictor.batch_size):
+        chunk = slices[start : start + predictor.batch_size]
+        masks += [p >= 0.5 for p in predictor.segment(chunk)]
+    mask_volume = _mask_volume(volume, masks)
+    spacing = volume.spacing
+    voxels = int(mask_volume.sum())
+    record["volume_voxels"] = voxels
+    record["volume_ml"] = (
+        voxels * float(np.prod(spacing[:3])) / 1000.0 if spacing and len(spacing) >= 3 else None
+    )
+    nifti = write_nifti(mask_volume, out / f"{stem}_mask.nii.gz", reference=volume)
+    record["mask_nifti"] = file_base64(nifti)
+    stack = []
+    for i in _stack_indices(len(slices)):
+        plane, mask = slices[i], masks[i]
+        found = localize(mask)
+        picture = draw_overlay(_display(plane.array), mask, found)
+        stack.append(
+            {"index": i, "png": png_base64(picture, STACK_SIDE), "area_px": found.total_area_px}
+        )
+    record["stack"] = stack
+    return record
+
+
+def _brats(served: ServedModel, folder: Path, work: Path) -> dict:
+    from braintumor.brats.inference import predict_case
+    from braintumor.data.layouts import detect_layout
+
+    samples = [s for s in detect_layout(folder).samples if s.modalities]
+    if len(samples) != 1:
+        raise UploadError(422, f"the zip should hold one BraTS case; found {len(samples)}")
+    out = work / "out"
+    out.mkdir(exist_ok=True)
+    record = predict_case(served.loaded, samples[0], out)
+    overlays = [Path(p) for p in record.get("overlays", [])]
+    return {
+        "id": samples[0].id,
+        "volumes_ml": record.get("volumes_ml", {}),
+        "convention": record.get("convention"),
+        "spacing_mm": record.get("spacing_mm"),
+        "mask_nifti": file_base64(Path(record["segmentation"])),
+        "overlay_png": file_base64(overlays[0]) if overlays else None,
+        "stack": [{"index": i, "png": file_base64(p)} for i, p in enumerate(overlays)],
+    }
+
+
+def predict_upload(
+    served: ServedModel,
+    path: Path,
+    kind: str,
+    work: Path,
+    filename: str,
+    slice_: str = "mid",
+    target: str | None = None,
+) -> dict[str, Any]:
+    """Everything the page shows for one uploaded file, as a JSON-ready dict."""
+    info = served.loaded.info
+    head: dict[str, Any] = {"model": served.name, "task": info.task, "filename": filename}
+    loaded = read_upload(path, kind, work)
+    if info.task in ("brats2d", "brats3d"):
+        if not isinstance(loaded, Path):
+            raise UploadError(422, "a BraTS model wants a zip of one case's NIfTI modalities")
+        return head | _brats(served, loaded, work)
+    if isinstance(loaded, Path):
+        raise UploadError(422, "a zip of NIfTI files is for BraTS models; upload the volume itself")
+    stem = Path(filename).name.split(".")[0] or "upload"
+    volume = loaded if is_volume(loaded) else None
+    image, index = axial_slice(loaded, slice_) if volume is not None else (loaded, None)
+    item = (stem, Path(filename), index, image)
+    head |= {"kind": kind, "slice": index}
+    if volume is not None:
+        head["n_slices"] = int(image.meta["volume_shape"][image.meta["slice_axis"]])
+    if info.task == "classify":
+        return head | _classify(served, item, target, volume)
+    return head | _segment(served, item, work, volume)
