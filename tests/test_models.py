@@ -259,3 +259,16 @@ def test_models_cli_lists_sizes() -> None:
     assert len(rows) == 1 and float(rows[0].split("|")[4]) > 1.0  # millions of parameters
     result = runner.invoke(models_app, ["list", "--task", "nope"])
     assert result.exit_code == 2
+
+
+def test_offline_pretrained_request_is_one_clear_error(monkeypatch) -> None:
+    import timm
+
+    def offline(*args, **kwargs):
+        raise OSError("cannot reach the hub")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(ModelFormatError, match="weights=FILE"):
+        build_model("resnet10t", num_classes=2, pretrained=True)
+    with pytest.raises(OSError, match="cannot reach"):  # without pretrained it is a plain bug
+        build_model("resnet10t", num_classes=2)
