@@ -281,3 +281,25 @@ def test_bad_slice_and_backend_are_user_errors(tmp_path, classifier_dir):
     assert bad_slice.exit_code == 2 and "--slice" in bad_slice.stderr
     bad_backend = runner.invoke(app, [*base, "--backend", "tensorrt"])
     assert bad_backend.exit_code == 2 and "--backend" in bad_backend.stderr
+
+
+def test_onnx_backend_matches_torch(tmp_path, classifier_dir):
+    pytest.importorskip("onnxruntime")
+    from braintumor.engine.model_io import load_model_dir
+    from braintumor.export import export_onnx
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(classifier_dir, model_dir)
+    export_onnx(load_model_dir(model_dir))
+    for i in range(3):
+        _write_png(tmp_path / "in" / f"s{i}.png", 36, 44, i)
+    probs = {}
+    for backend in ("torch", "onnx"):
+        out = tmp_path / backend
+        args = [str(model_dir), str(tmp_path / "in"), "--out", str(out), "--tta"]
+        result = runner.invoke(app, [*args, "--backend", backend, "--device", "cpu"])
+        assert result.exit_code == 0, result.output
+        rows = _rows(out / "predictions.csv")
+        probs[backend] = np.array([[float(r[f"prob_{c}"]) for c in CLASSES] for r in rows])
+    assert probs["onnx"].shape == (3, 4)
+    np.testing.assert_allclose(probs["onnx"], probs["torch"], atol=1e-4)

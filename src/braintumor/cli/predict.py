@@ -83,7 +83,7 @@ def _make_predictor(
                 f"--backend onnx needs the export extra ({error}); pip install 'braintumor[export]'"
             ) from error
         info = read_model_info(model)
-        return OnnxPredictor(model), info
+        return OnnxPredictor(model, tta=tta, batch_size=batch_size), info
     loaded = load_model_dir(model, device=resolve_device(device))
     if loaded.info.task in ("brats2d", "brats3d"):
         return loaded, loaded.info
