@@ -148,3 +148,31 @@ def test_explain_refuses_segmenters(tmp_path: Path) -> None:
     image = LoadedImage(array=np.zeros((16, 16), np.uint8), path=tmp_path / "x.png")
     with pytest.raises(BrainTumorError, match="explains classifiers"):
         explain_image(loaded, image, None)
+
+
+def test_explain_command_writes_overlays_and_json(tmp_path: Path) -> None:
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from braintumor.cli.explain import explain_command
+    from serve_support import make_model_dir, png_bytes
+
+    app = typer.Typer()
+    app.callback()(lambda: None)  # a group, so the command is called by its name
+    app.command("explain")(explain_command)
+    folder = make_model_dir(tmp_path / "m")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.png").write_bytes(png_bytes())
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(10))
+    out = tmp_path / "out"
+    args = ["explain", str(folder), str(tmp_path / "in"), "--out", str(out), "--target", "glioma"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads((out / "explanations.json").read_text())
+    [record] = payload["explanations"]
+    assert record["target_class"] == "glioma" and (out / record["overlay_path"]).is_file()
+    assert [e["id"] for e in payload["errors"]] == ["broken"]
+    bad = CliRunner().invoke(app, [*args[:5], "--target", "astrocytoma"])
+    assert bad.exit_code == 2
