@@ -8,6 +8,7 @@ from braintumor import __version__
 from braintumor.cli.data import data_app
 from braintumor.cli.demo import demo_command
 from braintumor.cli.evaluate import evaluate_command
+from braintumor.cli.models import models_app
 from braintumor.cli.predict import predict_command
 from braintumor.cli.train import recipes_command, train_command
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
+app.add_typer(models_app, name="models")
 app.command("train")(train_command)
 app.command("recipes")(recipes_command)
 app.command("demo")(demo_command)

@@ -132,7 +132,9 @@ class SegmentationModule(_RecipeModule):
         self.multilabel = multilabel or num_outputs == 1
         self.spec = spec
         self.augment = AugmentConfig.from_dict(recipe.augment) if spec is not None else None
-        self.loss_fn = build_loss(recipe.loss, "segment", **recipe.loss_args)
+        self.loss_fn = build_loss(
+            recipe.loss, "segment", multilabel=self.multilabel, **recipe.loss_args
+        )
         self.val_inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor] | None = None
 
     def _prepare(self, batch: dict[str, torch.Tensor], train: bool) -> tuple[torch.Tensor, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime
@@ -59,6 +60,11 @@ def data_fingerprint(root: Path, layout_name: str, samples: list[Sample]) -> dic
     }
 
 
+def _launched_by_ddp() -> bool:
+    """True in the extra processes Lightning's DDP launcher starts (they share the run folder)."""
+    return int(os.environ.get("LOCAL_RANK", 0)) > 0 or int(os.environ.get("NODE_RANK", 0)) > 0
+
+
 def _write_run_header(run_dir: Path, recipe: Recipe, resume: bool) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / "recipe.yaml"
@@ -81,7 +87,7 @@ def train_run(
 ) -> RunResult:
     """Train ``recipe`` on the dataset at ``data`` and evaluate the best model on the test split."""
     layout = detect_layout(data)
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+    if not resume and not _launched_by_ddp() and run_dir.exists() and any(run_dir.iterdir()):
         raise DataError(f"{run_dir}: run folder exists; pass --resume or choose another --run-dir")
     _write_run_header(run_dir, recipe, resume)
     splits = resolve_splits(layout, recipe, run_dir, splits_csv=splits_csv, resume=resume)

@@ -80,7 +80,8 @@ def build_trainer(
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     loggers = [
-        CSVLogger(run_dir, name="logs", version=""),
+        # Flushed at every log call so that a killed run keeps its curves up to the kill.
+        CSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1),
         TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
     ]
     if strategy == "auto" and _device_count(devices, accelerator) * nodes > 1:

@@ -1,0 +1,5 @@
+"""``python -m braintumor.cli``."""
+
+from braintumor.cli.main import app
+
+app()
