@@ -176,3 +176,14 @@ def test_parallel_requests_on_a_real_server(model_dirs: list[Path]) -> None:
         assert json.dumps(again["probabilities"]) == json.dumps(results[1][1]["probabilities"])
     finally:
         server.stop()
+
+
+def test_body_without_a_length_is_bounded_too(client: TestClient) -> None:
+    def chunks():
+        for _ in range(3):
+            yield b"x" * (512 << 10)
+
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    reply = client.post("/api/predict", content=chunks(), headers=headers)
+    assert reply.status_code == 413
+    assert "larger than 1 MiB" in reply.json()["error"]
