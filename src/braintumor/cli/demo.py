@@ -10,7 +10,6 @@ from rich.console import Console
 
 from braintumor.cli.errors import run_cli
 from braintumor.config import load_recipe
-from braintumor.engine.run import train_run
 
 # Small enough for about a minute of CPU training per model, big enough to learn.
 CLASSIFY_OVERRIDES = ["image_size=96", "max_epochs=12", "max_minutes=1.5", "batch_size=32"]
@@ -26,6 +25,7 @@ def demo_command(
     """Synthesise data, train a classifier and a segmenter, evaluate, predict, report."""
     from braintumor.cli.predict import predict_command
     from braintumor.data.synthetic import write_synthetic_dataset
+    from braintumor.engine.run import train_run
 
     console = Console()
     if out.exists():

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from braintumor.cli.errors import run_cli
 from braintumor.config import load_recipe, recipe_names
-from braintumor.engine.run import default_run_dir, train_run
 
 
 def _devices(text: str) -> int | str:
@@ -39,6 +38,8 @@ def train_command(
     ),
 ) -> None:
     """Train a recipe on your data; writes a run folder with the best model and a report."""
+    from braintumor.engine.run import default_run_dir, train_run  # Lightning: slow to import
+
     overrides = list(set_)
     if weights is not None:
         overrides.append(f"weights={weights}")
