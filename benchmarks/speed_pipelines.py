@@ -1,0 +1,191 @@
+"""The two pipelines under test, as timed :class:`~speed_common.Variant` steps.
+
+- reference: a per-item ``Dataset`` + ``DataLoader`` (0 or more workers), fp32, contiguous
+  NCHW, the plain forward / loss / backward / AdamW loop;
+- ours: the decoded-slice cache, batched fetch, batched augmentation, channels_last input,
+  bf16 autocast where the CPU has it, and the :class:`~braintumor.engine.predictor.Predictor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from braintumor.config import Recipe
+from braintumor.data.samples import Sample
+from braintumor.engine.cache import DecodedSlices, decode_slices
+from braintumor.engine.model_io import LoadedModel, ModelInfo
+from braintumor.engine.optim import build_optimizer
+from braintumor.engine.predictor import Predictor
+from braintumor.engine.preprocess import normalise_batch
+from braintumor.engine.trainer import cpu_has_bf16
+from braintumor.io import read_image
+from speed_common import Variant
+
+
+def endless(loader: Iterable[Any]) -> Iterator[Any]:
+    """Batches of ``loader`` forever (a DataLoader with persistent workers keeps them)."""
+    while True:
+        yield from loader
+
+
+def resolve_precision(name: str) -> str:
+    """``auto`` -> ``bf16`` on a CPU with bf16 instructions, else ``fp32``."""
+    if name == "auto":
+        return "bf16" if cpu_has_bf16() else "fp32"
+    if name not in ("bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {name!r}")
+    return name
+
+
+def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
+    """CPU bf16 autocast (what Lightning's ``bf16-mixed`` does on a CPU) or nothing."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _loader(dataset: Any, batch_size: int, workers: int, shuffle: bool) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        drop_last=shuffle,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )
+
+
+def reference_variants(
+    train_set: Dataset,
+    eval_set: Dataset,
+    model: nn.Module,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    recipe: Recipe,
+    workers: list[int],
+) -> tuple[list[Variant], list[Variant]]:
+    """The plain PyTorch pipeline: per-item datasets, DataLoader, fp32 NCHW, one per worker count.
+
+    ``train_set`` yields ``(input, target)``; ``eval_set`` yields the input (or a tuple whose
+    first item is the input). Training is forward, loss, backward, AdamW step; inference is a
+    forward under ``torch.inference_mode``.
+    """
+    train, infer = [], []
+    for w in workers:
+        net = copy.deepcopy(model).train()
+        optimizer = torch.optim.AdamW(
+            net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
+        )
+        batches = endless(_loader(train_set, recipe.batch_size, w, shuffle=True))
+
+        def train_step(net=net, optimizer=optimizer, batches=batches) -> int:
+            x, y = next(batches)
+            loss = loss_fn(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return len(x)
+
+        eval_net = copy.deepcopy(model).eval()
+        eval_batches = endless(_loader(eval_set, recipe.batch_size, w, shuffle=False))
+
+        def infer_step(net=eval_net, batches=eval_batches) -> int:
+            x = next(batches)
+            x = x[0] if isinstance(x, list | tuple) else x
+            with torch.inference_mode():
+                net(x)
+            return len(x)
+
+        settle = 2 * w  # DataLoader's default prefetch_factor is 2 batches per worker
+        train.append(Variant(f"reference_workers{w}", train_step, "fp32", settle))
+        infer.append(Variant(f"reference_workers{w}", infer_step, "fp32", settle))
+    return train, infer
+
+
+def our_train_variant(
+    model: nn.Module,
+    recipe: Recipe,
+    loader: Iterable[dict[str, torch.Tensor]],
+    prepare: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    precision: str,
+) -> Variant:
+    """Our training step: ``prepare`` (augment + normalise) a cached batch, then the network
+    and loss under autocast (as Lightning's ``bf16-mixed`` runs ``training_step``), backward
+    and the recipe's optimiser."""
+    net = copy.deepcopy(model).train()
+    optimizer = build_optimizer(net, recipe)
+    batches = endless(loader)
+
+    def step() -> int:
+        x, target = prepare(next(batches))
+        with autocast(precision):
+            loss = loss_fn(net(x), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return len(x)
+
+    return Variant(f"ours_{precision}", step, precision)
+
+
+def precisions(precision: str) -> tuple[str, ...]:
+    """Our variants run in the chosen precision, and in fp32 too when that is bf16."""
+    return ("bf16", "fp32") if precision == "bf16" else ("fp32",)
+
+
+def cached_infer_variant(
+    model: nn.Module, loader: Iterable[dict[str, torch.Tensor]], spec: Any, precision: str
+) -> Variant:
+    """Inference from the decoded cache: ``normalise_batch`` (channels_last) and a forward."""
+    net = copy.deepcopy(model).to(memory_format=torch.channels_last).eval()
+    batches = endless(loader)
+
+    def step() -> int:
+        x = normalise_batch(next(batches)["image"], spec)
+        with torch.inference_mode(), autocast(precision):
+            net(x)
+        return len(x)
+
+    return Variant(f"ours_cached_{precision}", step, precision)
+
+
+def predictor_variant(
+    model: nn.Module, info: ModelInfo, files: list[str], batch_size: int
+) -> Variant:
+    """End-to-end inference on files: ``read_image`` + :class:`Predictor` (fp32, channels_last)."""
+    loaded = LoadedModel(copy.deepcopy(model).eval(), info, Path(info.architecture))
+    predictor = Predictor(loaded, device="cpu", batch_size=batch_size)
+    run = predictor.classify if info.task == "classify" else predictor.segment
+    paths = endless(files)
+
+    def step() -> int:
+        return len(run([read_image(next(paths)) for _ in range(batch_size)]))
+
+    return Variant("ours_predictor_fp32", step)
+
+
+def timed_decode(
+    samples: list[Sample], spec: Any, with_masks: bool, cache_dir: Path
+) -> tuple[DecodedSlices, dict[str, float]]:
+    """``decode_slices`` into ``cache_dir`` (the one-off cost), then again (a cache hit)."""
+    start = time.perf_counter()
+    decode_slices(samples, spec, with_masks=with_masks, cache_dir=cache_dir)
+    seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    decoded = decode_slices(samples, spec, with_masks=with_masks, cache_dir=cache_dir)
+    reload = time.perf_counter() - start
+    return decoded, {
+        "seconds": round(seconds, 2),
+        "images_per_s": round(len(decoded.samples) / seconds, 1),
+        "reload_from_cache_seconds": round(reload, 3),
+    }

@@ -1,0 +1,141 @@
+"""Smoke runs of the speed benchmarks' core functions (one step each, tiny synthetic data).
+
+Nothing here is timed: the tests check that every script runs end to end and writes the
+fields the documentation's table and readers rely on.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from braintumor.data.synthetic import write_synthetic_dataset
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import matmul_peak  # noqa: E402
+import speed_classify  # noqa: E402
+import speed_common  # noqa: E402
+import speed_pipelines  # noqa: E402
+import speed_segment  # noqa: E402
+
+PEAK = {"fp32_gflops": 50.0, "bf16_gflops": 150.0, "source": "test"}
+VARIANT_FIELDS = {
+    "precision",
+    "steps",
+    "images",
+    "seconds",
+    "images_per_s",
+    "achieved_gflops",
+    "fraction_of_fp32_peak",
+    "fraction_of_bf16_peak",
+}
+
+
+def test_matmul_peak_measures_both_dtypes() -> None:
+    result = matmul_peak.measure_matmul_peak((64, 96), repeats=1)
+    assert set(result["per_size"]) == {"fp32", "bf16"}
+    assert set(result["per_size"]["fp32"]) == {"64", "96"}
+    assert result["fp32_gflops"] == max(result["per_size"]["fp32"].values()) > 0
+    assert result["bf16_gflops"] == max(result["per_size"]["bf16"].values()) > 0
+
+
+def test_interleaved_timing_alternates_order_and_counts_steps() -> None:
+    calls: list[str] = []
+
+    def variant(name: str, settle: int = 0) -> speed_common.Variant:
+        def step() -> int:
+            calls.append(name)
+            return 4
+
+        return speed_common.Variant(name, step, settle=settle)
+
+    timings = speed_common.interleaved_timing(
+        [variant("a"), variant("b", settle=1)], warmup=1, steps=4, rounds=2
+    )
+    # warm-up a, b; round 1: a a, (settle) b b b; round 2 reversed: (settle) b b b, a a
+    assert calls == ["a", "b", "a", "a", "b", "b", "b", "b", "b", "b", "a", "a"]
+    assert timings["a"].steps == timings["b"].steps == 4
+    assert timings["a"].items == 16
+    assert timings["a"].items_per_s > 0
+
+
+def _check_result(result: dict) -> None:
+    assert result["machine"]["load_average_start"]
+    assert "shared_machine" in result["machine"]
+    assert result["decode"]["seconds"] > 0
+    assert result["flops"]["train_gflop_per_image"] > result["flops"]["infer_gflop_per_image"] > 0
+    train, infer = result["train"], result["infer"]
+    precisions = speed_pipelines.precisions(speed_pipelines.resolve_precision("auto"))
+    assert set(train["variants"]) == {"reference_workers0", *(f"ours_{p}" for p in precisions)}
+    assert set(infer["variants"]) == {
+        "reference_workers0",
+        "ours_predictor_fp32",
+        *(f"ours_cached_{p}" for p in precisions),
+    }
+    for phase in (train, infer):
+        assert phase["reference_best"] == "reference_workers0"
+        for row in phase["variants"].values():
+            assert set(row) >= VARIANT_FIELDS
+            assert row["steps"] == 1 and row["images"] > 0 and row["images_per_s"] > 0
+        assert set(phase["speedup"]) == set(phase["variants"]) - {"reference_workers0"}
+    table = speed_common.markdown_table(result)
+    assert table.count("\n| " + result["benchmark"]) == len(train["variants"]) + len(
+        infer["variants"]
+    )
+    assert "**reference_workers0**" in table
+    json.dumps(result)  # the record must be writable as JSON
+
+
+@pytest.mark.slow
+def test_speed_classify_smoke(tmp_path: Path) -> None:
+    data = write_synthetic_dataset(tmp_path / "data", "classify", n=3, size=48)
+    result = speed_classify.run_classify_benchmark(
+        data,
+        overrides=["batch_size=4", "image_size=32"],
+        warmup=1,
+        steps=1,
+        rounds=1,
+        workers=(0,),
+        cache_dir=tmp_path / "cache",
+        peak=PEAK,
+    )
+    assert result["setup"]["images"] == 12
+    assert result["setup"]["classes"] == ["glioma", "meningioma", "no_tumor", "pituitary"]
+    _check_result(result)
+
+
+@pytest.mark.slow
+def test_speed_segment_smoke(tmp_path: Path) -> None:
+    data = write_synthetic_dataset(tmp_path / "data", "segment", n=6, size=48)
+    result = speed_segment.run_segment_benchmark(
+        data,
+        overrides=["batch_size=4", "image_size=32"],
+        warmup=1,
+        steps=1,
+        rounds=1,
+        workers=(0,),
+        limit=5,
+        cache_dir=tmp_path / "cache",
+        peak=PEAK,
+    )
+    assert result["setup"]["images"] == 5
+    _check_result(result)
+
+
+def test_write_result_records_load_at_end(tmp_path: Path) -> None:
+    record = {"machine": speed_common.machine_info(), "value": 1}
+    path = speed_common.write_result("speed_test.json", record, tmp_path)
+    written = json.loads(path.read_text())
+    assert written["value"] == 1
+    assert "load_average_end" in written["machine"]
+
+
+def test_precision_names() -> None:
+    assert speed_pipelines.resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        speed_pipelines.resolve_precision("fp8")
