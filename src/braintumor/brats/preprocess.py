@@ -182,7 +182,9 @@ def resample(array: np.ndarray, shape: tuple[int, ...], mode: str) -> np.ndarray
     if tuple(array.shape[1:]) == tuple(shape):
         return array
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+    # "nearest-exact" samples pixel centres; torch's "nearest" is off by half a voxel.
     kwargs = {"align_corners": False} if mode == "trilinear" else {}
+    mode = "nearest-exact" if mode == "nearest" else mode
     out = torch.nn.functional.interpolate(tensor, size=tuple(shape), mode=mode, **kwargs)
     return out[0].numpy()
 

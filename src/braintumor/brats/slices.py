@@ -152,7 +152,7 @@ class SliceDataset(Dataset):
             raise DataError(f"case {case.id}: no label map to train on")
         label = torch.from_numpy(np.array(labels[..., z], dtype=np.float32))
         image = to_plane(image[None], self.image_size, "bilinear")[0]
-        label = to_plane(label[None, None], self.image_size, "nearest")[0]
+        label = to_plane(label[None, None], self.image_size, "nearest-exact")[0]
         return {"image": image.float(), "mask": target_channels(label, self.label_mode)}
 
 

@@ -1,0 +1,98 @@
+"""Slice selection, plane geometry, the 2D and 3D datamodules and the task wiring."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from brats_support import fast_recipe, synthetic_cases
+
+from braintumor.brats.slices import augment_slices, from_plane, select_slices, to_plane
+from braintumor.brats.task import build_brats_task, info_class_names
+from braintumor.config import load_recipe
+from braintumor.errors import DataError, RecipeError
+
+
+def test_select_slices_counts():
+    labels = np.zeros((10, 10, 8), np.uint8)
+    labels[:5, :4, 1] = 1  # 20 tumour pixels: kept
+    labels[:2, :2, 2] = 2  # 4 tumour pixels: too small, dropped
+    labels[:, :, 3] = 2  # 100: kept
+    brain = np.zeros_like(labels, bool)
+    brain[..., :7] = True  # slice 7 has no brain
+    rng = np.random.default_rng(0)
+    keep, empty = select_slices(labels, brain, 10, 0.0, rng)
+    assert keep == [1, 3] and empty == []
+    keep, empty = select_slices(labels, brain, 10, 1.0, rng)
+    assert empty == [0, 4, 5, 6]
+    _, empty = select_slices(labels, brain, 10, 0.5, rng)
+    assert len(empty) == 2 and set(empty) <= {0, 4, 5, 6}
+    with pytest.raises(DataError):
+        select_slices(labels, brain, 10, 1.5, rng)
+
+
+def test_plane_round_trip_keeps_geometry():
+    x = torch.zeros(1, 1, 30, 50)
+    x[0, 0, 10:20, 5:15] = 1
+    y = to_plane(x, 64, "nearest-exact")
+    assert y.shape == (1, 1, 64, 64)
+    back = from_plane(y, (30, 50), "nearest-exact")
+    assert back.shape == x.shape and (back == x).float().mean() > 0.99
+
+
+def test_augment_keeps_shapes_and_binary_targets():
+    batch = {"image": torch.randn(4, 2, 32, 32), "mask": (torch.rand(4, 3, 32, 32) > 0.7).float()}
+    aug = {"flip": 0.5, "rotate": 15.0, "intensity_scale": 0.1, "intensity_shift": 0.1}
+    out = augment_slices(batch, aug)
+    assert out["image"].shape == batch["image"].shape
+    assert set(out["mask"].unique().tolist()) <= {0.0, 1.0}
+    assert not torch.equal(out["image"], batch["image"])
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    return synthetic_cases(tmp_path_factory.mktemp("brats"), 3)
+
+
+@pytest.mark.parametrize("label_mode", ["regions", "labels"])
+def test_slice_datamodule_batches(label_mode, cases, tmp_path):
+    recipe = fast_recipe(tmp_path, ["image_size=64", f"extra.label_mode={label_mode}"])
+    module, dm, pre = build_brats_task(recipe, {"train": cases[:2], "val": cases[2:]})
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    k = 3 if label_mode == "regions" else 4
+    assert batch["image"].shape[1:] == (4, 64, 64) and batch["mask"].shape[1:] == (k, 64, 64)
+    stats = dm.statistics["train"]
+    assert stats["slices"] == len(dm.datasets["train"]) == stats["tumour_slices"] + stats[
+        "empty_slices"]
+    assert stats["label_pixels"]["oedema"] > 0
+    assert pre["convention"] == "brats2017" and pre["mode"] == "2d"
+    assert info_class_names(recipe) == pre["class_names"]
+    assert module.multilabel == (label_mode == "regions")
+    loss = module.training_step(batch, 0)
+    assert torch.isfinite(loss)
+
+
+def test_patch_datamodule_and_sliding_window_validation(cases, tmp_path):
+    recipe = load_recipe("segresnet-brats3d", [
+        f"extra.cache_dir={tmp_path}", "model=unet3d", "model_args={channels: [4, 8, 16]}",
+        "extra.patch_size=[32, 32, 32]", "num_workers=0", "batch_size=2",
+    ])
+    module, dm, pre = build_brats_task(recipe, {"train": cases[:2], "val": cases[2:]})
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (2, 4, 32, 32, 32) and batch["mask"].shape == (2, 3, 32, 32, 32)
+    whole = next(iter(dm.val_dataloader()))
+    assert whole["image"].shape[2:] == (64, 64, 48)  # phantoms have no zero background
+    logits = module.val_inferer(whole["image"], module.model)
+    assert logits.shape == (1, 3, 64, 64, 48)
+    assert pre["patch_size"] == [32, 32, 32] and pre["sw_overlap"] == 0.5
+
+
+def test_unknown_augment_key_and_wrong_task_are_refused(cases, tmp_path):
+    with pytest.raises(RecipeError, match="augment"):
+        build_brats_task(fast_recipe(tmp_path, ["augment.zoom=0.1"]), {"train": cases[:1]})
+    with pytest.raises(RecipeError, match="not a BraTS task"):
+        build_brats_task(load_recipe("fast-cpu-seg"), {"train": cases[:1]})
