@@ -9,12 +9,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from brats_support import synthetic_cases
 
 from braintumor.brats.inference import predict_case, predict_probabilities
 from braintumor.brats.preprocess import BratsPreprocess, load_case
 from braintumor.engine.model_io import LoadedModel, ModelInfo
 from braintumor.errors import ModelFormatError
+from brats_support import synthetic_cases
 
 
 class ThresholdNet(torch.nn.Module):
@@ -36,11 +36,23 @@ class ThresholdNet(torch.nn.Module):
 
 
 def loaded_model(mode: str, tmp_path: Path) -> LoadedModel:
-    pre = {"kind": "brats", **BratsPreprocess(modalities=["flair", "t1ce"]).to_dict(),
-           "convention": "brats2023", "mode": mode, "label_mode": "regions"}
+    pre = {
+        "kind": "brats",
+        **BratsPreprocess(modalities=["flair", "t1ce"]).to_dict(),
+        "convention": "brats2023",
+        "mode": mode,
+        "label_mode": "regions",
+    }
     pre |= {"image_size": 48} if mode == "2d" else {"patch_size": [32, 32, 32], "sw_overlap": 0.5}
-    info = ModelInfo(task=f"brats{mode}", architecture="threshold", num_outputs=3, in_channels=2,
-                     class_names=["WT", "TC", "ET"], image_size=48, preprocessing=pre)
+    info = ModelInfo(
+        task=f"brats{mode}",
+        architecture="threshold",
+        num_outputs=3,
+        in_channels=2,
+        class_names=["WT", "TC", "ET"],
+        image_size=48,
+        preprocessing=pre,
+    )
     return LoadedModel(ThresholdNet(3 if mode == "3d" else 2).eval(), info, tmp_path)
 
 
@@ -72,8 +84,9 @@ def test_prediction_is_written_on_the_input_grid(mode, cases, tmp_path):
 
 def test_asked_convention_and_tta(cases, tmp_path):
     loaded = loaded_model("3d", tmp_path)
-    record = predict_case(loaded, cases[0], tmp_path, tta=True, convention="brats2017",
-                          overlays=False)
+    record = predict_case(
+        loaded, cases[0], tmp_path, tta=True, convention="brats2017", overlays=False
+    )
     labels = np.asarray(nib.load(record["segmentation"]).dataobj)
     assert (labels == 4).any() and not (labels == 3).any()
     assert record["tta"] is True and record["overlays"] == []
@@ -83,7 +96,7 @@ def test_sliding_window_output_matches_the_working_grid(cases, tmp_path):
     case = load_case(cases[0], BratsPreprocess(modalities=["flair", "t1ce"]), with_labels=False)
     probs = predict_probabilities(loaded_model("3d", tmp_path), case, overlap=0.25)
     assert probs.shape == (3, *case.image.shape[1:])
-    assert 0.0 <= probs.min() and probs.max() <= 1.0
+    assert probs.min() >= 0.0 and probs.max() <= 1.0
 
 
 def test_a_classifier_folder_is_refused(cases, tmp_path):

@@ -7,9 +7,9 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from brats_support import fast_recipe, model_folder, synthetic_cases, train
 
 from braintumor.brats.evaluate import evaluate_cases
+from brats_support import fast_recipe, model_folder, synthetic_cases, train
 
 
 @pytest.mark.slow

@@ -8,7 +8,6 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from brats_support import synthetic_cases
 
 from braintumor.brats.labels import (
     from_working,
@@ -26,6 +25,7 @@ from braintumor.brats.preprocess import (
     resample,
 )
 from braintumor.errors import DataError
+from brats_support import synthetic_cases
 
 
 @pytest.fixture(scope="module")
@@ -110,13 +110,13 @@ def test_mismatched_label_shape_and_affine_name_the_label_file(cases, tmp_path):
     labels = nib.load(src.mask)
     bad_shape = tmp_path / "seg_shape.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((64, 64, 40), np.uint8), labels.affine), bad_shape)
-    with pytest.raises(DataError, match="seg_shape.nii.gz.*shape"):
+    with pytest.raises(DataError, match=r"seg_shape\.nii\.gz.*shape"):
         load_case(_with_mask(src, bad_shape), BratsPreprocess(modalities=["flair"]))
     moved = labels.affine.copy()
     moved[0, 3] += 5.0
     bad_affine = tmp_path / "seg_affine.nii.gz"
     nib.save(nib.Nifti1Image(np.asarray(labels.dataobj), moved), bad_affine)
-    with pytest.raises(DataError, match="seg_affine.nii.gz.*affine"):
+    with pytest.raises(DataError, match=r"seg_affine\.nii\.gz.*affine"):
         load_case(_with_mask(src, bad_affine), BratsPreprocess(modalities=["flair"]))
 
 
@@ -130,8 +130,9 @@ def test_cache_is_reused_and_invalidated_by_a_changed_file(cases, tmp_path):
     assert again.folder == first.folder
     assert np.array_equal(np.asarray(first.image()), load_case(sample, settings).image)
     flair = nib.load(sample.modalities["flair"])
-    nib.save(nib.Nifti1Image(np.asarray(flair.dataobj) * 2 + 1, flair.affine),
-             sample.modalities["flair"])
+    nib.save(
+        nib.Nifti1Image(np.asarray(flair.dataobj) * 2 + 1, flair.affine), sample.modalities["flair"]
+    )
     changed = cache_case(sample, settings, tmp_path / "cache")
     assert changed.folder != first.folder
     other = cache_case(sample, BratsPreprocess(modalities=["flair"]), tmp_path / "cache")
@@ -150,5 +151,6 @@ def _relocated(sample, folder):
     from pathlib import Path
 
     move = {k: str(folder / Path(v).name) for k, v in sample.modalities.items()}
-    return replace(sample, image=str(folder), mask=str(folder / Path(sample.mask).name),
-                   modalities=move)
+    return replace(
+        sample, image=str(folder), mask=str(folder / Path(sample.mask).name), modalities=move
+    )

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from brats_support import fast_recipe, synthetic_cases
 
 from braintumor.brats.slices import augment_slices, from_plane, select_slices, to_plane
 from braintumor.brats.task import build_brats_task, info_class_names
 from braintumor.config import load_recipe
 from braintumor.errors import DataError, RecipeError
+from brats_support import fast_recipe, synthetic_cases
 
 
 def test_select_slices_counts():
@@ -64,8 +64,11 @@ def test_slice_datamodule_batches(label_mode, cases, tmp_path):
     k = 3 if label_mode == "regions" else 4
     assert batch["image"].shape[1:] == (4, 64, 64) and batch["mask"].shape[1:] == (k, 64, 64)
     stats = dm.statistics["train"]
-    assert stats["slices"] == len(dm.datasets["train"]) == stats["tumour_slices"] + stats[
-        "empty_slices"]
+    assert (
+        stats["slices"]
+        == len(dm.datasets["train"])
+        == stats["tumour_slices"] + stats["empty_slices"]
+    )
     assert stats["label_pixels"]["oedema"] > 0
     assert pre["convention"] == "brats2017" and pre["mode"] == "2d"
     assert info_class_names(recipe) == pre["class_names"]
@@ -75,10 +78,17 @@ def test_slice_datamodule_batches(label_mode, cases, tmp_path):
 
 
 def test_patch_datamodule_and_sliding_window_validation(cases, tmp_path):
-    recipe = load_recipe("segresnet-brats3d", [
-        f"extra.cache_dir={tmp_path}", "model=unet3d", "model_args={channels: [4, 8, 16]}",
-        "extra.patch_size=[32, 32, 32]", "num_workers=0", "batch_size=2",
-    ])
+    recipe = load_recipe(
+        "segresnet-brats3d",
+        [
+            f"extra.cache_dir={tmp_path}",
+            "model=unet3d",
+            "model_args={channels: [4, 8, 16]}",
+            "extra.patch_size=[32, 32, 32]",
+            "num_workers=0",
+            "batch_size=2",
+        ],
+    )
     module, dm, pre = build_brats_task(recipe, {"train": cases[:2], "val": cases[2:]})
     dm.prepare_data()
     dm.setup("fit")

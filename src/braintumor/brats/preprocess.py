@@ -7,7 +7,8 @@ Steps, in order (prediction redoes them from :class:`BratsPreprocess` saved in t
 2. brain mask: the case's ``brainmask`` file thresholded at 0.5 (some masks store huge int32
    values that nibabel scales to ~0 and ~1), else the voxels where any modality is non-zero;
 3. z-score each modality inside the brain (outside set to 0);
-4. crop to the brain's bounding box plus a margin (unless ``crop`` is off), remembering the box to paste predictions back;
+4. crop to the brain's bounding box plus a margin (unless ``crop`` is off), remembering the
+   box to paste predictions back;
 5. optionally resample to a target spacing (and back, for predictions);
 6. map the labels to the working convention (see :mod:`braintumor.brats.labels`).
 """

@@ -5,8 +5,8 @@ Recipe settings read here (``extra`` unless said otherwise):
 
 - ``modalities`` (default t1, t1ce, t2, flair), ``label_mode`` (``regions`` | ``labels``),
   ``convention`` (``auto`` or a name from :mod:`braintumor.metrics.brats`), ``cache_dir``;
-- ``preprocess``: ``crop`` (to the brain box, default true), ``crop_margin`` (voxels, 8), ``target_spacing`` (mm, default none),
-  ``normalisation`` (``zscore-brain`` | ``none``);
+- ``preprocess``: ``crop`` (to the brain box, default true), ``crop_margin`` (voxels, 8),
+  ``target_spacing`` (mm, default none), ``normalisation`` (``zscore-brain`` | ``none``);
 - 2D: ``image_size`` (recipe field), ``min_tumour_pixels`` (50), ``empty_slice_fraction``
   (0.1);
 - 3D: ``patch_size`` ([128, 128, 128]), ``samples_per_case`` (4), ``pos_fraction`` (0.5),
