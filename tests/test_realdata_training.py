@@ -45,6 +45,7 @@ def test_figshare_segmenter_beats_empty_and_full_masks(shared_data, tmp_path) ->
         (data / sub).mkdir(parents=True)
         for n in numbers:
             shutil.copyfile(source / sub / f"{n}.png", data / sub / f"{n}.png")
+    shutil.copyfile(source / "labels.csv", data / "labels.csv")  # groups neighbouring slices
     recipe = load_recipe(
         "fast-cpu-seg", ["image_size=96", "max_epochs=20", "max_minutes=1.5", "batch_size=16"]
     )
