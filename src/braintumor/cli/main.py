@@ -8,8 +8,11 @@ from braintumor import __version__
 from braintumor.cli.data import data_app
 from braintumor.cli.demo import demo_command
 from braintumor.cli.evaluate import evaluate_command
+from braintumor.cli.explain import explain_command
+from braintumor.cli.export import export_command
 from braintumor.cli.models import models_app
 from braintumor.cli.predict import predict_command
+from braintumor.cli.serve import serve_command
 from braintumor.cli.train import recipes_command, train_command
 
 app = typer.Typer(
@@ -24,6 +27,9 @@ app.command("recipes")(recipes_command)
 app.command("demo")(demo_command)
 app.command("evaluate")(evaluate_command)
 app.command("predict")(predict_command)
+app.command("explain")(explain_command)
+app.command("export")(export_command)
+app.command("serve")(serve_command)
 
 
 def _version(value: bool) -> None:

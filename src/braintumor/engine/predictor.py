@@ -159,10 +159,10 @@ class Predictor:
             if self.tta:
                 prob = 0.5 * (prob[: len(chunk)] + torch.flip(prob[len(chunk) :], dims=[2]))
             for image, square in zip(chunk, prob.cpu().numpy(), strict=True):
-                maps.append(self._restore(square, image.array))
+                maps.append(self.restore(square, image.array))
         return maps
 
-    def _restore(self, square: np.ndarray, array: np.ndarray) -> np.ndarray:
+    def restore(self, square: np.ndarray, array: np.ndarray) -> np.ndarray:
         """Undo resize, padding and (when the spec crops) the brain crop."""
         height, width = array.shape[:2]
         if not self.spec.brain_crop:
