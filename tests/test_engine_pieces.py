@@ -117,3 +117,15 @@ def test_model_folder_round_trip_and_tampering(tmp_path) -> None:
     (folder / "model.json").write_text("{not json")
     with pytest.raises(ModelFormatError, match=r"model\.json"):
         load_model_dir(folder)
+
+
+def test_schedule_follows_the_time_budget_when_it_runs_ahead_of_steps() -> None:
+    from braintumor.engine.optim import warmup_then_decay
+
+    by_steps = warmup_then_decay(100, 0.0, "cosine")
+    used = {"share": 0.0}
+    by_time = warmup_then_decay(100, 0.0, "cosine", lambda: used["share"])
+    assert by_steps(10) == pytest.approx(by_time(10))
+    used["share"] = 1.0  # the budget is spent after 10 of 100 steps: anneal fully
+    assert by_time(10) == pytest.approx(0.0, abs=1e-9)
+    assert by_steps(10) > 0.9

@@ -7,6 +7,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import Timer
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from braintumor.config import Recipe
@@ -31,10 +32,22 @@ class _RecipeModule(L.LightningModule):
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.model, self.recipe)
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = build_scheduler(optimizer, self.recipe, total_steps)
+        scheduler = build_scheduler(optimizer, self.recipe, total_steps, self._time_progress())
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def _time_progress(self) -> Callable[[], float] | None:
+        """Share of the ``max_minutes`` budget used, from Lightning's Timer (kept on resume)."""
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        if timer is None or timer.time_remaining() is None:
+            return None
+
+        def progress() -> float:
+            elapsed = timer.time_elapsed("train")
+            return elapsed / max(1e-9, elapsed + (timer.time_remaining("train") or 0.0))
+
+        return progress
 
 
 class ClassificationModule(_RecipeModule):

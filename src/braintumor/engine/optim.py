@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,14 +26,26 @@ def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optim
         raise RecipeError(f"optimizer {recipe.optimizer!r}: {exc}") from exc
 
 
-def warmup_then_decay(total_steps: int, warmup_fraction: float, decay: str) -> Any:
-    """LR multiplier: linear warm-up over the first fraction, then cosine or linear decay."""
+def warmup_then_decay(
+    total_steps: int,
+    warmup_fraction: float,
+    decay: str,
+    time_progress: Callable[[], float] | None = None,
+) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over the first fraction, then cosine or linear decay.
+
+    With a time budget (``max_minutes``), ``time_progress`` gives the share of it used so far;
+    the decay follows whichever of steps and time is further along, so a slow machine still
+    anneals the learning rate before the budget ends instead of stopping at a high rate.
+    """
     warmup = max(1, int(total_steps * warmup_fraction)) if warmup_fraction > 0 else 0
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        if time_progress is not None:
+            progress = max(progress, min(1.0, time_progress()))
         if decay == "linear":
             return max(0.0, 1.0 - progress)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -41,7 +54,10 @@ def warmup_then_decay(total_steps: int, warmup_fraction: float, decay: str) -> A
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, recipe: Recipe, total_steps: int
+    optimizer: torch.optim.Optimizer,
+    recipe: Recipe,
+    total_steps: int,
+    time_progress: Callable[[], float] | None = None,
 ) -> dict[str, Any] | None:
     """A Lightning ``lr_scheduler`` config for the recipe, or None."""
     name = recipe.scheduler
@@ -49,7 +65,7 @@ def build_scheduler(
         return None
     if name in ("cosine", "warmup-linear"):
         decay = "linear" if name == "warmup-linear" else "cosine"
-        lam = warmup_then_decay(total_steps, recipe.warmup_fraction, decay)
+        lam = warmup_then_decay(total_steps, recipe.warmup_fraction, decay, time_progress)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lam)
         return {"scheduler": scheduler, "interval": "step"}
     if name == "plateau":
