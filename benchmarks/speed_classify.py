@@ -56,6 +56,7 @@ from speed_common import (
 )
 from speed_pipelines import (
     cached_infer_variant,
+    our_data_variant,
     our_train_variant,
     precisions,
     predictor_variant,
@@ -102,8 +103,8 @@ def our_variants(
     recipe: Recipe,
     class_names: list[str],
     precision: str,
-) -> tuple[list[Variant], list[Variant]]:
-    """Training and inference variants of the project's pipeline."""
+) -> tuple[list[Variant], list[Variant], list[Variant]]:
+    """Training, inference and input-only variants of the project's pipeline."""
     aug = AugmentConfig.from_dict(recipe.augment)
     dataset = SliceDataset(decoded, labels, seed=recipe.seed)
     data = SliceDataModule(dataset, dataset, batch_size=recipe.batch_size, seed=recipe.seed)
@@ -134,7 +135,7 @@ def our_variants(
     infer = [predictor_variant(model, info, files, recipe.batch_size)]
     for p in precisions(precision):
         infer.append(cached_infer_variant(model, data.val_dataloader(), spec, p))
-    return train, infer
+    return train, infer, [our_data_variant(data.train_dataloader(), prepare)]
 
 
 def _flops_per_image(model: torch.nn.Module, recipe: Recipe, k: int) -> tuple[float, float]:
@@ -189,7 +190,7 @@ def run_classify_benchmark(
             **recipe.model_args,
         )
         aug = AugmentConfig.from_dict(recipe.augment)
-        ref_train, ref_infer = reference_variants(
+        ref_train, ref_infer, ref_data = reference_variants(
             Subset(datasets.ImageFolder(data, reference_transform(spec, aug)), indices),
             Subset(datasets.ImageFolder(data, reference_transform(spec, None)), indices),
             model,
@@ -197,11 +198,12 @@ def run_classify_benchmark(
             recipe,
             list(workers),
         )
-        our_train, our_infer = our_variants(
+        our_train, our_infer, our_data = our_variants(
             decoded, labels, spec, model, recipe, folder.classes, precision
         )
         train_t = interleaved_timing([*ref_train, *our_train], warmup, steps, rounds)
         infer_t = interleaved_timing([*ref_infer, *our_infer], warmup, steps, rounds)
+        data_t = interleaved_timing([*ref_data, *our_data], warmup, steps, rounds)
         n_images = len(decoded.samples)
 
     peak = peak or peak_for_this_cpu()
@@ -233,6 +235,7 @@ def run_classify_benchmark(
     }
     result["train"] = phase_figures([*ref_train, *our_train], train_t, train_flops, peak)
     result["infer"] = phase_figures([*ref_infer, *our_infer], infer_t, infer_flops, peak)
+    result["data"] = phase_figures([*ref_data, *our_data], data_t, 0.0, peak)
     return result
 
 

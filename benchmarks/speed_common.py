@@ -208,9 +208,10 @@ def _percent(value: float) -> str:
 def markdown_table(results: dict[str, Any] | list[dict[str, Any]]) -> str:
     """A markdown table of one or more speed results (the dicts the speed scripts write).
 
-    One row per pipeline and phase: images/s, ratio to the faster reference loader, achieved
-    GFLOP/s and its share of the fp32 and bf16 matmul peaks. Each benchmark is followed by a
-    line naming its machine, load and peaks.
+    One row per pipeline and phase (``train``, ``infer``, and ``data``: the input pipeline
+    alone, where present): images/s, ratio to the faster reference loader, achieved GFLOP/s
+    and its share of the fp32 and bf16 matmul peaks. Each benchmark is followed by a line
+    naming its machine, load and peaks.
     """
     items = [results] if isinstance(results, dict) else list(results)
     header = (
@@ -220,18 +221,25 @@ def markdown_table(results: dict[str, Any] | list[dict[str, Any]]) -> str:
     )
     rows, notes = [header], []
     for result in items:
-        for phase in ("train", "infer"):
+        for phase in ("train", "infer", "data"):
+            if phase not in result:
+                continue
             figures = result[phase]
             best = figures["reference_best"]
             base = figures["variants"][best]["images_per_s"]
             for name, row in figures["variants"].items():
                 ratio = row["images_per_s"] / base if base else 0.0
                 label = f"**{name}**" if name == best else name
+                compute = "| — | — | —"
+                if row["achieved_gflops"]:
+                    compute = (
+                        f"| {row['achieved_gflops']:.1f} "
+                        f"| {_percent(row['fraction_of_fp32_peak'])} "
+                        f"| {_percent(row['fraction_of_bf16_peak'])}"
+                    )
                 rows.append(
                     f"| {result['benchmark']} | {phase} | {label} | {row['precision']} "
-                    f"| {row['images_per_s']:.1f} | {ratio:.2f}x | {row['achieved_gflops']:.1f} "
-                    f"| {_percent(row['fraction_of_fp32_peak'])} "
-                    f"| {_percent(row['fraction_of_bf16_peak'])} |"
+                    f"| {row['images_per_s']:.1f} | {ratio:.2f}x {compute} |"
                 )
         machine, peak = result["machine"], result["peak"]
         notes.append(

@@ -72,14 +72,21 @@ def reference_variants(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     recipe: Recipe,
     workers: list[int],
-) -> tuple[list[Variant], list[Variant]]:
+) -> tuple[list[Variant], list[Variant], list[Variant]]:
     """The plain PyTorch pipeline: per-item datasets, DataLoader, fp32 NCHW, one per worker count.
 
     ``train_set`` yields ``(input, target)``; ``eval_set`` yields the input (or a tuple whose
     first item is the input). Training is forward, loss, backward, AdamW step; inference is a
-    forward under ``torch.inference_mode``.
+    forward under ``torch.inference_mode``. Returns training, inference and input-only variants;
+    the input-only one fetches augmented training batches in the main process (workers would
+    only move the same work to the same cores).
     """
-    train, infer = [], []
+    data_batches = endless(_loader(train_set, recipe.batch_size, 0, shuffle=True))
+
+    def data_step() -> int:
+        return len(next(data_batches)[0])
+
+    train, infer, data = [], [], [Variant("reference_workers0", data_step, "-")]
     for w in workers:
         net = copy.deepcopy(model).train()
         optimizer = torch.optim.AdamW(
@@ -108,7 +115,7 @@ def reference_variants(
         settle = 2 * w  # DataLoader's default prefetch_factor is 2 batches per worker
         train.append(Variant(f"reference_workers{w}", train_step, "fp32", settle))
         infer.append(Variant(f"reference_workers{w}", infer_step, "fp32", settle))
-    return train, infer
+    return train, infer, data
 
 
 def our_train_variant(
@@ -136,6 +143,19 @@ def our_train_variant(
         return len(x)
 
     return Variant(f"ours_{precision}", step, precision)
+
+
+def our_data_variant(
+    loader: Iterable[dict[str, torch.Tensor]],
+    prepare: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
+) -> Variant:
+    """Our input pipeline alone: a cached batch, augmented and normalised, no network."""
+    batches = endless(loader)
+
+    def step() -> int:
+        return len(prepare(next(batches))[0])
+
+    return Variant("ours", step, "-")
 
 
 def precisions(precision: str) -> tuple[str, ...]:

@@ -61,6 +61,7 @@ from speed_common import (
 )
 from speed_pipelines import (
     cached_infer_variant,
+    our_data_variant,
     our_train_variant,
     precisions,
     predictor_variant,
@@ -129,8 +130,8 @@ class PairedPngDataset(Dataset):
 
 def our_variants(
     decoded: Any, spec: PreprocessSpec, model: torch.nn.Module, recipe: Recipe, precision: str
-) -> tuple[list[Variant], list[Variant]]:
-    """Training and inference variants of the project's pipeline."""
+) -> tuple[list[Variant], list[Variant], list[Variant]]:
+    """Training, inference and input-only variants of the project's pipeline."""
     aug = AugmentConfig.from_dict(recipe.augment)
     dataset = SliceDataset(decoded, seed=recipe.seed)
     data = SliceDataModule(dataset, dataset, batch_size=recipe.batch_size, seed=recipe.seed)
@@ -160,7 +161,7 @@ def our_variants(
     infer = [predictor_variant(model, info, files, recipe.batch_size)]
     for p in precisions(precision):
         infer.append(cached_infer_variant(model, data.val_dataloader(), spec, p))
-    return train, infer
+    return train, infer, [our_data_variant(data.train_dataloader(), prepare)]
 
 
 def _flops_per_image(model: torch.nn.Module, recipe: Recipe) -> tuple[float, float]:
@@ -212,7 +213,7 @@ def run_segment_benchmark(
         )
         aug = AugmentConfig.from_dict(recipe.augment)
         channels = recipe.in_channels
-        ref_train, ref_infer = reference_variants(
+        ref_train, ref_infer, ref_data = reference_variants(
             PairedPngDataset(pairs, reference_transform(spec, aug), True, channels),
             PairedPngDataset(pairs, reference_transform(spec, None), False, channels),
             model,
@@ -220,9 +221,10 @@ def run_segment_benchmark(
             recipe,
             list(workers),
         )
-        our_train, our_infer = our_variants(decoded, spec, model, recipe, precision)
+        our_train, our_infer, our_data = our_variants(decoded, spec, model, recipe, precision)
         train_t = interleaved_timing([*ref_train, *our_train], warmup, steps, rounds)
         infer_t = interleaved_timing([*ref_infer, *our_infer], warmup, steps, rounds)
+        data_t = interleaved_timing([*ref_data, *our_data], warmup, steps, rounds)
 
     peak = peak or peak_for_this_cpu()
     train_flops, infer_flops = _flops_per_image(model, recipe)
@@ -255,6 +257,7 @@ def run_segment_benchmark(
     }
     result["train"] = phase_figures([*ref_train, *our_train], train_t, train_flops, peak)
     result["infer"] = phase_figures([*ref_infer, *our_infer], infer_t, infer_flops, peak)
+    result["data"] = phase_figures([*ref_data, *our_data], data_t, 0.0, peak)
     return result
 
 

@@ -69,7 +69,7 @@ def _check_result(result: dict) -> None:
     assert "shared_machine" in result["machine"]
     assert result["decode"]["seconds"] > 0
     assert result["flops"]["train_gflop_per_image"] > result["flops"]["infer_gflop_per_image"] > 0
-    train, infer = result["train"], result["infer"]
+    train, infer, data = result["train"], result["infer"], result["data"]
     precisions = speed_pipelines.precisions(speed_pipelines.resolve_precision("auto"))
     assert set(train["variants"]) == {"reference_workers0", *(f"ours_{p}" for p in precisions)}
     assert set(infer["variants"]) == {
@@ -77,16 +77,18 @@ def _check_result(result: dict) -> None:
         "ours_predictor_fp32",
         *(f"ours_cached_{p}" for p in precisions),
     }
-    for phase in (train, infer):
+    assert set(data["variants"]) == {"reference_workers0", "ours"}
+    assert data["variants"]["ours"]["achieved_gflops"] == 0  # no network in the input phase
+    for phase in (train, infer, data):
         assert phase["reference_best"] == "reference_workers0"
         for row in phase["variants"].values():
             assert set(row) >= VARIANT_FIELDS
             assert row["steps"] == 1 and row["images"] > 0 and row["images_per_s"] > 0
         assert set(phase["speedup"]) == set(phase["variants"]) - {"reference_workers0"}
     table = speed_common.markdown_table(result)
-    assert table.count("\n| " + result["benchmark"]) == len(train["variants"]) + len(
-        infer["variants"]
-    )
+    rows = sum(len(phase["variants"]) for phase in (train, infer, data))
+    assert table.count("\n| " + result["benchmark"]) == rows
+    assert table.count("| — | — | — |") == len(data["variants"])
     assert "**reference_workers0**" in table
     json.dumps(result)  # the record must be writable as JSON
 
