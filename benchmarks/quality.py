@@ -123,11 +123,45 @@ BENCHMARKS = {
 }
 
 
+def _fmt(value: Any) -> str:
+    if isinstance(value, dict) and "mean" in value:
+        ci = value.get("ci95")
+        text = f"{value['mean']:.3f}"
+        return f"{text} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else text
+    if isinstance(value, list) and len(value) == 2:
+        return f"[{value[0]:.3f}, {value[1]:.3f}]"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def markdown_table() -> str:
+    """One row per figure of every ``quality_*.json`` in the results folder."""
+    lines = [
+        "| benchmark | recipe | protocol | figure | value | wall (min) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for path in sorted(RESULTS.glob("quality_*.json")):
+        result = json.loads(path.read_text())
+        figures = dict(result.get("test", {}))
+        if "auc_mean" in result:
+            figures["AUC (mean +- std over folds)"] = (
+                f"{result['auc_mean']:.3f} +- {result['auc_std']:.3f}"
+            )
+        for name, value in figures.items():
+            lines.append(
+                f"| {result['benchmark']} | {result['recipe']} | {result['protocol']} | {name} "
+                f"| {_fmt(value)} | {result['wall_seconds'] / 60:.1f} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=sorted(BENCHMARKS))
+    parser.add_argument("name", choices=[*sorted(BENCHMARKS), "table"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/braintumor-quality"))
     args = parser.parse_args()
+    if args.name == "table":
+        print(markdown_table())
+        return
     work = args.work / args.name
     if work.exists():
         import shutil
