@@ -15,10 +15,11 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -83,33 +84,62 @@ def command_line() -> str:
 
 
 @dataclass
-class Variant:
-    """One pipeline under test.
-
-    ``step`` runs one batch and returns how many images it processed. ``settle`` untimed steps
-    run before each timed round: a DataLoader with workers holds ``workers * prefetch_factor``
-    batches made while other variants ran, which would otherwise be timed as free.
-    ``precision`` is the arithmetic the network runs in (``fp32`` or ``bf16``).
-    """
-
-    name: str
-    step: Callable[[], int]
-    precision: str = "fp32"
-    settle: int = 0
-
-
-@dataclass
 class Timing:
     """Accumulated timed steps of one variant."""
 
     steps: int = 0
     items: int = 0
     seconds: float = 0.0
+    step_seconds: list[float] = field(default_factory=list)
+
+    def add(self, items: int, seconds: float) -> None:
+        """Record one timed step."""
+        self.steps += 1
+        self.items += items
+        self.seconds += seconds
+        self.step_seconds.append(seconds)
+
+    @property
+    def items_per_s_median(self) -> float:
+        """Throughput at the median step time: less sensitive to bursts of foreign load."""
+        if not self.step_seconds:
+            return 0.0
+        return self.items / self.steps / statistics.median(self.step_seconds)
 
     @property
     def items_per_s(self) -> float:
         """Throughput over every timed step."""
         return self.items / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Variant:
+    """One pipeline under test.
+
+    ``step`` runs one batch and returns how many images it processed. ``precision`` is the
+    arithmetic the network runs in (``fp32`` or ``bf16``). ``pause``, when given, runs after
+    each block of steps: a DataLoader's worker processes must stop there, or they would keep
+    preparing batches on the same cores while the next variant is timed. ``settle`` untimed
+    steps run before each timed block, so restarted workers reach their steady state.
+    """
+
+    name: str
+    step: Callable[[], int]
+    precision: str = "fp32"
+    settle: int = 0
+    pause: Callable[[], None] | None = None
+
+    def run_block(self, count: int, timing: Timing | None = None) -> None:
+        """``settle`` untimed steps, then ``count`` steps (timed into ``timing`` if given)."""
+        for _ in range(self.settle if timing is not None else 0):
+            self.step()
+        for _ in range(count):
+            start = time.perf_counter()
+            items = self.step()
+            if timing is not None:
+                timing.add(items, time.perf_counter() - start)
+        if self.pause is not None:
+            self.pause()
 
 
 def interleaved_timing(
@@ -121,22 +151,13 @@ def interleaved_timing(
     round (A B C, C B A, ...) so slow drift in machine load does not favour one of them.
     """
     for variant in variants:
-        for _ in range(warmup):
-            variant.step()
+        variant.run_block(warmup)
     rounds = max(1, min(rounds, steps))
     per_round = [steps // rounds + (1 if r < steps % rounds else 0) for r in range(rounds)]
     timings = {v.name: Timing() for v in variants}
     for r, count in enumerate(per_round):
-        order = variants if r % 2 == 0 else variants[::-1]
-        for variant in order:
-            for _ in range(variant.settle):
-                variant.step()
-            timing = timings[variant.name]
-            for _ in range(count):
-                start = time.perf_counter()
-                timing.items += variant.step()
-                timing.seconds += time.perf_counter() - start
-                timing.steps += 1
+        for variant in variants if r % 2 == 0 else variants[::-1]:
+            variant.run_block(count, timings[variant.name])
     return timings
 
 
@@ -162,6 +183,7 @@ def throughput(
         "images": timing.items,
         "seconds": round(timing.seconds, 3),
         "images_per_s": round(timing.items_per_s, 2),
+        "images_per_s_median_step": round(timing.items_per_s_median, 2),
         "achieved_gflops": round(gflops, 2),
         "fraction_of_fp32_peak": round(gflops / peak["fp32_gflops"], 4),
         "fraction_of_bf16_peak": round(gflops / peak["bf16_gflops"], 4),

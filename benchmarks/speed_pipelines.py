@@ -53,6 +53,33 @@ def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+class LoaderFeed:
+    """Endless batches of a DataLoader whose worker processes live only while in use.
+
+    :meth:`pause` drops the iterator, which stops its workers at once, so no batch is prepared
+    in the background while another pipeline is timed; the next batch starts them again.
+    """
+
+    def __init__(self, loader: DataLoader) -> None:
+        self.loader = loader
+        self.iterator: Iterator[Any] | None = None
+
+    def next(self) -> Any:
+        """The next batch, starting over at the end of the data."""
+        if self.iterator is None:
+            self.iterator = iter(self.loader)
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            self.iterator = iter(self.loader)
+            return next(self.iterator)
+
+    def pause(self) -> None:
+        """Stop the worker processes (a loader without workers keeps its place)."""
+        if self.loader.num_workers > 0:
+            self.iterator = None
+
+
 def _loader(dataset: Any, batch_size: int, workers: int, shuffle: bool) -> DataLoader:
     return DataLoader(
         dataset,
@@ -60,7 +87,6 @@ def _loader(dataset: Any, batch_size: int, workers: int, shuffle: bool) -> DataL
         shuffle=shuffle,
         drop_last=shuffle,
         num_workers=workers,
-        persistent_workers=workers > 0,
         generator=torch.Generator().manual_seed(0),
     )
 
@@ -81,10 +107,10 @@ def reference_variants(
     the input-only one fetches augmented training batches in the main process (workers would
     only move the same work to the same cores).
     """
-    data_batches = endless(_loader(train_set, recipe.batch_size, 0, shuffle=True))
+    data_feed = LoaderFeed(_loader(train_set, recipe.batch_size, 0, shuffle=True))
 
     def data_step() -> int:
-        return len(next(data_batches)[0])
+        return len(data_feed.next()[0])
 
     train, infer, data = [], [], [Variant("reference_workers0", data_step, "-")]
     for w in workers:
@@ -92,10 +118,10 @@ def reference_variants(
         optimizer = torch.optim.AdamW(
             net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay
         )
-        batches = endless(_loader(train_set, recipe.batch_size, w, shuffle=True))
+        feed = LoaderFeed(_loader(train_set, recipe.batch_size, w, shuffle=True))
 
-        def train_step(net=net, optimizer=optimizer, batches=batches) -> int:
-            x, y = next(batches)
+        def train_step(net=net, optimizer=optimizer, feed=feed) -> int:
+            x, y = feed.next()
             loss = loss_fn(net(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -103,18 +129,20 @@ def reference_variants(
             return len(x)
 
         eval_net = copy.deepcopy(model).eval()
-        eval_batches = endless(_loader(eval_set, recipe.batch_size, w, shuffle=False))
+        eval_feed = LoaderFeed(_loader(eval_set, recipe.batch_size, w, shuffle=False))
 
-        def infer_step(net=eval_net, batches=eval_batches) -> int:
-            x = next(batches)
+        def infer_step(net=eval_net, feed=eval_feed) -> int:
+            x = feed.next()
             x = x[0] if isinstance(x, list | tuple) else x
             with torch.inference_mode():
                 net(x)
             return len(x)
 
-        settle = 2 * w  # DataLoader's default prefetch_factor is 2 batches per worker
-        train.append(Variant(f"reference_workers{w}", train_step, "fp32", settle))
-        infer.append(Variant(f"reference_workers{w}", infer_step, "fp32", settle))
+        # Restarted workers: one batch to start them, one per worker to fill their queue.
+        settle = w + 1 if w else 0
+        name = f"reference_workers{w}"
+        train.append(Variant(name, train_step, "fp32", settle, feed.pause))
+        infer.append(Variant(name, infer_step, "fp32", settle, eval_feed.pause))
     return train, infer, data
 
 

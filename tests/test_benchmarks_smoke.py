@@ -30,6 +30,7 @@ VARIANT_FIELDS = {
     "images",
     "seconds",
     "images_per_s",
+    "images_per_s_median_step",
     "achieved_gflops",
     "fraction_of_fp32_peak",
     "fraction_of_bf16_peak",
@@ -52,16 +53,20 @@ def test_interleaved_timing_alternates_order_and_counts_steps() -> None:
             calls.append(name)
             return 4
 
-        return speed_common.Variant(name, step, settle=settle)
+        return speed_common.Variant(
+            name, step, settle=settle, pause=lambda: calls.append(f"{name}|")
+        )
 
     timings = speed_common.interleaved_timing(
         [variant("a"), variant("b", settle=1)], warmup=1, steps=4, rounds=2
     )
-    # warm-up a, b; round 1: a a, (settle) b b b; round 2 reversed: (settle) b b b, a a
-    assert calls == ["a", "b", "a", "a", "b", "b", "b", "b", "b", "b", "a", "a"]
+    # warm-up a, b; round 1: a a, (settle) b b b; round 2 reversed: (settle) b b b, a a;
+    # every block ends with a pause
+    assert "".join(calls) == "aa|bb|" + "aaa|bbbb|" + "bbbb|aaa|"
     assert timings["a"].steps == timings["b"].steps == 4
     assert timings["a"].items == 16
     assert timings["a"].items_per_s > 0
+    assert len(timings["b"].step_seconds) == 4 and timings["b"].items_per_s_median > 0
 
 
 def _check_result(result: dict) -> None:
@@ -141,3 +146,24 @@ def test_precision_names() -> None:
     assert speed_pipelines.resolve_precision("fp32") == "fp32"
     with pytest.raises(ValueError, match="precision"):
         speed_pipelines.resolve_precision("fp8")
+
+
+def test_loader_feed_stops_workers_on_pause_and_restarts() -> None:
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    data = TensorDataset(torch.arange(6))
+    with_workers = speed_pipelines.LoaderFeed(DataLoader(data, batch_size=2, num_workers=1))
+    assert with_workers.next()[0].tolist() == [0, 1]
+    workers = with_workers.iterator._workers  # the live worker processes
+    with_workers.pause()
+    assert with_workers.iterator is None
+    assert not any(w.is_alive() for w in workers)
+    assert with_workers.next()[0].tolist() == [0, 1]  # restarted from the beginning
+    with_workers.pause()
+
+    in_process = speed_pipelines.LoaderFeed(DataLoader(data, batch_size=4))
+    assert in_process.next()[0].tolist() == [0, 1, 2, 3]
+    in_process.pause()  # no workers: keeps its place, then wraps around
+    assert in_process.next()[0].tolist() == [4, 5]
+    assert in_process.next()[0].tolist() == [0, 1, 2, 3]
