@@ -52,7 +52,8 @@ def evaluate_cases(
 
     Truth labels are read in the training convention recorded in the model (``auto`` detects
     it per case). Returns ``{"cases": [...], "mean": {region: {metric: value}},
-    "per_label": {...}}``.
+    "per_label": {...}, "wt_dice": ..., "tc_dice": ..., "et_dice": ...}`` (the last three
+    repeat the mean Dice per region, the headline numbers of a run's model card).
     """
     out_dir = Path(out_dir)
     pre = brats_preprocessing(loaded)
@@ -93,6 +94,7 @@ def evaluate_cases(
         "cases": cases,
         "mean": mean,
         "per_label": label_means,
+        **{f"{region.lower()}_dice": mean[region]["dice"] for region in REGION_NAMES},
     }
     write_text_atomic(out_dir / "metrics.json", json.dumps(result, indent=2))
     _report(out_dir / "report.html", loaded, result, figures)

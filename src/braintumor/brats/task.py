@@ -11,15 +11,22 @@ Recipe settings read here (``extra`` unless said otherwise):
   (0.1);
 - 3D: ``patch_size`` ([128, 128, 128]), ``samples_per_case`` (4), ``pos_fraction`` (0.5),
   ``sw_overlap`` (0.5), ``sw_batch_size`` (2).
+
+The recipe is completed in place before the network is built, so that the model folder written
+from it rebuilds the same network: ``in_channels`` becomes the number of modalities, and
+``model_args`` gets the 3D network's settings that follow from the data (see
+:func:`network_args`).
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
+from rich.console import Console
 
 from braintumor.brats.labels import CONVENTIONS, check_label_mode, class_names, num_outputs
 from braintumor.brats.patches import BratsPatchDataModule, sliding_window_inferer
@@ -32,6 +39,8 @@ from braintumor.io import read_image
 from braintumor.metrics.brats import detect_convention
 
 BRATS_TASKS = ("brats2d", "brats3d")
+NETWORK_KINDS = {"brats2d": "segment2d", "brats3d": "segment3d"}
+console = Console(stderr=True)
 
 
 def info_class_names(recipe: Recipe) -> list[str]:
@@ -54,6 +63,52 @@ def preprocess_settings(recipe: Recipe, convention: str | None = None) -> BratsP
         normalisation=str(pre.get("normalisation", "zscore-brain")),
         convention=conv,
     )
+
+
+def _named_options(builder: Any) -> set[str] | None:
+    """Keyword options of a model builder; None when it takes any (``**kwargs``)."""
+    params = inspect.signature(builder).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params} - {"num_classes", "in_channels", "pretrained"}
+
+
+def network_args(recipe: Recipe) -> dict[str, Any]:
+    """The recipe's ``model_args`` for its network, completed from the BraTS settings.
+
+    The network must be a 2D segmenter for ``brats2d`` and a 3D one for ``brats3d``.
+    ``dynunet`` derives its kernels and strides from the patch and the voxel spacing, so it gets
+    ``extra.patch_size`` and ``preprocess.target_spacing`` (1 mm when unset) unless given.
+    Options that belong to another network of the same kind (left over when a recipe's model is
+    switched with ``--set model=dynunet``) are dropped with a warning; any other unknown option
+    still fails in the model registry.
+    """
+    from braintumor.models import get_spec, list_models  # imports every model library
+
+    spec = get_spec(recipe.model)
+    wanted = NETWORK_KINDS[recipe.task]
+    if spec.task != wanted:
+        names = ", ".join(s.name for s in list_models(wanted))
+        raise RecipeError(
+            f"recipe {recipe.name!r}: {recipe.task} needs a {wanted} network ({names}), "
+            f"but {recipe.model!r} is a {spec.task} model"
+        )
+    args = dict(recipe.model_args)
+    accepted = _named_options(spec.builder)
+    if accepted is not None:
+        others: set[str] = set()
+        for other in list_models(wanted):
+            others |= _named_options(other.builder) or set()
+        foreign = sorted(k for k in args if k not in accepted and k in others)
+        if foreign:
+            dropped = ", ".join(foreign)
+            console.print(f"[yellow]model_args {dropped}: not options of {recipe.model}; dropped")
+        args = {k: v for k, v in args.items() if k not in foreign}
+    if recipe.model == "dynunet":
+        target = recipe.preprocess.get("target_spacing", recipe.extra.get("target_spacing"))
+        args.setdefault("patch_size", [int(p) for p in recipe.extra.get("patch_size", [128] * 3)])
+        args.setdefault("spacing", [float(t) for t in target] if target else [1.0, 1.0, 1.0])
+    return args
 
 
 def dataset_convention(samples: list[Sample]) -> str:
@@ -87,6 +142,9 @@ def build_brats_task(
         settings.convention = dataset_convention(labelled)
     cache_dir = str(extra.get("cache_dir") or default_cache_dir())
     in_channels = len(settings.modalities)
+    # Completed in place: the model folder is written from the recipe and must rebuild this net.
+    recipe.model_args = network_args(recipe)
+    recipe.in_channels = in_channels
     module = SegmentationModule(
         recipe, num_outputs(label_mode), in_channels, multilabel=label_mode == "regions"
     )

@@ -1,4 +1,8 @@
-"""``braintumor evaluate MODEL DATA``: score a trained 2D model on a labelled dataset folder."""
+"""``braintumor evaluate MODEL DATA``: score a trained model on a labelled dataset folder.
+
+2D models (classify, segment) are scored image by image; BraTS models (brats2d, brats3d) case
+by case on a BraTS folder (:func:`braintumor.brats.evaluate.evaluate_cases`).
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,11 @@ from rich.console import Console
 from rich.table import Table
 
 from braintumor.cli.errors import user_errors
-from braintumor.data.layouts import detect_layout, normalise_split_name
+from braintumor.data.layouts import DetectedLayout, detect_layout, normalise_split_name
 from braintumor.data.samples import Sample
 from braintumor.data.splits import read_splits
 from braintumor.engine.evaluation import evaluate_model
-from braintumor.engine.model_io import load_model_dir
+from braintumor.engine.model_io import LoadedModel, load_model_dir
 from braintumor.engine.predictor import resolve_device
 from braintumor.errors import DataError
 
@@ -88,6 +92,33 @@ def headline_table(metrics: dict) -> Table:
     return table
 
 
+def brats_table(metrics: dict) -> Table:
+    """Mean WT/TC/ET Dice, HD95 and volumes of a BraTS evaluation."""
+    table = Table(title=f"BraTS: {metrics['n_cases']} cases", title_justify="left")
+    for column in ("region", "Dice", "HD95 (mm)", "sensitivity", "precision"):
+        table.add_column(column, justify="left" if column == "region" else "right")
+    for region, values in metrics["mean"].items():
+        table.add_row(
+            region,
+            *(_fmt(values[k]) for k in ("dice", "hd95", "sensitivity", "precision")),
+        )
+    return table
+
+
+def _evaluate_brats(
+    loaded: LoadedModel, layout: DetectedLayout, samples: list[Sample], out: Path, tta: bool
+) -> dict:
+    """Case-by-case evaluation of a brats2d/brats3d model on a BraTS folder."""
+    if layout.task != "brats":
+        raise DataError(
+            f"{layout.root}: {loaded.path} is a {loaded.info.task} model, but this folder is a "
+            f"{layout.name} layout, not BraTS cases"
+        )
+    from braintumor.brats.evaluate import evaluate_cases  # imports Lightning and MONAI
+
+    return evaluate_cases(loaded, samples, out, tta=tta)
+
+
 def evaluate_command(
     model: Annotated[Path, typer.Argument(help="Model folder (model.json + model.safetensors).")],
     data: Annotated[Path, typer.Argument(help="Labelled dataset folder (any known layout).")],
@@ -104,14 +135,22 @@ def evaluate_command(
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1...")] = "auto",
+    tta: Annotated[
+        bool, typer.Option("--tta", help="BraTS models: average over mirrored inputs.")
+    ] = False,
 ) -> None:
-    """Evaluate a model: metrics.json, predictions.csv and report.html in the output folder."""
+    """Evaluate a model: metrics.json, predictions and report.html in the output folder."""
     with user_errors():
         loaded = load_model_dir(model, device=resolve_device(device))
         layout = detect_layout(data)
         samples = select_samples(layout.samples, split, splits_csv)
         if out is None:
             out = model.parent / (f"eval-{data.resolve().name}" + (f"-{split}" if split else ""))
+        if loaded.info.task.startswith("brats"):
+            result = _evaluate_brats(loaded, layout, samples, out, tta)
+            _console().print(brats_table(result))
+            _console().print(f"report: {Path(out) / 'report.html'}")
+            return
         run_curves = model.parent / "metrics.csv"
         metrics = evaluate_model(
             loaded,
