@@ -1,4 +1,4 @@
-"""The issue's bar: the fast recipe learns synthetic 3D phantoms (WT Dice >= 0.7) in <= 120 s."""
+"""The issue's bar in 2D: fast-cpu-brats learns synthetic phantoms in <= 120 s (WT Dice >= 0.7)."""
 
 from __future__ import annotations
 

@@ -106,3 +106,53 @@ def test_unknown_augment_key_and_wrong_task_are_refused(cases, tmp_path):
         build_brats_task(fast_recipe(tmp_path, ["augment.zoom=0.1"]), {"train": cases[:1]})
     with pytest.raises(RecipeError, match="not a BraTS task"):
         build_brats_task(load_recipe("fast-cpu-seg"), {"train": cases[:1]})
+
+
+def test_dynunet_trains_one_step_and_validates_by_sliding_window(cases, tmp_path):
+    recipe = load_recipe(
+        "fast-cpu-brats3d", [f"extra.cache_dir={tmp_path}", "model=dynunet", "batch_size=1"]
+    )
+    torch.manual_seed(0)
+    module, dm, pre = build_brats_task(recipe, {"train": cases[:1], "val": cases[2:]})
+    # The segresnet-only init_filters is gone; kernels and strides follow the 32^3 patch.
+    assert recipe.model_args == {"patch_size": [32, 32, 32], "spacing": [1.0, 1.0, 1.0]}
+    assert type(module.model).__name__ == "DynUNet"
+    dm.prepare_data()
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    logged: dict[str, torch.Tensor] = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, value)  # no Trainer here
+    optimizer = torch.optim.AdamW(module.model.parameters(), lr=1e-3)
+    before = [p.detach().clone() for p in module.model.parameters()]
+    loss = module.training_step(batch, 0)
+    loss.backward()
+    optimizer.step()
+    assert torch.isfinite(loss)
+    assert any(
+        not torch.equal(a, b) for a, b in zip(before, module.model.parameters(), strict=True)
+    )
+    whole = next(iter(dm.val_dataloader()))
+    with torch.no_grad():
+        module.validation_step(whole, 0)
+    assert 0.0 <= float(logged["val/dice"]) <= 1.0 and torch.isfinite(logged["val/loss"])
+    assert pre["patch_size"] == [32, 32, 32]
+
+
+def test_network_must_match_the_mode_and_follow_the_modalities(cases, tmp_path):
+    with pytest.raises(RecipeError, match="needs a segment3d network"):
+        build_brats_task(
+            load_recipe("fast-cpu-brats3d", [f"extra.cache_dir={tmp_path}", "model=unet"]),
+            {"train": cases[:1]},
+        )
+    with pytest.raises(RecipeError, match="bad option"):  # a typo is not silently dropped
+        build_brats_task(
+            load_recipe(
+                "fast-cpu-brats3d", [f"extra.cache_dir={tmp_path}", "model_args.filterz=8"]
+            ),
+            {"train": cases[:1]},
+        )
+    recipe = fast_recipe(tmp_path, ["extra.modalities=[flair, t1ce]"])
+    module, _, pre = build_brats_task(recipe, {"train": cases[:1]})
+    assert recipe.in_channels == 2 == len(pre["modalities"])  # the model folder rebuilds this net
+    first = next(m for m in module.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == 2
