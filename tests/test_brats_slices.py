@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from braintumor.brats.slices import augment_slices, from_plane, select_slices, to_plane
-from braintumor.brats.task import build_brats_task, info_class_names
+from braintumor.brats.task import build_brats_task, info_class_names, network_args
 from braintumor.config import load_recipe
 from braintumor.errors import DataError, RecipeError
 from brats_support import fast_recipe, synthetic_cases
@@ -151,6 +151,12 @@ def test_network_must_match_the_mode_and_follow_the_modalities(cases, tmp_path):
             ),
             {"train": cases[:1]},
         )
+    big = ["model=dynunet", "preprocess.target_spacing=[1.0, 1.0, 2.0]"]
+    assert network_args(load_recipe("segresnet-brats3d", big)) == {
+        "patch_size": [128, 128, 128],
+        "spacing": [1.0, 1.0, 2.0],
+    }
+    assert network_args(load_recipe("segresnet-brats3d", ["model=swinunetr"])) == {}
     recipe = fast_recipe(tmp_path, ["extra.modalities=[flair, t1ce]"])
     module, _, pre = build_brats_task(recipe, {"train": cases[:1]})
     assert recipe.in_channels == 2 == len(pre["modalities"])  # the model folder rebuilds this net

@@ -65,12 +65,11 @@ def preprocess_settings(recipe: Recipe, convention: str | None = None) -> BratsP
     )
 
 
-def _named_options(builder: Any) -> set[str] | None:
-    """Keyword options of a model builder; None when it takes any (``**kwargs``)."""
+def _named_options(builder: Any) -> set[str]:
+    """The keyword options a model builder names in its signature."""
     params = inspect.signature(builder).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
-        return None
-    return {p.name for p in params} - {"num_classes", "in_channels", "pretrained"}
+    named = {p.name for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD}
+    return named - {"num_classes", "in_channels", "pretrained"}
 
 
 def network_args(recipe: Recipe) -> dict[str, Any]:
@@ -79,9 +78,9 @@ def network_args(recipe: Recipe) -> dict[str, Any]:
     The network must be a 2D segmenter for ``brats2d`` and a 3D one for ``brats3d``.
     ``dynunet`` derives its kernels and strides from the patch and the voxel spacing, so it gets
     ``extra.patch_size`` and ``preprocess.target_spacing`` (1 mm when unset) unless given.
-    Options that belong to another network of the same kind (left over when a recipe's model is
-    switched with ``--set model=dynunet``) are dropped with a warning; any other unknown option
-    still fails in the model registry.
+    Options that only another network of the same kind names (left over when a recipe's model
+    is switched with ``--set model=dynunet``) are dropped with a warning; any other unknown
+    option still fails in the model registry.
     """
     from braintumor.models import get_spec, list_models  # imports every model library
 
@@ -93,17 +92,13 @@ def network_args(recipe: Recipe) -> dict[str, Any]:
             f"recipe {recipe.name!r}: {recipe.task} needs a {wanted} network ({names}), "
             f"but {recipe.model!r} is a {spec.task} model"
         )
-    args = dict(recipe.model_args)
-    accepted = _named_options(spec.builder)
-    if accepted is not None:
-        others: set[str] = set()
-        for other in list_models(wanted):
-            others |= _named_options(other.builder) or set()
-        foreign = sorted(k for k in args if k not in accepted and k in others)
-        if foreign:
-            dropped = ", ".join(foreign)
-            console.print(f"[yellow]model_args {dropped}: not options of {recipe.model}; dropped")
-        args = {k: v for k, v in args.items() if k not in foreign}
+    own = _named_options(spec.builder)
+    others = set().union(*(_named_options(o.builder) for o in list_models(wanted))) - own
+    foreign = sorted(k for k in recipe.model_args if k in others)
+    if foreign:
+        dropped = ", ".join(foreign)
+        console.print(f"[yellow]model_args {dropped}: not options of {recipe.model}; dropped")
+    args = {k: v for k, v in recipe.model_args.items() if k not in foreign}
     if recipe.model == "dynunet":
         target = recipe.preprocess.get("target_spacing", recipe.extra.get("target_spacing"))
         args.setdefault("patch_size", [int(p) for p in recipe.extra.get("patch_size", [128] * 3)])
