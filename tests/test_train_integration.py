@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def classify_data(tmp_path_factory) -> Path:
-    return write_synthetic_dataset(tmp_path_factory.mktemp("cls"), "classify", n=60, seed=1)
+    return write_synthetic_dataset(tmp_path_factory.mktemp("cls"), "classify", n=120, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -34,35 +34,36 @@ def _epochs_logged(run_dir: Path) -> set[int]:
 def test_classifier_learns_synthetic_classes_within_a_minute(classify_data, tmp_path) -> None:
     recipe = load_recipe(
         "fast-cpu-4class",
-        ["image_size=96", "max_epochs=12", "max_minutes=1.0", "batch_size=32"],
+        ["model=small-resnet", "image_size=96", "max_epochs=40", "lr=3e-3", "max_minutes=1.0"],
     )
     result = train_run(recipe, classify_data, tmp_path / "run", progress=False)
     accuracy = result.metrics["test"]["accuracy"]
     assert accuracy >= 0.90, f"test accuracy {accuracy:.3f} after a minute of training"
     loaded = load_model_dir(result.model_dir)
     assert loaded.info.class_names == ["glioma", "meningioma", "no_tumor", "pituitary"]
-    assert loaded.info.data_fingerprint["n_samples"] == 240
+    assert loaded.info.data_fingerprint["n_samples"] == 480
     assert (result.run_dir / "report.html").stat().st_size > 10_000
     split_rows = (result.run_dir / "splits.csv").read_text().splitlines()
-    assert len(split_rows) == 241
+    assert len(split_rows) == 481
 
 
 def test_segmenter_learns_synthetic_tumours_within_ninety_seconds(segment_data, tmp_path) -> None:
     recipe = load_recipe(
-        "fast-cpu-seg", ["image_size=96", "max_epochs=30", "max_minutes=1.5", "batch_size=16"]
+        "fast-cpu-seg", ["image_size=96", "max_epochs=60", "max_minutes=1.5"]
     )
     result = train_run(recipe, segment_data, tmp_path / "run", progress=False)
-    dice = result.metrics["test"]["dice"]["mean"]
+    dice = result.metrics["test"]["dice"]
     assert dice >= 0.80, f"test Dice {dice:.3f} after 90 s of training"
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(classify_data, tmp_path) -> None:
     run_dir = tmp_path / "run"
-    first = load_recipe("fast-cpu-4class", ["image_size=64", "max_epochs=1", "max_minutes=null"])
+    fast = ["model=small-resnet", "image_size=48", "max_minutes=null"]
+    first = load_recipe("fast-cpu-4class", [*fast, "max_epochs=1"])
     train_run(first, classify_data, run_dir, progress=False)
     assert _epochs_logged(run_dir) == {0}
     splits_before = (run_dir / "splits.csv").read_text()
-    more = load_recipe("fast-cpu-4class", ["image_size=64", "max_epochs=2", "max_minutes=null"])
+    more = load_recipe("fast-cpu-4class", [*fast, "max_epochs=2"])
     train_run(more, classify_data, run_dir, resume=True, progress=False)
     assert _epochs_logged(run_dir) == {0, 1}  # epoch 0 was not trained again
     assert (run_dir / "splits.csv").read_text() == splits_before

@@ -80,8 +80,7 @@ def build_trainer(
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     loggers = [
-        # Flushed at every log call so that a killed run keeps its curves up to the kill.
-        CSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1),
+        _csv_logger_keeping_history(run_dir),
         TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
     ]
     if strategy == "auto" and _device_count(devices, accelerator) * nodes > 1:
@@ -104,6 +103,21 @@ def build_trainer(
         num_sanity_val_steps=0,
     )
     return trainer, best
+
+
+def _csv_logger_keeping_history(run_dir: Path) -> CSVLogger:
+    """A CSV logger that appends to an earlier ``metrics.csv`` (a resumed run's history).
+
+    Lightning's CSV writer deletes an existing metrics file when it starts; the old rows are
+    put back right after, and later rows are appended. Flushed at every log call, so a
+    killed run keeps its curves up to the kill.
+    """
+    logger = CSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1)
+    metrics_file = Path(logger.log_dir) / "metrics.csv"
+    history = metrics_file.read_text() if metrics_file.is_file() else None
+    if logger.experiment is not None and history:  # creating the writer deletes the file
+        metrics_file.write_text(history)
+    return logger
 
 
 def _device_count(devices: Any, accelerator: str) -> int:
