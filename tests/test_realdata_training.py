@@ -44,9 +44,7 @@ def test_figshare_segmenter_beats_empty_and_full_masks(shared_data, tmp_path) ->
         for n in numbers:
             shutil.copyfile(source / sub / f"{n}.png", data / sub / f"{n}.png")
     shutil.copyfile(source / "labels.csv", data / "labels.csv")  # groups neighbouring slices
-    recipe = load_recipe(
-        "fast-cpu-seg", ["image_size=96", "max_epochs=40", "max_minutes=1.5"]
-    )
+    recipe = load_recipe("fast-cpu-seg", ["image_size=96", "max_epochs=40", "max_minutes=1.5"])
     result = train_run(recipe, data, tmp_path / "run", progress=False)
     dice = result.metrics["test"]["dice"]
     masks = [np.asarray(Image.open(data / "masks" / f"{n}.png")) > 0 for n in numbers]

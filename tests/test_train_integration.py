@@ -48,9 +48,7 @@ def test_classifier_learns_synthetic_classes_within_a_minute(classify_data, tmp_
 
 
 def test_segmenter_learns_synthetic_tumours_within_ninety_seconds(segment_data, tmp_path) -> None:
-    recipe = load_recipe(
-        "fast-cpu-seg", ["image_size=96", "max_epochs=60", "max_minutes=1.5"]
-    )
+    recipe = load_recipe("fast-cpu-seg", ["image_size=96", "max_epochs=60", "max_minutes=1.5"])
     result = train_run(recipe, segment_data, tmp_path / "run", progress=False)
     dice = result.metrics["test"]["dice"]
     assert dice >= 0.80, f"test Dice {dice:.3f} after 90 s of training"
