@@ -86,7 +86,7 @@ def run_sartaj(work: Path, given_test: bool) -> dict[str, Any]:
 def run_navoneel(work: Path, folds: int = 5) -> dict[str, Any]:
     data = SHARED / "navoneel-binary"
     splits = _grouped_splits(data, work / "folds.csv", folds)
-    overrides = ["pretrained=false", "image_size=160", "batch_size=32", "max_epochs=15"]
+    overrides = ["pretrained=false", "image_size=128", "batch_size=32", "max_epochs=8"]
     per_fold = []
     for fold in range(folds):
         recipe = load_recipe("resnet50-binary", [*overrides, f"extra.fold={fold}"])
@@ -109,7 +109,7 @@ def run_navoneel(work: Path, folds: int = 5) -> dict[str, Any]:
 def run_figshare(work: Path) -> dict[str, Any]:
     data = SHARED / "figshare-seg"
     splits = _grouped_splits(data, work / "splits.csv", None)
-    overrides: list[str] = []
+    overrides = ["max_minutes=12"]
     recipe = load_recipe("fast-cpu-seg", overrides)
     result = train_run(recipe, data, work / "run", splits_csv=splits, progress=False)
     test = result.metrics["test"]

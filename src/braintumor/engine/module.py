@@ -61,7 +61,8 @@ class ClassificationModule(_RecipeModule):
         spec: PreprocessSpec,
         class_weights: torch.Tensor | None = None,
     ) -> None:
-        super().__init__(recipe, model)
+        # Weights in channels_last as well as inputs: oneDNN then skips layout conversions.
+        super().__init__(recipe, model.to(memory_format=torch.channels_last))
         from braintumor.losses import build_loss
 
         self.class_names = list(class_names)
@@ -138,6 +139,8 @@ class SegmentationModule(_RecipeModule):
                 weights=recipe.weights,
                 **recipe.model_args,
             )
+        if spec is not None:  # the 2D slice path; 3D weights have no channels_last layout
+            model = model.to(memory_format=torch.channels_last)
         super().__init__(recipe, model)
         from braintumor.losses import build_loss
 
