@@ -26,13 +26,17 @@ def _copy_subset(source: Path, target: Path, per_folder: int) -> None:
 
 def test_sartaj_classifier_learns_above_chance(shared_data, tmp_path) -> None:
     data = tmp_path / "sartaj"
-    _copy_subset(shared_data / "sartaj-4class", data, per_folder=70)
-    recipe = load_recipe("fast-cpu-4class", ["image_size=64", "max_epochs=30", "max_minutes=1.0"])
+    # Training folder only: the tool's own grouped split then tests in distribution (the
+    # given Testing folder differs in sources and glioma labels, see the shared README).
+    _copy_subset(shared_data / "sartaj-4class" / "Training", data, per_folder=90)
+    # A fixed epoch count, not a time budget: the result must not depend on machine load.
+    recipe = load_recipe("fast-cpu-4class", ["image_size=64", "max_epochs=12", "max_minutes=null"])
     result = train_run(recipe, data, tmp_path / "run", progress=False)
     test = result.metrics["test"]
-    # Four classes: chance is 0.25; the given Testing folder is the test split.
-    assert test["accuracy"] >= 0.45, test["accuracy"]
-    assert test["macro"]["roc_auc"] >= 0.70
+    assert test["n"] >= 40
+    # Four classes: chance is 0.25 accuracy and 0.5 AUC.
+    assert test["accuracy"] >= 0.55, test["accuracy"]
+    assert test["macro"]["roc_auc"] >= 0.80, test["macro"]["roc_auc"]
 
 
 def test_figshare_segmenter_beats_empty_and_full_masks(shared_data, tmp_path) -> None:

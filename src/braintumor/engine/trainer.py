@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -109,14 +111,18 @@ def _csv_logger_keeping_history(run_dir: Path) -> CSVLogger:
     """A CSV logger that appends to an earlier ``metrics.csv`` (a resumed run's history).
 
     Lightning's CSV writer deletes an existing metrics file when it starts; the old rows are
-    put back right after, and later rows are appended. Flushed at every log call, so a
-    killed run keeps its curves up to the kill.
+    put back right after, and the writer is told the old header so that its first save
+    (which may carry fewer columns) appends or widens the file instead of failing. Flushed
+    at every log call, so a killed run keeps its curves up to the kill.
     """
     logger = CSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1)
     metrics_file = Path(logger.log_dir) / "metrics.csv"
-    history = metrics_file.read_text() if metrics_file.is_file() else None
-    if logger.experiment is not None and history:  # creating the writer deletes the file
+    history = metrics_file.read_text() if metrics_file.is_file() else ""
+    header = next(csv.reader(io.StringIO(history)), [])
+    writer = logger.experiment  # creating the writer deletes the file
+    if header:
         metrics_file.write_text(history)
+        writer.metrics_keys = header  # same column order as the file it appends to
     return logger
 
 
