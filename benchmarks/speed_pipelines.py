@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from braintumor.config import Recipe
 from braintumor.data.samples import Sample
 from braintumor.engine.cache import DecodedSlices, decode_slices
+from braintumor.engine.inputs import DECODE_THREADS
 from braintumor.engine.model_io import LoadedModel, ModelInfo
 from braintumor.engine.optim import build_optimizer
 from braintumor.engine.predictor import Predictor
@@ -210,14 +211,16 @@ def cached_infer_variant(
 def predictor_variant(
     model: nn.Module, info: ModelInfo, files: list[str], batch_size: int
 ) -> Variant:
-    """End-to-end inference on files: ``read_image`` + :class:`Predictor` (fp32, channels_last)."""
+    """End-to-end inference on files as ``predict`` does it: ``read_image`` in the decode
+    threads, then :class:`Predictor` (fp32, channels_last)."""
     loaded = LoadedModel(copy.deepcopy(model).eval(), info, Path(info.architecture))
     predictor = Predictor(loaded, device="cpu", batch_size=batch_size)
     run = predictor.classify if info.task == "classify" else predictor.segment
     paths = endless(files)
 
     def step() -> int:
-        return len(run([read_image(next(paths)) for _ in range(batch_size)]))
+        batch = [next(paths) for _ in range(batch_size)]
+        return len(run(list(DECODE_THREADS.map(read_image, batch))))
 
     return Variant("ours_predictor_fp32", step)
 

@@ -50,3 +50,15 @@ def test_recipe_yaml_round_trip(tmp_path) -> None:
     path.write_text(recipe.to_yaml())
     again = load_recipe(str(path))
     assert again.to_dict() == recipe.to_dict()
+
+
+def test_switching_model_drops_the_recipe_network_options() -> None:
+    shipped = load_recipe("fast-cpu-seg")
+    assert shipped.model_args  # the U-Net's channel widths
+    switched = load_recipe("fast-cpu-seg", ["model=unet3plus"])
+    assert switched.model == "unet3plus"
+    assert switched.model_args == {}
+    kept = load_recipe("fast-cpu-seg", ["model=attention-unet", "model_args.channels=[8,16]"])
+    assert kept.model_args == {"channels": [8, 16]}
+    same = load_recipe("fast-cpu-seg", ["image_size=64"])
+    assert same.model_args == shipped.model_args

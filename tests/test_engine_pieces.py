@@ -18,6 +18,7 @@ from braintumor.engine.preprocess import (
     prepare_mask,
     prepare_slice,
     restore_mask_size,
+    to_grey_uint8,
 )
 from braintumor.errors import ModelFormatError, RecipeError
 
@@ -129,3 +130,18 @@ def test_schedule_follows_the_time_budget_when_it_runs_ahead_of_steps() -> None:
     used["share"] = 1.0  # the budget is spent after 10 of 100 steps: anneal fully
     assert by_time(10) == pytest.approx(0.0, abs=1e-9)
     assert by_steps(10) > 0.9
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4])
+def test_grey_of_8bit_colour_equals_the_float_channel_mean_rescaled(channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    for low, high in [(0, 256), (40, 90), (200, 201)]:  # full range, narrow, constant
+        rgb = rng.integers(low, high, size=(31, 45, channels), dtype=np.uint8)
+        mean = rgb[..., :3].astype(np.float32).mean(axis=-1)
+        span = float(mean.max()) - float(mean.min())
+        expected = (
+            ((mean - float(mean.min())) * (255.0 / span)).round().astype(np.uint8)
+            if span > 0
+            else np.zeros(mean.shape, np.uint8)
+        )
+        np.testing.assert_array_equal(to_grey_uint8(rgb), expected)

@@ -152,9 +152,15 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     """Load a shipped recipe by name (or a YAML path) and apply ``key=value`` overrides."""
     data = _read_recipe_yaml(name_or_path)
     data.setdefault("name", Path(name_or_path).stem)
-    for text in overrides or []:
-        keys, value = parse_override(text)
+    shipped_model = data.get("model")
+    parsed = [parse_override(text) for text in overrides or []]
+    for keys, value in parsed:
         _apply_override(data, keys, value)
+    # The recipe's network options belong to its own network: switching the model without
+    # giving new options starts that model from its defaults instead of failing on them.
+    sets_model_args = any(keys[0] == "model_args" for keys, _ in parsed)
+    if data.get("model") != shipped_model and not sets_model_args:
+        data["model_args"] = {}
     known = {f.name for f in dataclasses.fields(Recipe)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -19,7 +19,14 @@ from rich.text import Text
 
 from braintumor.atomic import write_text_atomic
 from braintumor.cli.errors import user_errors
-from braintumor.engine.inputs import axial_slice, expand_inputs, is_volume, read_input, unique_stems
+from braintumor.engine.inputs import (
+    DECODE_THREADS,
+    axial_slice,
+    expand_inputs,
+    is_volume,
+    read_input,
+    unique_stems,
+)
 from braintumor.engine.model_io import ModelInfo, load_model_dir, read_model_info
 from braintumor.engine.prediction_outputs import (
     classification_records,
@@ -41,20 +48,31 @@ def _console(stderr: bool = False) -> Console:
 def _load_batch(
     paths: list[Path], stems: list[str], slice_: str, failures: list[dict]
 ) -> list[tuple[str, Path, int | None, LoadedImage]]:
-    """Read a batch; volumes become their chosen axial slice; failures are recorded."""
+    """Read a batch (in threads); volumes become their chosen axial slice; failures recorded."""
+    outcomes = DECODE_THREADS.map(_load_one, paths, stems, [slice_] * len(paths))
     loaded = []
-    for path, stem in zip(paths, stems, strict=True):
-        try:
-            image = read_input(path)
-            index = None
-            if is_volume(image):
-                image, index = axial_slice(image, slice_)
-                stem = f"{stem}_z{index}"
-            loaded.append((stem, path, index, image))
-        except (ImageReadError, DataError) as error:
-            failures.append({"id": stem, "path": str(path), "error": str(error)})
-            _skipped(error)
+    for path, stem, outcome in zip(paths, stems, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            failures.append({"id": stem, "path": str(path), "error": str(outcome)})
+            _skipped(outcome)
+        else:
+            loaded.append(outcome)
     return loaded
+
+
+def _load_one(
+    path: Path, stem: str, slice_: str
+) -> tuple[str, Path, int | None, LoadedImage] | ImageReadError | DataError:
+    """One input read (a volume as its chosen slice), or the error that stopped it."""
+    try:
+        image = read_input(path)
+        index = None
+        if is_volume(image):
+            image, index = axial_slice(image, slice_)
+            stem = f"{stem}_z{index}"
+        return stem, path, index, image
+    except (ImageReadError, DataError) as error:
+        return error
 
 
 def _skipped(error: Exception) -> None:

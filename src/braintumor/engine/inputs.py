@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -20,6 +21,10 @@ from braintumor.io import LoadedImage, is_image_file, read_dicom_series, read_im
 _GLOB_CHARS = frozenset("*?[")
 _VOLUME_FORMATS = ("nifti", "dicom-series")
 _DOUBLE_SUFFIXES = (".nii.gz",)
+
+# Decoding and preprocessing (PIL, OpenCV, pydicom, numpy) release the GIL: prediction reads
+# and prepares a batch's images in these threads to keep two cores busy.
+DECODE_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="braintumor-decode")
 
 
 def _has_dicom_magic(path: Path) -> bool:

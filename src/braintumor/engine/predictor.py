@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from braintumor.engine.inputs import DECODE_THREADS
 from braintumor.engine.model_io import LoadedModel, ModelInfo
 from braintumor.engine.preprocess import (
     PreprocessSpec,
@@ -110,7 +111,7 @@ class Predictor:
 
     def _forward(self, images: list[LoadedImage]) -> torch.Tensor:
         """Raw outputs of one batch; with TTA the mirrored half follows the original half."""
-        batch = torch.stack([self.prepare(image) for image in images]).to(self.device)
+        batch = torch.stack(list(DECODE_THREADS.map(self.prepare, images))).to(self.device)
         x = normalise_batch(batch, self.spec)
         if self.tta:
             x = torch.cat([x, torch.flip(x, dims=[3])])

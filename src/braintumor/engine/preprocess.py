@@ -46,11 +46,37 @@ class PreprocessSpec:
 
 
 def to_grey_uint8(array: np.ndarray) -> np.ndarray:
-    """Any raster (H,W), (H,W,1), (H,W,3/4), 8 or 16 bit -> (H,W) uint8."""
+    """Any raster (H,W), (H,W,1), (H,W,3/4), 8 or 16 bit -> (H,W) uint8.
+
+    Colour is the channel mean, min-max scaled to 0..255.
+    """
     if array.ndim == 3:
         array = array[..., :3]
-        array = array[..., 0] if array.shape[-1] == 1 else array.astype(np.float32).mean(axis=-1)
+        if array.shape[-1] == 1:
+            array = array[..., 0]
+        elif array.dtype == np.uint8:
+            return _grey_of_uint8_colour(array)
+        else:
+            array = array.astype(np.float32).mean(axis=-1)
     return rescale_to_uint8(array)
+
+
+def _grey_of_uint8_colour(rgb: np.ndarray) -> np.ndarray:
+    """The float32 channel mean + min-max scaling of an 8-bit colour image, bit for bit.
+
+    The result depends only on each pixel's channel sum (0..765 in uint16), so the float
+    arithmetic runs once per possible sum in a lookup table instead of once per pixel: about
+    ten times faster on 512 px JPEGs, and exactly the values training cached.
+    """
+    channel_sum = rgb[..., 0].astype(np.uint16)  # added plane by plane: numpy's sum over a
+    for channel in range(1, rgb.shape[-1]):  # short last axis is several times slower
+        channel_sum += rgb[..., channel]
+    means = np.arange(3 * 255 + 1, dtype=np.float32) / np.float32(rgb.shape[-1])
+    low, high = float(means[channel_sum.min()]), float(means[channel_sum.max()])
+    if high <= low:
+        return np.zeros(channel_sum.shape, dtype=np.uint8)
+    table = ((means - low) * (255.0 / (high - low))).round().astype(np.uint8)
+    return np.take(table, channel_sum)
 
 
 def rescale_to_uint8(array: np.ndarray) -> np.ndarray:
