@@ -109,8 +109,10 @@ def run_navoneel(work: Path, folds: int = 5) -> dict[str, Any]:
 def run_figshare(work: Path) -> dict[str, Any]:
     data = SHARED / "figshare-seg"
     splits = _grouped_splits(data, work / "splits.csv", None)
-    # The figshare slices are 256 px: trained and scored at their own resolution.
-    overrides = ["image_size=256", "max_epochs=40", "max_minutes=28"]
+    # The figshare slices are 256 px: trained and scored at their own resolution. The epoch
+    # cap is above what 28 minutes allow on 2 cores: the time budget ends the run and the
+    # cosine schedule anneals by elapsed time (engine/optim.py), so the budget is used fully.
+    overrides = ["image_size=256", "max_epochs=60", "max_minutes=28"]
     recipe = load_recipe("fast-cpu-seg", overrides)
     result = train_run(recipe, data, work / "run", splits_csv=splits, progress=False)
     test = result.metrics["test"]

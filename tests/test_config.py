@@ -52,12 +52,13 @@ def test_recipe_yaml_round_trip(tmp_path) -> None:
     assert again.to_dict() == recipe.to_dict()
 
 
-def test_switching_model_drops_the_recipe_network_options() -> None:
+def test_switching_model_drops_the_recipe_network_options(capsys) -> None:
     shipped = load_recipe("fast-cpu-seg")
     assert shipped.model_args  # the U-Net's channel widths
     switched = load_recipe("fast-cpu-seg", ["model=unet3plus"])
     assert switched.model == "unet3plus"
     assert switched.model_args == {}
+    assert "model_args of unet (channels) dropped" in capsys.readouterr().err
     kept = load_recipe("fast-cpu-seg", ["model=attention-unet", "model_args.channels=[8,16]"])
     assert kept.model_args == {"channels": [8, 16]}
     same = load_recipe("fast-cpu-seg", ["image_size=64"])

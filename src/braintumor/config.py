@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
+from rich.console import Console
 
 from braintumor.errors import RecipeError
+
+_console = Console(stderr=True)
 
 Task = Literal["classify", "segment", "brats2d", "brats3d"]
 
@@ -159,7 +162,12 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
     # The recipe's network options belong to its own network: switching the model without
     # giving new options starts that model from its defaults instead of failing on them.
     sets_model_args = any(keys[0] == "model_args" for keys, _ in parsed)
-    if data.get("model") != shipped_model and not sets_model_args:
+    if data.get("model") != shipped_model and not sets_model_args and data.get("model_args"):
+        dropped = ", ".join(sorted(data["model_args"]))
+        _console.print(
+            f"[yellow]model {data.get('model')}: the recipe's model_args of {shipped_model} "
+            f"({dropped}) dropped; set model_args.* to configure it"
+        )
         data["model_args"] = {}
     known = {f.name for f in dataclasses.fields(Recipe)}
     unknown = sorted(set(data) - known)

@@ -20,13 +20,11 @@ from it rebuilds the same network: ``in_channels`` becomes the number of modalit
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
-from rich.console import Console
 
 from braintumor.brats.labels import CONVENTIONS, check_label_mode, class_names, num_outputs
 from braintumor.brats.patches import BratsPatchDataModule, sliding_window_inferer
@@ -40,7 +38,6 @@ from braintumor.metrics.brats import detect_convention
 
 BRATS_TASKS = ("brats2d", "brats3d")
 NETWORK_KINDS = {"brats2d": "segment2d", "brats3d": "segment3d"}
-console = Console(stderr=True)
 
 
 def info_class_names(recipe: Recipe) -> list[str]:
@@ -65,22 +62,13 @@ def preprocess_settings(recipe: Recipe, convention: str | None = None) -> BratsP
     )
 
 
-def _named_options(builder: Any) -> set[str]:
-    """The keyword options a model builder names in its signature."""
-    params = inspect.signature(builder).parameters.values()
-    named = {p.name for p in params if p.kind is not inspect.Parameter.VAR_KEYWORD}
-    return named - {"num_classes", "in_channels", "pretrained"}
-
-
 def network_args(recipe: Recipe) -> dict[str, Any]:
     """The recipe's ``model_args`` for its network, completed from the BraTS settings.
 
     The network must be a 2D segmenter for ``brats2d`` and a 3D one for ``brats3d``.
     ``dynunet`` derives its kernels and strides from the patch and the voxel spacing, so it gets
     ``extra.patch_size`` and ``preprocess.target_spacing`` (1 mm when unset) unless given.
-    Options that only another network of the same kind names (left over when a recipe's model
-    is switched with ``--set model=dynunet``) are dropped with a warning; any other unknown
-    option still fails in the model registry.
+    (A switched ``model`` starts without the recipe's old options: ``config.load_recipe``.)
     """
     from braintumor.models import get_spec, list_models  # imports every model library
 
@@ -92,13 +80,7 @@ def network_args(recipe: Recipe) -> dict[str, Any]:
             f"recipe {recipe.name!r}: {recipe.task} needs a {wanted} network ({names}), "
             f"but {recipe.model!r} is a {spec.task} model"
         )
-    own = _named_options(spec.builder)
-    others = set().union(*(_named_options(o.builder) for o in list_models(wanted))) - own
-    foreign = sorted(k for k in recipe.model_args if k in others)
-    if foreign:
-        dropped = ", ".join(foreign)
-        console.print(f"[yellow]model_args {dropped}: not options of {recipe.model}; dropped")
-    args = {k: v for k, v in recipe.model_args.items() if k not in foreign}
+    args = dict(recipe.model_args)
     if recipe.model == "dynunet":
         target = recipe.preprocess.get("target_spacing", recipe.extra.get("target_spacing"))
         args.setdefault("patch_size", [int(p) for p in recipe.extra.get("patch_size", [128] * 3)])
