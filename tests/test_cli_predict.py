@@ -16,8 +16,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from braintumor.cli.predict import predict_command
-from braintumor.engine.model_io import ModelInfo, save_model_dir
+from braintumor.engine.model_io import ModelInfo, load_model_dir, save_model_dir
+from braintumor.engine.predictor import Predictor
 from braintumor.engine.preprocess import PreprocessSpec
+from braintumor.io import read_image
 from braintumor.models import build_model
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
@@ -172,6 +174,27 @@ def test_min_area_drops_small_components(tmp_path, segmenter_dir):
     result = runner.invoke(app, [*args, "--threshold", "0.0", "--min-area", "2000"])
     assert result.exit_code == 0, result.output
     assert not np.asarray(Image.open(out / "s_mask.png")).any()  # 1024 px < 2000
+
+
+def test_model_folder_keep_largest_applies_unless_all_components_asked(tmp_path, segmenter_dir):
+    model = tmp_path / "model"
+    shutil.copytree(segmenter_dir, model)
+    info = json.loads((model / "model.json").read_text())
+    info["inference"] = {"tta": False, "keep_largest": True}
+    (model / "model.json").write_text(json.dumps(info))
+    image = _write_png(tmp_path / "s.png", 64, 64, 5)
+    # The untrained network's map is noise: at its median it falls into many components.
+    prob = Predictor(load_model_dir(model)).segment([read_image(image)])[0]
+    threshold = str(float(np.median(prob)))
+    base = [str(model), str(image), "--threshold", threshold]
+    every = runner.invoke(app, [*base, "--out", str(tmp_path / "all"), "--all-components"])
+    largest = runner.invoke(app, [*base, "--out", str(tmp_path / "largest")])
+    assert every.exit_code == 0 and largest.exit_code == 0, every.output + largest.output
+    all_summary = json.loads((tmp_path / "all" / "summary.json").read_text())
+    largest_summary = json.loads((tmp_path / "largest" / "summary.json").read_text())
+    assert all_summary["keep_largest"] is False and largest_summary["keep_largest"] is True
+    assert all_summary["images"][0]["n_components"] > 1
+    assert largest_summary["images"][0]["n_components"] == 1
 
 
 @pytest.mark.realdata

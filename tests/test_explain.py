@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from braintumor.engine.model_io import LoadedModel, ModelInfo
-from braintumor.engine.preprocess import PreprocessSpec
+from braintumor.engine.model_io import LoadedModel
 from braintumor.errors import BrainTumorError
 from braintumor.explain import choose_layer, explain_image, gradcam, resolve_target
 from braintumor.io.base import LoadedImage
 from braintumor.models.registry import build_model
+from model_support import loaded_2d
 
 
 class BrightnessNet(nn.Module):
@@ -108,19 +108,16 @@ def test_resolve_target_by_name_or_index() -> None:
 
 def _loaded_classifier(tmp_path: Path) -> LoadedModel:
     torch.manual_seed(0)
-    spec = PreprocessSpec(image_size=64, in_channels=1)
-    info = ModelInfo(
-        task="classify",
-        architecture="resnet18",
-        num_outputs=3,
-        in_channels=1,
-        class_names=["a", "b", "c"],
+    net = build_model("resnet18", num_classes=3, in_channels=1, zero_init_last=False)
+    return loaded_2d(
+        "classify",
+        net,
+        ["a", "b", "c"],
         image_size=64,
-        preprocessing=spec.to_dict(),
+        path=tmp_path / "model",
+        architecture="resnet18",
         model_args={"zero_init_last": False},
     )
-    net = build_model("resnet18", num_classes=3, in_channels=1, zero_init_last=False).eval()
-    return LoadedModel(model=net, info=info, path=tmp_path / "model")
 
 
 def test_explain_image_writes_an_overlay_of_the_original_size(tmp_path: Path) -> None:

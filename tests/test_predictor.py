@@ -13,41 +13,26 @@ from torch import nn
 from braintumor.engine.inputs import axial_slice, expand_inputs, is_volume, unique_stems
 from braintumor.engine.model_io import LoadedModel, ModelInfo
 from braintumor.engine.predictor import Predictor
-from braintumor.engine.preprocess import PreprocessSpec
 from braintumor.errors import DataError, ModelFormatError
 from braintumor.io import LoadedImage
 from braintumor.models import build_model
+from model_support import loaded_2d
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
-
-
-def _loaded(task: str, model: nn.Module, class_names: list[str], **spec: object) -> LoadedModel:
-    pre = PreprocessSpec(image_size=32, in_channels=1, **spec)
-    info = ModelInfo(
-        task=task,
-        architecture="test",
-        num_outputs=len(class_names),
-        in_channels=1,
-        class_names=class_names,
-        image_size=32,
-        preprocessing=pre.to_dict(),
-    )
-    torch.manual_seed(0)
-    return LoadedModel(model=model.eval(), info=info, path=Path("test-model"))
 
 
 @pytest.fixture(scope="module")
 def classifier() -> LoadedModel:
     torch.manual_seed(0)
     net = build_model("small-resnet", num_classes=4, in_channels=1, widths=(8, 8, 8, 8))
-    return _loaded("classify", net, CLASSES)
+    return loaded_2d("classify", net, CLASSES)
 
 
 @pytest.fixture(scope="module")
 def segmenter() -> LoadedModel:
     torch.manual_seed(0)
     net = build_model("unet", num_classes=1, in_channels=1, channels=(4, 8), num_res_units=0)
-    return _loaded("segment", net, ["background", "tumor"])
+    return loaded_2d("segment", net, ["background", "tumor"])
 
 
 def _image(height: int, width: int, seed: int) -> LoadedImage:
@@ -88,7 +73,7 @@ class _SingleLogit(nn.Module):
 
 
 def test_single_logit_binary_model_gives_two_probabilities():
-    loaded = _loaded("classify", _SingleLogit(), ["no_tumor", "tumor"])
+    loaded = loaded_2d("classify", _SingleLogit(), ["no_tumor", "tumor"])
     probs = Predictor(loaded).classify([_image(32, 32, 1), _image(32, 32, 2)])
     assert probs.shape == (2, 2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)

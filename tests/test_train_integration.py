@@ -52,6 +52,14 @@ def test_segmenter_learns_synthetic_tumours_within_ninety_seconds(segment_data, 
     result = train_run(recipe, segment_data, tmp_path / "run", progress=False)
     dice = result.metrics["test"]["dice"]
     assert dice >= 0.80, f"test Dice {dice:.3f} after 90 s of training"
+    # TTA and largest-component were decided on the validation split and recorded.
+    inference = json.loads((result.model_dir / "model.json").read_text())["inference"]
+    assert set(inference["val_dice"]) == {"plain", "keep_largest", "tta", "tta+keep_largest"}
+    assert inference["n_val"] > 0
+    best = max(inference["val_dice"].values())
+    chosen = "+".join(k for k in ("tta", "keep_largest") if inference[k]) or "plain"
+    assert inference["val_dice"][chosen] == best
+    assert result.metrics["test"]["tta"] == inference["tta"]
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(classify_data, tmp_path) -> None:

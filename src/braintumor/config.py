@@ -24,6 +24,9 @@ _console = Console(stderr=True)
 
 Task = Literal["classify", "segment", "brats2d", "brats3d"]
 
+#: Segmenter inference settings a recipe fixes (true/false) or leaves to validation (auto).
+INFERENCE_KEYS = ("tta", "keep_largest")
+
 
 @dataclass
 class Recipe:
@@ -59,6 +62,8 @@ class Recipe:
     early_stopping_patience: int | None = 10
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
+    # Segmenters: tta / keep_largest, each true, false or auto (chosen on validation)
+    inference: dict[str, Any] = field(default_factory=dict)
     # Data
     val_fraction: float = 0.15
     test_fraction: float = 0.15
@@ -80,6 +85,17 @@ class Recipe:
                 raise RecipeError(f"recipe {self.name!r}: {name} must be a number, not {value!r}")
             if value <= 0:
                 raise RecipeError(f"recipe {self.name!r}: {name} must be positive")
+        for key, value in self.inference.items():
+            if key not in INFERENCE_KEYS:
+                raise RecipeError(
+                    f"recipe {self.name!r}: inference.{key} is unknown; "
+                    f"known: {', '.join(INFERENCE_KEYS)}"
+                )
+            if value != "auto" and not isinstance(value, bool):
+                raise RecipeError(
+                    f"recipe {self.name!r}: inference.{key} must be true, false or auto, "
+                    f"not {value!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, ready for YAML/JSON."""

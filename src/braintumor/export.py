@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from braintumor.atomic import atomic_path, write_text_atomic
+from braintumor.engine.inference_choice import InferenceSettings
 from braintumor.engine.model_io import LoadedModel, read_model_info
 from braintumor.engine.predictor import TASKS_2D, Predictor, _first_output, spec_of
 from braintumor.engine.preprocess import normalise_batch, prepare_slice
@@ -162,7 +163,7 @@ class OnnxPredictor(Predictor):
         self,
         model_dir: str | Path,
         onnx_path: str | Path | None = None,
-        tta: bool = False,
+        tta: bool | None = None,
         batch_size: int = 16,
     ) -> None:
         model_dir = Path(model_dir)
@@ -182,7 +183,9 @@ class OnnxPredictor(Predictor):
         self.spec = spec_of(info)
         self.device = torch.device("cpu")
         self.model = self.loaded.model
-        self.tta = tta
+        settings = InferenceSettings.of(info)
+        self.tta = settings.tta if tta is None else tta
+        self.keep_largest = settings.keep_largest
         self.batch_size = batch_size
         try:
             self.session = _session(onnx_path)

@@ -91,7 +91,7 @@ def _progress() -> Progress:
 
 
 def _make_predictor(
-    model: Path, backend: str, device: str, tta: bool, batch_size: int
+    model: Path, backend: str, device: str, tta: bool | None, batch_size: int
 ) -> tuple[Any, ModelInfo]:
     if backend == "onnx":
         try:
@@ -152,8 +152,21 @@ def predict_command(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs.")],
     tta: Annotated[
-        bool, typer.Option("--tta", help="Average with the horizontally mirrored image.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--tta/--no-tta",
+            help="Average with the horizontally mirrored image. Default: the model's setting "
+            "(segmenters choose it on validation; other models: off).",
+        ),
+    ] = None,
+    keep_largest: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-largest/--all-components",
+            help="Segmenters: keep only the largest tumour component. Default: the model's "
+            "setting, chosen on validation.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
     slice: Annotated[
         str, typer.Option("--slice", help="Axial slice of a volume for a 2D model: N or 'mid'.")
@@ -182,7 +195,7 @@ def predict_command(
         predictor, info = _make_predictor(model, backend, device, tta, batch_size)
         out.mkdir(parents=True, exist_ok=True)
         if info.task in ("brats2d", "brats3d"):
-            done, failures = _predict_brats(predictor, inputs, out, tta)
+            done, failures = _predict_brats(predictor, inputs, out, bool(tta))
             rows = [{k: v for k, v in r.items() if k != "details"} for r in done]
             rows += [{**f, "status": "error"} for f in failures]
             _write_table(
@@ -193,6 +206,8 @@ def predict_command(
             )
             _finish(out, len(done), failures)
             return
+        if keep_largest is not None:
+            predictor.keep_largest = keep_largest
         records, failures = _predict_images(
             predictor, info, expand_inputs(inputs), out, batch_size, slice, threshold, min_area
         )
@@ -201,7 +216,7 @@ def predict_command(
             "task": info.task,
             "class_names": info.class_names,
             "backend": backend,
-            "tta": tta,
+            "tta": predictor.tta,
             "threshold": threshold,
         }
         if info.task == "classify":
@@ -211,7 +226,13 @@ def predict_command(
             )
         else:
             rows = records + [{**f, "status": "error"} for f in failures]
-            payload = {**meta, "min_area": min_area, "images": records, "errors": failures}
+            payload = {
+                **meta,
+                "min_area": min_area,
+                "keep_largest": predictor.keep_largest,
+                "images": records,
+                "errors": failures,
+            }
             _write_table(out, "summary", rows, payload)
         _finish(out, len(records), failures)
 
@@ -241,7 +262,11 @@ def _predict_images(
                 records += classification_records(batch, probs, info, threshold)
             elif batch:
                 for item, prob in zip(batch, predictor.segment(images), strict=True):
-                    records.append(segmentation_record(item, prob, out, threshold, min_area))
+                    records.append(
+                        segmentation_record(
+                            item, prob, out, threshold, min_area, predictor.keep_largest
+                        )
+                    )
             progress.advance(task, len(paths[chunk]))
     return records, failures
 

@@ -11,6 +11,7 @@ from braintumor.data.samples import Sample
 from braintumor.engine.evaluation import batches, model_device, skip_record, write_outputs
 from braintumor.engine.inputs import is_volume
 from braintumor.engine.model_io import LoadedModel
+from braintumor.engine.prediction_outputs import tumour_mask
 from braintumor.engine.predictor import Predictor
 from braintumor.engine.preprocess import to_grey_uint8
 from braintumor.errors import DataError, ImageReadError
@@ -63,8 +64,9 @@ def evaluate_segmenter(
 ) -> dict:
     """See :func:`braintumor.engine.evaluation.evaluate_model`; segmenter part.
 
-    The prediction is the tumour probability ``>= 0.5`` at the image's original size. HD95 is
-    in mm when the image carries a pixel spacing (DICOM), else in pixels.
+    The prediction is the tumour probability ``>= 0.5`` at the image's original size, with the
+    model folder's TTA and largest-component settings (:mod:`~braintumor.engine.inference_choice`).
+    HD95 is in mm when the image carries a pixel spacing (DICOM), else in pixels.
     """
     missing = [s.id for s in samples if not s.mask]
     if missing:
@@ -87,7 +89,7 @@ def evaluate_segmenter(
             continue
         probs = predictor.segment([image for _, image, _ in pairs])
         for (sample, image, truth), prob in zip(pairs, probs, strict=True):
-            pred = prob >= THRESHOLD
+            pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)
             scores = segmentation_scores(pred, truth, _spacing(image), empty_rule)
             rows.append({"id": sample.id, **scores})
             details.append(
@@ -116,6 +118,8 @@ def evaluate_segmenter(
         "n_samples": len(samples),
         "n": len(rows),
         "threshold": THRESHOLD,
+        "tta": predictor.tta,
+        "keep_largest": predictor.keep_largest,
         "empty_rule": dataclasses.asdict(empty_rule),
         "metrics": list(SEGMENTATION_METRICS),
         **_headline(summary),
@@ -129,7 +133,8 @@ def evaluate_segmenter(
         images_truths = [_read_pair(sample) for sample in chosen]
         probs = predictor.segment([image for image, _ in images_truths])
         for sample, (image, truth), prob in zip(chosen, images_truths, probs, strict=True):
-            panels.append((sample.id, to_grey_uint8(image.array), truth, prob >= THRESHOLD))
+            pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)
+            panels.append((sample.id, to_grey_uint8(image.array), truth, pred))
     segmentation_report(
         out_dir,
         rows,

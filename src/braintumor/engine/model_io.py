@@ -44,6 +44,8 @@ class ModelInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: dict[str, Any] = field(default_factory=dict)
+    # Segmenters: TTA and largest-component choice (engine/inference_choice.py).
+    inference: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     braintumor_version: str = __version__
     format_version: int = FORMAT_VERSION

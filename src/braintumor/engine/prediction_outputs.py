@@ -59,6 +59,25 @@ def drop_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
     return keep[labels]
 
 
+def keep_largest_component(mask: np.ndarray) -> np.ndarray:
+    """Only the largest 8-connected component of ``mask`` (ties: the first in scan order)."""
+    if not mask.any():
+        return mask
+    labels = label(mask, connectivity=2)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def tumour_mask(
+    prob: np.ndarray, threshold: float = 0.5, min_area: int = 0, keep_largest: bool = False
+) -> np.ndarray:
+    """The binary mask of a probability map: threshold, small components dropped, and
+    (``keep_largest``) only the largest one kept. Evaluate, predict and serve all use this."""
+    mask = drop_small_components(prob >= threshold, min_area)
+    return keep_largest_component(mask) if keep_largest else mask
+
+
 def _display(array: np.ndarray) -> np.ndarray:
     """An (H, W) or (H, W, 3) view of the image for the overlay."""
     if array.ndim == 3 and array.shape[2] in (1, 3, 4):
@@ -67,15 +86,20 @@ def _display(array: np.ndarray) -> np.ndarray:
 
 
 def segmentation_record(
-    item: Item, prob: np.ndarray, out: Path, threshold: float = 0.5, min_area: int = 0
+    item: Item,
+    prob: np.ndarray,
+    out: Path,
+    threshold: float = 0.5,
+    min_area: int = 0,
+    keep_largest: bool = False,
 ) -> dict:
     """Write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``<stem>_localization.json``.
 
-    The mask is ``prob >= threshold`` without components under ``min_area`` pixels, at the
-    image's original size; areas are in mm² too when the image has a pixel spacing.
+    The mask is :func:`tumour_mask` of ``prob`` at the image's original size; areas are in
+    mm² too when the image has a pixel spacing.
     """
     stem, path, index, image = item
-    mask = drop_small_components(prob >= threshold, min_area)
+    mask = tumour_mask(prob, threshold, min_area, keep_largest)
     spacing = image.spacing if image.spacing is not None and len(image.spacing) == 2 else None
     found = localize(mask, spacing=spacing, min_area=min_area)
     write_png(mask, out / f"{stem}_mask.png")
@@ -89,6 +113,7 @@ def segmentation_record(
         "width": width,
         "threshold": threshold,
         "min_area": min_area,
+        "keep_largest": keep_largest,
         **to_json(found),
     }
     write_text_atomic(out / f"{stem}_localization.json", json.dumps(details, indent=2))

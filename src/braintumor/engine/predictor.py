@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from braintumor.engine.inference_choice import InferenceSettings
 from braintumor.engine.inputs import DECODE_THREADS
 from braintumor.engine.model_io import LoadedModel, ModelInfo
 from braintumor.engine.preprocess import (
@@ -68,11 +69,16 @@ class Predictor:
     """Run a loaded 2D model (task ``classify`` or ``segment``) on :class:`LoadedImage` lists.
 
     ``tta=True`` averages the prediction of each image and of its horizontal mirror (a
-    segmentation map of the mirror is flipped back before averaging).
+    segmentation map of the mirror is flipped back before averaging); ``None`` takes the
+    model folder's own setting (:class:`InferenceSettings`), as does :attr:`keep_largest`.
     """
 
     def __init__(
-        self, loaded: LoadedModel, device: str = "cpu", tta: bool = False, batch_size: int = 16
+        self,
+        loaded: LoadedModel,
+        device: str = "cpu",
+        tta: bool | None = None,
+        batch_size: int = 16,
     ) -> None:
         if loaded.info.task not in TASKS_2D:
             raise ModelFormatError(
@@ -86,7 +92,9 @@ class Predictor:
         self.spec = spec_of(loaded.info)
         self.device = torch.device(resolve_device(device))
         self.model = loaded.model.to(self.device, memory_format=torch.channels_last).eval()
-        self.tta = tta
+        settings = InferenceSettings.of(loaded.info)
+        self.tta = settings.tta if tta is None else tta
+        self.keep_largest = settings.keep_largest
         self.batch_size = batch_size
 
     @property

@@ -22,6 +22,7 @@ from braintumor.atomic import write_text_atomic
 from braintumor.config import Recipe
 from braintumor.data.layouts import detect_layout
 from braintumor.data.samples import Sample
+from braintumor.engine.inference_choice import choose_inference
 from braintumor.engine.model_io import LoadedModel, ModelInfo, load_model_dir, save_model_dir
 from braintumor.engine.run_splits import resolve_splits
 from braintumor.engine.tasks import TaskSetup, build_task
@@ -122,9 +123,23 @@ def train_run(
         metrics={"best_" + recipe.monitor.replace("/", "_"): _best_score(trainer)},
     )
     model_dir = save_model_dir(setup.module.model.cpu(), info, run_dir / "model")
+    if recipe.task == "segment":
+        _choose_inference(model_dir, info, recipe, splits.get("val", []))
     metrics = _evaluate_splits(model_dir, splits, layout, run_dir, test_data)
     _record_metrics(model_dir, info, metrics)
     return RunResult(run_dir=run_dir, model_dir=model_dir, metrics=metrics)
+
+
+def _choose_inference(model_dir: Path, info: ModelInfo, recipe: Recipe, val: list[Sample]) -> None:
+    """Decide TTA and largest-component on the validation split; record it in model.json."""
+    info.inference = choose_inference(load_model_dir(model_dir), val, recipe.inference)
+    write_text_atomic(model_dir / "model.json", info.to_json())
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in info.inference["val_dice"].items())
+    if scores:
+        console.print(
+            f"inference settings by validation Dice ({scores}): "
+            f"tta={info.inference['tta']}, keep_largest={info.inference['keep_largest']}"
+        )
 
 
 def _best_score(trainer: L.Trainer) -> float | None:

@@ -17,7 +17,11 @@ from PIL import Image
 
 from braintumor.engine.inputs import axial_slice, is_volume
 from braintumor.engine.model_io import LoadedModel, load_model_dir
-from braintumor.engine.prediction_outputs import classification_records, segmentation_record
+from braintumor.engine.prediction_outputs import (
+    classification_records,
+    segmentation_record,
+    tumour_mask,
+)
 from braintumor.engine.predictor import Predictor
 from braintumor.errors import DataError
 from braintumor.io import LoadedImage, read_dicom_series, read_image, write_nifti
@@ -168,7 +172,7 @@ def _segment(served: ServedModel, item: tuple, work: Path, volume: Any) -> dict:
     prob = predictor.segment([image])[0]
     out = work / "out"
     out.mkdir(exist_ok=True)
-    record = segmentation_record(item, prob, out, threshold=0.5)
+    record = segmentation_record(item, prob, out, keep_largest=predictor.keep_largest)
     record["localization"] = json.loads((out / record["localization"]).read_text())
     record["overlay_png"] = file_base64(out / record["overlay"])
     record["mask_png"] = file_base64(out / record["mask"])
@@ -179,7 +183,9 @@ def _segment(served: ServedModel, item: tuple, work: Path, volume: Any) -> dict:
     masks: list[np.ndarray] = []
     for start in range(0, len(slices), predictor.batch_size):
         chunk = slices[start : start + predictor.batch_size]
-        masks += [p >= 0.5 for p in predictor.segment(chunk)]
+        masks += [
+            tumour_mask(p, keep_largest=predictor.keep_largest) for p in predictor.segment(chunk)
+        ]
     mask_volume = _mask_volume(volume, masks)
     spacing = volume.spacing
     voxels = int(mask_volume.sum())
