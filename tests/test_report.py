@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -181,11 +182,12 @@ def test_segmentation_report_folder(tmp_path: Path) -> None:
     assert len(chosen) == 4
     best = max(rows, key=lambda r: r["dice"])
     assert chosen[0] == best["id"]
-    out = segmentation_report(
-        tmp_path / "seg", rows, summary, [pp for pp in panels if pp[0] in chosen]
-    )
+    rule = "Predicted mask: probability >= 0.5, largest component only."
+    shown = [pp for pp in panels if pp[0] in chosen]
+    out = segmentation_report(tmp_path / "seg", rows, summary, shown, mask_rule=rule)
     html = out.read_text()
     assert "Summary per patient" in html and "Empty-mask rule" in html
+    assert html_escape(rule) in html
     assert f"{summary['per_image']['dice']['mean']:.4g}" in html
     assert {"metric_distributions.png", "segmentation_panels.png"} <= {
         f.name for f in out.parent.iterdir()

@@ -54,6 +54,15 @@ def _headline(summary: dict) -> dict:
     return out
 
 
+def _mask_rule(predictor: Predictor) -> str:
+    steps = [f"probability >= {THRESHOLD}"]
+    if predictor.tta:
+        steps.insert(0, "mirror TTA")
+    if predictor.keep_largest:
+        steps.append("largest component only")
+    return f"Predicted mask: {', '.join(steps)} (the model folder's settings)."
+
+
 def evaluate_segmenter(
     loaded: LoadedModel,
     samples: list[Sample],
@@ -143,5 +152,6 @@ def evaluate_segmenter(
         curves_csv,
         title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})",
         empty_rule=empty_rule,
+        mask_rule=_mask_rule(predictor),
     )
     return metrics

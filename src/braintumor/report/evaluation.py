@@ -174,9 +174,11 @@ def segmentation_report(
     curves_csv: Path | None = None,
     title: str = "Segmentation report",
     empty_rule: EmptyRule = EmptyRule(),
+    mask_rule: str = "",
 ) -> Path:
     """Write ``out_dir/report.html`` and its PNGs for a segmenter's test-set evaluation.
 
+    ``mask_rule`` says how probabilities became masks (threshold, TTA, largest component).
     ``per_image_rows`` hold an ``"id"`` and metric values (from ``segmentation_scores``);
     ``summary`` is :func:`braintumor.metrics.aggregate` of them; ``panels`` are
     (id, image, truth mask, predicted mask) for the cases to show, e.g. those of
@@ -192,7 +194,8 @@ def segmentation_report(
     sections = [
         ReportSection(
             "Summary per image",
-            text=_empty_rule_text(empty_rule)
+            text=(f"{mask_rule} " if mask_rule else "")
+            + _empty_rule_text(empty_rule)
             + " Intervals are percentile bootstrap 95% CIs of the mean.",
             table=summary_table(summary["per_image"]),
         )
