@@ -53,6 +53,24 @@ def test_mask_restores_to_original_geometry() -> None:
     assert back.shape == mask.shape and overlap > 0.95
 
 
+def test_brain_crop_crops_the_mask_with_its_image(tmp_path) -> None:
+    # A bright tumour inside the head: after the crop it must sit where the image shows it.
+    image = np.zeros((160, 160), np.uint8)
+    image[20:140, 50:130] = 120  # the head, off-centre
+    image[40:60, 60:80] = 250  # the tumour
+    mask = np.zeros_like(image)
+    mask[40:60, 60:80] = 255
+    Image.fromarray(image).save(tmp_path / "i.png")
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    sample = Sample(id="i", image=str(tmp_path / "i.png"), mask=str(tmp_path / "m.png"))
+    spec = PreprocessSpec(image_size=64, in_channels=1, brain_crop=True)
+    decoded = decode_slices([sample], spec, with_masks=True, cache_dir=tmp_path / "c", workers=1)
+    tumour_in_image = decoded.images[0, 0] > 200
+    tumour_in_mask = decoded.masks[0] > 0
+    overlap = (tumour_in_image & tumour_in_mask).sum() / tumour_in_mask.sum()
+    assert tumour_in_mask.sum() > 0 and overlap > 0.9
+
+
 def test_normalise_batch_repeats_grey_and_standardises() -> None:
     spec = PreprocessSpec(image_size=8, in_channels=3, mean=[0.5], std=[0.25])
     batch = torch.full((2, 1, 8, 8), 255, dtype=torch.uint8)

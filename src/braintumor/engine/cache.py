@@ -19,7 +19,7 @@ from rich.progress import Progress
 
 from braintumor.atomic import atomic_path
 from braintumor.data.samples import Sample
-from braintumor.engine.preprocess import PreprocessSpec, prepare_mask, prepare_slice
+from braintumor.engine.preprocess import PreprocessSpec, brain_box, prepare_mask, prepare_slice
 from braintumor.errors import BrainTumorError
 
 
@@ -61,7 +61,10 @@ def _decode_one(
     try:
         loaded = read_image(sample.image)
         image = prepare_slice(loaded.array, spec)
-        mask = prepare_mask(read_mask(sample.mask, like=loaded), spec) if with_masks else None
+        mask = None
+        if with_masks:
+            box = brain_box(loaded.array, spec)
+            mask = prepare_mask(read_mask(sample.mask, like=loaded), spec, box)
     except BrainTumorError as exc:
         return None, None, str(exc)
     return image, mask, None

@@ -16,12 +16,10 @@ from braintumor.engine.inputs import DECODE_THREADS
 from braintumor.engine.model_io import LoadedModel, ModelInfo
 from braintumor.engine.preprocess import (
     PreprocessSpec,
-    brain_bbox,
+    brain_box,
     normalise_batch,
     prepare_slice,
-    rescale_to_uint8,
     restore_mask_size,
-    to_grey_uint8,
 )
 from braintumor.errors import DataError, ModelFormatError
 from braintumor.io.base import LoadedImage
@@ -54,15 +52,6 @@ def _first_output(out: object) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise ModelFormatError(f"model returned {type(out).__name__}, expected a tensor")
     return out
-
-
-def _crop_reference(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """The grey image :func:`prepare_slice` finds the brain box on, so the box is the same."""
-    if spec.color == "grey":
-        return to_grey_uint8(array)
-    channels = array if array.ndim == 3 else array[..., None]
-    image = rescale_to_uint8(channels[..., : spec.in_channels])
-    return image[..., 0] if image.shape[-1] == 1 else to_grey_uint8(image)
 
 
 class Predictor:
@@ -174,9 +163,10 @@ class Predictor:
     def restore(self, square: np.ndarray, array: np.ndarray) -> np.ndarray:
         """Undo resize, padding and (when the spec crops) the brain crop."""
         height, width = array.shape[:2]
-        if not self.spec.brain_crop:
+        box = brain_box(array, self.spec)
+        if box is None:
             return restore_mask_size(square, height, width).astype(np.float32)
-        y0, y1, x0, x1 = brain_bbox(_crop_reference(array, self.spec))
+        y0, y1, x0, x1 = box
         full = np.zeros((height, width), dtype=np.float32)
         full[y0:y1, x0:x1] = restore_mask_size(square, y1 - y0, x1 - x0)
         return full

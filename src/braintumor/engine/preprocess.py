@@ -134,6 +134,18 @@ def resize(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     return cv2.resize(array, (size, size), interpolation=interpolation)
 
 
+def brain_box(array: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, int] | None:
+    """The brain crop (y0, y1, x0, x1) :func:`prepare_slice` takes of ``array``; None when the
+    spec does not crop. Masks and predicted maps use the same box."""
+    if not spec.brain_crop:
+        return None
+    if spec.color == "grey":
+        return brain_bbox(to_grey_uint8(array))
+    channels = array if array.ndim == 3 else array[..., None]
+    image = rescale_to_uint8(channels[..., : spec.in_channels])
+    return brain_bbox(image[..., 0] if image.shape[-1] == 1 else to_grey_uint8(image))
+
+
 def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """Raw raster -> uint8 (C, S, S) at the spec's size, before normalisation.
 
@@ -145,8 +157,9 @@ def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     else:
         image = array if array.ndim == 3 else array[..., None]
         image = rescale_to_uint8(image[..., : spec.in_channels])
-    if spec.brain_crop:
-        y0, y1, x0, x1 = brain_bbox(image[..., 0] if image.shape[-1] == 1 else to_grey_uint8(image))
+    box = brain_box(array, spec)
+    if box is not None:
+        y0, y1, x0, x1 = box
         image = image[y0:y1, x0:x1]
     square, _ = pad_to_square(image)
     resized = resize(square, spec.image_size)
@@ -155,9 +168,15 @@ def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return np.ascontiguousarray(resized.transpose(2, 0, 1))
 
 
-def prepare_mask(mask: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """A mask made to match :func:`prepare_slice` (no brain crop for segmentation)."""
-    square, _ = pad_to_square((mask > 0).astype(np.uint8))
+def prepare_mask(
+    mask: np.ndarray, spec: PreprocessSpec, box: tuple[int, int, int, int] | None = None
+) -> np.ndarray:
+    """A mask made to match :func:`prepare_slice`: ``box`` is its image's :func:`brain_box`."""
+    binary = (mask > 0).astype(np.uint8)
+    if box is not None:
+        y0, y1, x0, x1 = box
+        binary = binary[y0:y1, x0:x1]
+    square, _ = pad_to_square(binary)
     return resize(square, spec.image_size, nearest=True)
 
 
