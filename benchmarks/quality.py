@@ -5,8 +5,9 @@
     python benchmarks/quality.py navoneel  # resnet50-binary without pretrained weights, 5-fold AUC
     python benchmarks/quality.py figshare  # fast-cpu-seg, grouped 70/15/15 split
 
-Each writes ``benchmarks/results/quality_<name>.json`` with the figures, the wall time, the
-machine's load average at the start and the exact recipe overrides.
+Each writes ``benchmarks/results/quality_<name>.json`` (or ``--out``) with the figures, the
+wall time, the machine's load average at the start and the exact recipe overrides; ``--set
+key=value`` adds overrides for an experiment.
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ def _headline(metrics: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: metrics[k] for k in keys if k in metrics}
 
 
-def run_sartaj(work: Path, given_test: bool) -> dict[str, Any]:
+def run_sartaj(work: Path, extra: list[str], given_test: bool) -> dict[str, Any]:
     data = SHARED / "sartaj-4class"
-    overrides: list[str] = []
+    overrides = list(extra)
     splits = None if given_test else _grouped_splits(data, work / "splits.csv", None)
     recipe = load_recipe("fast-cpu-4class", overrides)
     result = train_run(recipe, data, work / "run", splits_csv=splits, progress=False)
@@ -86,10 +87,10 @@ def run_sartaj(work: Path, given_test: bool) -> dict[str, Any]:
     }
 
 
-def run_navoneel(work: Path, folds: int = 5) -> dict[str, Any]:
+def run_navoneel(work: Path, extra: list[str], folds: int = 5) -> dict[str, Any]:
     data = SHARED / "navoneel-binary"
     splits = _grouped_splits(data, work / "folds.csv", folds)
-    overrides = ["pretrained=false", "image_size=128", "batch_size=32", "max_epochs=8"]
+    overrides = ["pretrained=false", "image_size=128", "batch_size=32", "max_epochs=8", *extra]
     per_fold = []
     for fold in range(folds):
         recipe = load_recipe("resnet50-binary", [*overrides, f"extra.fold={fold}"])
@@ -109,13 +110,13 @@ def run_navoneel(work: Path, folds: int = 5) -> dict[str, Any]:
     }
 
 
-def run_figshare(work: Path) -> dict[str, Any]:
+def run_figshare(work: Path, extra: list[str]) -> dict[str, Any]:
     data = SHARED / "figshare-seg"
     splits = _grouped_splits(data, work / "splits.csv", None)
     # The figshare slices are 256 px: trained and scored at their own resolution. The epoch
     # cap is above what 28 minutes allow on 2 cores: the time budget ends the run and the
     # cosine schedule anneals by elapsed time (engine/optim.py), so the budget is used fully.
-    overrides = ["image_size=256", "max_epochs=60", "max_minutes=28"]
+    overrides = ["image_size=256", "max_epochs=60", "max_minutes=28", *extra]
     recipe = load_recipe("fast-cpu-seg", overrides)
     result = train_run(recipe, data, work / "run", splits_csv=splits, progress=False)
     test = result.metrics["test"]
@@ -143,8 +144,8 @@ def _test_ids(splits_csv: Path) -> set[str]:
 
 
 BENCHMARKS = {
-    "sartaj": lambda work: run_sartaj(work, given_test=False),
-    "sartaj-given-test": lambda work: run_sartaj(work, given_test=True),
+    "sartaj": lambda work, extra: run_sartaj(work, extra, given_test=False),
+    "sartaj-given-test": lambda work, extra: run_sartaj(work, extra, given_test=True),
     "navoneel": run_navoneel,
     "figshare": run_figshare,
 }
@@ -185,6 +186,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=[*sorted(BENCHMARKS), "table"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/braintumor-quality"))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra recipe override, after the benchmark's own (recorded in the JSON)",
+    )
+    parser.add_argument("--out", type=Path, help="result file (default results/quality_NAME.json)")
     args = parser.parse_args()
     if args.name == "table":
         print(markdown_table())
@@ -197,7 +206,7 @@ def main() -> None:
     work.mkdir(parents=True)
     load = os.getloadavg()[0]
     start = time.time()
-    figures = BENCHMARKS[args.name](work)
+    figures = BENCHMARKS[args.name](work, args.set)
     figures.update(
         {
             "benchmark": args.name,
@@ -207,7 +216,7 @@ def main() -> None:
             "command": " ".join([Path(sys.executable).name, *sys.argv]),
         }
     )
-    out = RESULTS / f"quality_{args.name}.json"
+    out = args.out or RESULTS / f"quality_{args.name}.json"
     write_text_atomic(out, json.dumps(figures, indent=2, default=str))
     print(json.dumps(figures, indent=2, default=str))
 
