@@ -39,8 +39,14 @@ class DecodedSlices:
     failures: list[tuple[str, str]]  # (sample id, one-line problem)
 
 
+#: Raised whenever preprocessing changes what it produces for the same spec, so caches
+#: written by an older braintumor are not reused (2: masks take the brain crop too).
+PREPROCESS_VERSION = 2
+
+
 def _cache_key(samples: list[Sample], spec: PreprocessSpec, with_masks: bool) -> str:
     digest = hashlib.sha256()
+    digest.update(f"preprocess-v{PREPROCESS_VERSION}".encode())
     digest.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
     digest.update(b"masks" if with_masks else b"images")
     for sample in samples:
