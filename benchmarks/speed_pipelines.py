@@ -159,6 +159,8 @@ def our_train_variant(
     and loss under autocast (as Lightning's ``bf16-mixed`` runs ``training_step``), backward
     and the recipe's optimiser."""
     net = copy.deepcopy(model).train()
+    if recipe.compile:
+        net.compile()  # as the training module does; the compile falls in the warm-up
     optimizer = build_optimizer(net, recipe)
     batches = endless(loader)
 
@@ -171,7 +173,8 @@ def our_train_variant(
         optimizer.step()
         return len(x)
 
-    return Variant(f"ours_{precision}", step, precision)
+    name = f"ours_{precision}_compiled" if recipe.compile else f"ours_{precision}"
+    return Variant(name, step, precision)
 
 
 def our_data_variant(

@@ -75,3 +75,14 @@ def test_killed_run_resumes_from_its_last_checkpoint(classify_data, tmp_path) ->
     assert (run_dir / "splits.csv").read_text() == splits_before
     info = json.loads((run_dir / "model" / "model.json").read_text())
     assert info["task"] == "classify"
+
+
+def test_compiled_segmenter_trains_and_saves_plain_weights(segment_data, tmp_path) -> None:
+    # Small images keep the run short beside inductor's one-off compile; it must still learn.
+    recipe = load_recipe(
+        "fast-cpu-seg", ["compile=true", "image_size=64", "max_epochs=30", "max_minutes=null"]
+    )
+    result = train_run(recipe, segment_data, tmp_path / "run", progress=False)
+    assert result.metrics["test"]["dice"] > 0.5
+    loaded = load_model_dir(result.model_dir)  # strict load: no "_orig_mod." keys
+    assert not any("_orig_mod" in key for key in loaded.model.state_dict())

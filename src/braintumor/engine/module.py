@@ -23,6 +23,9 @@ class _RecipeModule(L.LightningModule):
         super().__init__()
         self.recipe = recipe
         self.model = model
+        if recipe.compile:
+            # In place, so state_dict keys (checkpoints, model.safetensors) stay the plain ones.
+            self.model.compile()
         # Plain types only, so resume files load with torch.load(weights_only=True).
         self.save_hyperparameters({"recipe": recipe.to_dict()})
 
