@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from braintumor.atomic import write_text_atomic
+from braintumor.cli.evaluate import select_samples
 from braintumor.config import load_recipe
 from braintumor.data.audit import audit_dataset
 from braintumor.data.layouts import detect_layout
@@ -31,7 +32,6 @@ from braintumor.data.splits import (
     duplicate_groups,
     kfold_splits,
     layout_extra_groups,
-    read_splits,
     train_val_test_split,
     write_splits,
 )
@@ -121,7 +121,7 @@ def run_figshare(work: Path, extra: list[str]) -> dict[str, Any]:
     result = train_run(recipe, data, work / "run", splits_csv=splits, progress=False)
     test = result.metrics["test"]
     loaded = load_model_dir(result.model_dir)
-    test_samples = [s for s in detect_layout(data).samples if s.id in _test_ids(splits)]
+    test_samples = select_samples(detect_layout(data).samples, "test", splits)
     return {
         "protocol": "grouped 70/15/15 (near duplicates + neighbouring-number runs)",
         "recipe": "fast-cpu-seg",
@@ -136,11 +136,6 @@ def run_figshare(work: Path, extra: list[str]) -> dict[str, Any]:
         "test_dice_by_setting": score_settings(loaded, test_samples),
         "run_dir": str(result.run_dir),
     }
-
-
-def _test_ids(splits_csv: Path) -> set[str]:
-    table = read_splits(splits_csv)
-    return {sample_id for sample_id, split in table.assignment.items() if split == "test"}
 
 
 BENCHMARKS = {

@@ -28,7 +28,7 @@ THRESHOLD = 0.5
 N_BOOTSTRAP = 1000
 
 
-def _read_pair(sample: Sample) -> tuple[LoadedImage, np.ndarray]:
+def read_pair(sample: Sample) -> tuple[LoadedImage, np.ndarray]:
     """The image and its binary truth mask (any tumour label counts)."""
     if not sample.mask:
         raise DataError(f"{sample.id}: no mask; segmentation evaluation needs one per image")
@@ -91,7 +91,7 @@ def evaluate_segmenter(
         pairs = []
         for sample in chunk:
             try:
-                pairs.append((sample, *_read_pair(sample)))
+                pairs.append((sample, *read_pair(sample)))
             except (ImageReadError, DataError) as error:
                 skipped.append(skip_record(sample, error))
         if not pairs:
@@ -139,7 +139,7 @@ def evaluate_segmenter(
     panels = []
     chosen = [by_id[i] for i in pick_panel_ids(rows)]
     if chosen:
-        images_truths = [_read_pair(sample) for sample in chosen]
+        images_truths = [read_pair(sample) for sample in chosen]
         probs = predictor.segment([image for image, _ in images_truths])
         for sample, (image, truth), prob in zip(chosen, images_truths, probs, strict=True):
             pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)

@@ -20,7 +20,7 @@ from braintumor.data.samples import Sample
 from braintumor.engine.model_io import LoadedModel, ModelInfo
 from braintumor.engine.prediction_outputs import tumour_mask
 from braintumor.errors import DataError, ImageReadError
-from braintumor.io import read_image, read_mask
+from braintumor.io import LoadedImage
 from braintumor.metrics.segmentation import segmentation_scores
 
 AUTO = "auto"
@@ -37,21 +37,23 @@ class InferenceSettings:
     def of(cls, info: ModelInfo) -> InferenceSettings:
         """The settings saved in a model folder; folders from before they existed get none."""
         saved = info.inference or {}
-        return cls(tta=bool(saved.get("tta", False)), keep_largest=bool(saved.get("keep_largest")))
+        return cls(tta=bool(saved.get("tta")), keep_largest=bool(saved.get("keep_largest")))
 
 
-def _val_pairs(samples: list[Sample]) -> tuple[list, list[np.ndarray]]:
-    """Readable validation images and their binary truths (unreadable ones are skipped)."""
+def _val_pairs(samples: list[Sample]) -> tuple[list[LoadedImage], list[np.ndarray]]:
+    """Readable images with masks and their binary truths (unreadable ones are skipped)."""
+    from braintumor.engine.evaluation_seg import read_pair
+
     images, truths = [], []
     for sample in samples:
         if not sample.mask:
             continue
         try:
-            image = read_image(sample.image)
-            truths.append(read_mask(sample.mask, like=image) > 0)
+            image, truth = read_pair(sample)
         except (ImageReadError, DataError):
             continue
         images.append(image)
+        truths.append(truth)
     return images, truths
 
 

@@ -134,16 +134,22 @@ def resize(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     return cv2.resize(array, (size, size), interpolation=interpolation)
 
 
+def _as_uint8_channels(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """The raster as uint8 (H, W, C): grey, or the spec's first ``in_channels`` rescaled."""
+    if spec.color == "grey":
+        return to_grey_uint8(array)[..., None]
+    image = array if array.ndim == 3 else array[..., None]
+    return rescale_to_uint8(image[..., : spec.in_channels])
+
+
+def _box_of(image: np.ndarray) -> tuple[int, int, int, int]:
+    return brain_bbox(image[..., 0] if image.shape[-1] == 1 else to_grey_uint8(image))
+
+
 def brain_box(array: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, int] | None:
     """The brain crop (y0, y1, x0, x1) :func:`prepare_slice` takes of ``array``; None when the
     spec does not crop. Masks and predicted maps use the same box."""
-    if not spec.brain_crop:
-        return None
-    if spec.color == "grey":
-        return brain_bbox(to_grey_uint8(array))
-    channels = array if array.ndim == 3 else array[..., None]
-    image = rescale_to_uint8(channels[..., : spec.in_channels])
-    return brain_bbox(image[..., 0] if image.shape[-1] == 1 else to_grey_uint8(image))
+    return _box_of(_as_uint8_channels(array, spec)) if spec.brain_crop else None
 
 
 def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -152,14 +158,9 @@ def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     The uint8 result is what the decoded-image cache stores; :func:`normalise` turns it into
     the float network input.
     """
-    if spec.color == "grey":
-        image = to_grey_uint8(array)[..., None]
-    else:
-        image = array if array.ndim == 3 else array[..., None]
-        image = rescale_to_uint8(image[..., : spec.in_channels])
-    box = brain_box(array, spec)
-    if box is not None:
-        y0, y1, x0, x1 = box
+    image = _as_uint8_channels(array, spec)
+    if spec.brain_crop:
+        y0, y1, x0, x1 = _box_of(image)
         image = image[y0:y1, x0:x1]
     square, _ = pad_to_square(image)
     resized = resize(square, spec.image_size)
