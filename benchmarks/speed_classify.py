@@ -57,7 +57,7 @@ from speed_common import (
 from speed_pipelines import (
     cached_infer_variant,
     our_data_variant,
-    our_train_variant,
+    our_train_variants,
     precisions,
     predictor_variant,
     reference_variants,
@@ -118,10 +118,7 @@ def our_variants(
         x, _ = augment_batch(batch["image"].float().div_(255.0), None, aug)
         return normalise_batch(x, spec), batch["label"]
 
-    train = [
-        our_train_variant(model, recipe, data.train_dataloader(), prepare, loss_fn, p)
-        for p in precisions(precision)
-    ]
+    train = our_train_variants(model, recipe, data.train_dataloader(), prepare, loss_fn, precision)
     info = ModelInfo(
         task="classify",
         architecture=recipe.model,

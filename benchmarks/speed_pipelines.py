@@ -27,7 +27,7 @@ from braintumor.engine.model_io import LoadedModel, ModelInfo
 from braintumor.engine.optim import build_optimizer
 from braintumor.engine.predictor import Predictor
 from braintumor.engine.preprocess import normalise_batch
-from braintumor.engine.trainer import cpu_has_bf16
+from braintumor.engine.trainer import cpu_has_bf16, resolve_compile
 from braintumor.io import read_image
 from speed_common import Variant
 
@@ -154,13 +154,15 @@ def our_train_variant(
     prepare: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     precision: str,
+    compiled: bool,
 ) -> Variant:
     """Our training step: ``prepare`` (augment + normalise) a cached batch, then the network
-    and loss under autocast (as Lightning's ``bf16-mixed`` runs ``training_step``), backward
-    and the recipe's optimiser."""
+    (compiled in place when ``compiled``, as the training module does) and loss under autocast
+    (as Lightning's ``bf16-mixed`` runs ``training_step``), backward and the recipe's
+    optimiser. A compile falls in the warm-up steps."""
     net = copy.deepcopy(model).train()
-    if recipe.compile:
-        net.compile()  # as the training module does; the compile falls in the warm-up
+    if compiled:
+        net.compile()
     optimizer = build_optimizer(net, recipe)
     batches = endless(loader)
 
@@ -173,8 +175,28 @@ def our_train_variant(
         optimizer.step()
         return len(x)
 
-    name = f"ours_{precision}_compiled" if recipe.compile else f"ours_{precision}"
+    name = f"ours_{precision}_compiled" if compiled else f"ours_{precision}"
     return Variant(name, step, precision)
+
+
+def our_train_variants(
+    model: nn.Module,
+    recipe: Recipe,
+    loader: Iterable[dict[str, torch.Tensor]],
+    prepare: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    precision: str,
+) -> list[Variant]:
+    """Our training step uncompiled in each of :func:`precisions`, and first, when the
+    recipe's ``compile`` resolves to on for a CPU run, compiled in ``precision``."""
+    eager = [
+        our_train_variant(model, recipe, loader, prepare, loss_fn, p, compiled=False)
+        for p in precisions(precision)
+    ]
+    if not resolve_compile(recipe, "cpu"):
+        return eager
+    compiled = our_train_variant(model, recipe, loader, prepare, loss_fn, precision, True)
+    return [compiled, *eager]
 
 
 def our_data_variant(

@@ -62,7 +62,7 @@ from speed_common import (
 from speed_pipelines import (
     cached_infer_variant,
     our_data_variant,
-    our_train_variant,
+    our_train_variants,
     precisions,
     predictor_variant,
     reference_variants,
@@ -143,10 +143,7 @@ def our_variants(
         x, masks = augment_batch(batch["image"].float().div_(255.0), masks, aug)
         return normalise_batch(x, spec), masks
 
-    train = [
-        our_train_variant(model, recipe, data.train_dataloader(), prepare, loss_fn, p)
-        for p in precisions(precision)
-    ]
+    train = our_train_variants(model, recipe, data.train_dataloader(), prepare, loss_fn, precision)
     info = ModelInfo(
         task="segment",
         architecture=recipe.model,

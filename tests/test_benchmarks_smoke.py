@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from braintumor.config import load_recipe
 from braintumor.data.synthetic import write_synthetic_dataset
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -103,7 +105,7 @@ def test_speed_classify_smoke(tmp_path: Path) -> None:
     data = write_synthetic_dataset(tmp_path / "data", "classify", n=3, size=48)
     result = speed_classify.run_classify_benchmark(
         data,
-        overrides=["batch_size=4", "image_size=32"],
+        overrides=["batch_size=4", "image_size=32", "compile=false"],
         warmup=1,
         steps=1,
         rounds=1,
@@ -121,7 +123,7 @@ def test_speed_segment_smoke(tmp_path: Path) -> None:
     data = write_synthetic_dataset(tmp_path / "data", "segment", n=6, size=48)
     result = speed_segment.run_segment_benchmark(
         data,
-        overrides=["batch_size=4", "image_size=32"],
+        overrides=["batch_size=4", "image_size=32", "compile=false"],
         warmup=1,
         steps=1,
         rounds=1,
@@ -140,6 +142,14 @@ def test_write_result_records_load_at_end(tmp_path: Path) -> None:
     written = json.loads(path.read_text())
     assert written["value"] == 1
     assert "load_average_end" in written["machine"]
+
+
+def test_compiled_training_variant_comes_first_when_the_recipe_compiles(monkeypatch) -> None:
+    monkeypatch.setattr(speed_pipelines, "resolve_compile", lambda recipe, accelerator: True)
+    recipe = load_recipe("fast-cpu-seg")
+    net = torch.nn.Conv2d(1, 1, 3)  # the steps are not run: compiling is lazy
+    variants = speed_pipelines.our_train_variants(net, recipe, [], None, None, "bf16")
+    assert [v.name for v in variants] == ["ours_bf16_compiled", "ours_bf16", "ours_fp32"]
 
 
 def test_precision_names() -> None:

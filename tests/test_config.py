@@ -37,6 +37,7 @@ def test_overrides_parse_yaml_scalars_and_dotted_keys() -> None:
         ("fast-cpu-4class", ["lr"], "key=value"),
         ("fast-cpu-4class", ["batch_size=0"], "must be positive"),
         ("fast-cpu-4class", ["task=dance"], "task must be"),
+        ("fast-cpu-seg", ["compile=sometimes"], "compile must be true, false or auto"),
     ],
 )
 def test_bad_recipes_raise_recipe_error(name: str, overrides: list[str], message: str) -> None:
@@ -63,3 +64,29 @@ def test_switching_model_drops_the_recipe_network_options(capsys) -> None:
     assert kept.model_args == {"channels": [8, 16]}
     same = load_recipe("fast-cpu-seg", ["image_size=64"])
     assert same.model_args == shipped.model_args
+
+
+def test_compile_auto_compiles_only_long_budgets_where_inductor_can_build(monkeypatch) -> None:
+    from braintumor.engine import trainer
+
+    monkeypatch.setattr(trainer, "inductor_available", lambda accelerator: True)
+    shipped = load_recipe("fast-cpu-seg")
+    assert shipped.compile == "auto"
+    assert trainer.resolve_compile(shipped, "cpu") is True  # its 20-minute budget
+    short = load_recipe("fast-cpu-seg", ["max_minutes=1.5"])
+    assert trainer.resolve_compile(short, "cpu") is False
+    unbounded = load_recipe("fast-cpu-seg", ["max_minutes=null"])
+    assert trainer.resolve_compile(unbounded, "cpu") is False
+    assert trainer.resolve_compile(load_recipe("fast-cpu-seg", ["compile=true"]), "cpu") is True
+    monkeypatch.setattr(trainer, "inductor_available", lambda accelerator: False)
+    assert trainer.resolve_compile(shipped, "cpu") is False
+    assert trainer.resolve_compile(load_recipe("fast-cpu-seg", ["compile=true"]), "cpu") is True
+
+
+def test_inductor_needs_a_cpu_compiler_on_path(monkeypatch) -> None:
+    from braintumor.engine import trainer
+
+    monkeypatch.setattr(trainer.torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(trainer.shutil, "which", lambda name: None)
+    assert trainer.inductor_available("cpu") is False

@@ -150,6 +150,34 @@ def test_schedule_follows_the_time_budget_when_it_runs_ahead_of_steps() -> None:
     assert by_steps(10) > 0.9
 
 
+@pytest.mark.parametrize("name", ["adamw", "sgd", "adopt"])
+def test_optimizer_is_fused_where_torch_has_it_and_updates_like_the_plain_one(name) -> None:
+    from timm.optim import create_optimizer_v2
+
+    from braintumor.config import load_recipe
+    from braintumor.engine.optim import build_optimizer
+
+    recipe = load_recipe("fast-cpu-seg", [f"optimizer={name}", "lr=0.1"])
+    torch.manual_seed(0)
+    ours, plain = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    plain.load_state_dict(ours.state_dict())
+    start = ours.weight.detach().clone()
+    optimizer = build_optimizer(ours, recipe)
+    reference = create_optimizer_v2(
+        list(plain.parameters()), opt=name, lr=0.1, weight_decay=recipe.weight_decay
+    )
+    assert bool(optimizer.defaults.get("fused")) == (name != "adopt")  # adopt is timm's own
+    x = torch.randn(16, 6)
+    for _ in range(3):
+        for model, opt in ((ours, optimizer), (plain, reference)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    assert not torch.allclose(ours.weight, start, atol=1e-3)  # the steps moved the weights
+    for a, b in zip(ours.parameters(), plain.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 @pytest.mark.parametrize("channels", [2, 3, 4])
 def test_grey_of_8bit_colour_equals_the_float_channel_mean_rescaled(channels: int) -> None:
     rng = np.random.default_rng(channels)

@@ -72,8 +72,10 @@ class Recipe:
     # Machine
     precision: str = "auto"
     # torch.compile the network (inductor): faster steps after a one-off compile (about a
-    # minute on a 2-core CPU), so worth it for runs of many minutes.
-    compile: bool = False
+    # minute on a 2-core CPU), so worth it for runs of many minutes. ``auto`` compiles when
+    # the time budget is long enough and inductor can build kernels here
+    # (engine.trainer.resolve_compile).
+    compile: bool | Literal["auto"] = False
     seed: int = 42
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -88,6 +90,10 @@ class Recipe:
                 raise RecipeError(f"recipe {self.name!r}: {name} must be a number, not {value!r}")
             if value <= 0:
                 raise RecipeError(f"recipe {self.name!r}: {name} must be positive")
+        if self.compile != "auto" and not isinstance(self.compile, bool):
+            raise RecipeError(
+                f"recipe {self.name!r}: compile must be true, false or auto, not {self.compile!r}"
+            )
         for key, value in self.inference.items():
             if key not in INFERENCE_KEYS:
                 raise RecipeError(

@@ -14,6 +14,7 @@ from braintumor.config import Recipe
 from braintumor.engine.augment import AugmentConfig, augment_batch
 from braintumor.engine.optim import build_optimizer, build_scheduler
 from braintumor.engine.preprocess import PreprocessSpec, normalise_batch
+from braintumor.engine.trainer import resolve_compile
 
 
 class _RecipeModule(L.LightningModule):
@@ -23,7 +24,7 @@ class _RecipeModule(L.LightningModule):
         super().__init__()
         self.recipe = recipe
         self.model = model
-        if recipe.compile:
+        if resolve_compile(recipe, "auto"):  # train_run has already turned auto into a bool
             # In place, so state_dict keys (checkpoints, model.safetensors) stay the plain ones.
             self.model.compile()
         # Plain types only, so resume files load with torch.load(weights_only=True).

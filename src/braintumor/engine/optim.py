@@ -7,20 +7,48 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from timm.optim import create_optimizer_v2
+from timm.optim import create_optimizer_v2, get_optimizer_class
 
 from braintumor.config import Recipe
 from braintumor.errors import RecipeError
 
 SCHEDULERS = ("none", "cosine", "warmup-linear", "plateau")
 
+# torch optimisers with a fused (one kernel for all parameters) step, and the devices that
+# have it. On a 2-core CPU the per-parameter loop of AdamW costs about 5% of a U-Net step.
+_FUSED_DEVICES: dict[type, frozenset[str]] = {
+    torch.optim.Adam: frozenset({"cpu", "cuda"}),
+    torch.optim.AdamW: frozenset({"cpu", "cuda"}),
+    torch.optim.SGD: frozenset({"cpu", "cuda"}),
+    torch.optim.Adagrad: frozenset({"cpu"}),
+}
+
+
+def _fused_supported(name: str, params: list[torch.nn.Parameter]) -> bool:
+    """Whether optimiser ``name`` has a fused step on the devices of ``params``."""
+    try:
+        opt_class = get_optimizer_class(name, bind_defaults=False)
+    except ValueError:
+        return False  # unknown names get create_optimizer_v2's own error
+    devices = _FUSED_DEVICES.get(opt_class)
+    return bool(params) and devices is not None and {p.device.type for p in params} <= devices
+
 
 def build_optimizer(model: torch.nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
-    """The recipe's optimiser over the trainable parameters (frozen layers stay out)."""
+    """The recipe's optimiser over the trainable parameters (frozen layers stay out).
+
+    Uses torch's fused implementation where the optimiser and device have one (same update,
+    fewer passes over memory). Call it after the model is on its training device.
+    """
     trainable = [p for p in model.parameters() if p.requires_grad]
+    extra = {"fused": True} if _fused_supported(recipe.optimizer, trainable) else {}
     try:
         return create_optimizer_v2(
-            trainable, opt=recipe.optimizer, lr=recipe.lr, weight_decay=recipe.weight_decay
+            trainable,
+            opt=recipe.optimizer,
+            lr=recipe.lr,
+            weight_decay=recipe.weight_decay,
+            **extra,
         )
     except (ValueError, AssertionError) as exc:
         raise RecipeError(f"optimizer {recipe.optimizer!r}: {exc}") from exc

@@ -6,6 +6,7 @@ checkpoints, the best model as a model folder, and the test-set evaluation with 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -26,7 +27,7 @@ from braintumor.engine.inference_choice import choose_inference
 from braintumor.engine.model_io import LoadedModel, ModelInfo, load_model_dir, save_model_dir
 from braintumor.engine.run_splits import resolve_splits
 from braintumor.engine.tasks import TaskSetup, build_task
-from braintumor.engine.trainer import fit, load_best_weights
+from braintumor.engine.trainer import fit, load_best_weights, resolve_compile
 from braintumor.errors import DataError
 
 console = Console(stderr=True)
@@ -87,6 +88,8 @@ def train_run(
     progress: bool = True,
 ) -> RunResult:
     """Train ``recipe`` on the dataset at ``data`` and evaluate the best model on the test split."""
+    # Decided once, so the saved recipe and the model record say what the run did.
+    recipe = dataclasses.replace(recipe, compile=resolve_compile(recipe, accelerator))
     layout = detect_layout(data)
     if not resume and not _launched_by_ddp() and run_dir.exists() and any(run_dir.iterdir()):
         raise DataError(f"{run_dir}: run folder exists; pass --resume or choose another --run-dir")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import os
+import shutil
+import sys
+import sysconfig
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,34 @@ def resolve_precision(recipe: Recipe, accelerator: str) -> str:
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "bf16-mixed" if cpu_has_bf16() else "32-true"
+
+
+#: The time budget (minutes) from which ``compile: auto`` compiles. Measured for fast-cpu-seg
+#: on 2 cores: the one-off compile of the training and validation graphs takes about 75 s and
+#: steps then run about 15% faster, which pays back after about 9 minutes of training.
+AUTO_COMPILE_MINUTES = 10.0
+
+
+def inductor_available(accelerator: str) -> bool:
+    """Whether torch.compile's inductor backend can build kernels for ``accelerator`` here:
+    Triton for a CUDA GPU; for the CPU, a C++ compiler on PATH and the Python headers."""
+    if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return importlib.util.find_spec("triton") is not None
+    if sys.platform == "win32":
+        return False
+    compilers = [c for c in (os.environ.get("CXX"), "c++", "g++", "clang++") if c]
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    return any(shutil.which(c) for c in compilers) and headers.is_file()
+
+
+def resolve_compile(recipe: Recipe, accelerator: str) -> bool:
+    """The recipe's ``compile`` as a decision: ``auto`` compiles a run whose ``max_minutes``
+    budget is at least :data:`AUTO_COMPILE_MINUTES` when inductor is available."""
+    if recipe.compile != "auto":
+        return bool(recipe.compile)
+    budget = recipe.max_minutes
+    long_run = budget is not None and budget >= AUTO_COMPILE_MINUTES
+    return long_run and inductor_available(accelerator)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
