@@ -157,13 +157,15 @@ def _fmt(value: Any) -> str:
 
 
 def markdown_table() -> str:
-    """One row per figure of every ``quality_*.json`` in the results folder."""
+    """One row per figure of every ``quality_*.json`` in the results folder, named by the
+    file (``quality_figshare_seed43.json`` -> ``figshare_seed43``)."""
     lines = [
         "| benchmark | recipe | protocol | figure | value | wall (min) |",
         "|---|---|---|---|---|---|",
     ]
     for path in sorted(RESULTS.glob("quality_*.json")):
         result = json.loads(path.read_text())
+        name_of_run = path.stem.removeprefix("quality_")
         figures = dict(result.get("test", {}))
         if "auc_mean" in result:
             figures["AUC (mean +- std over folds)"] = (
@@ -171,7 +173,7 @@ def markdown_table() -> str:
             )
         for name, value in figures.items():
             lines.append(
-                f"| {result['benchmark']} | {result['recipe']} | {result['protocol']} | {name} "
+                f"| {name_of_run} | {result['recipe']} | {result['protocol']} | {name} "
                 f"| {_fmt(value)} | {result['wall_seconds'] / 60:.1f} |"
             )
     return "\n".join(lines)
