@@ -83,10 +83,24 @@ def test_compile_auto_compiles_only_long_budgets_where_inductor_can_build(monkey
     assert trainer.resolve_compile(load_recipe("fast-cpu-seg", ["compile=true"]), "cpu") is True
 
 
-def test_inductor_needs_a_cpu_compiler_on_path(monkeypatch) -> None:
+def test_inductor_needs_a_cpu_compiler_and_headers_and_is_not_used_on_apple_gpus(
+    monkeypatch, tmp_path
+) -> None:
     from braintumor.engine import trainer
 
+    (tmp_path / "Python.h").write_text("")
+    monkeypatch.setattr(trainer.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})
+    monkeypatch.setattr(trainer.sys, "platform", "linux")
     monkeypatch.setattr(trainer.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(trainer, "_mps_available", lambda: False)
     monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(trainer.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert trainer.inductor_available("cpu") is True
+    monkeypatch.setattr(trainer, "_mps_available", lambda: True)
+    assert trainer.inductor_available("auto") is False  # Lightning would pick the Apple GPU
+    assert trainer.inductor_available("cpu") is True
     monkeypatch.setattr(trainer.shutil, "which", lambda name: None)
+    assert trainer.inductor_available("cpu") is False
+    monkeypatch.setattr(trainer.shutil, "which", lambda name: f"/usr/bin/{name}")
+    (tmp_path / "Python.h").unlink()
     assert trainer.inductor_available("cpu") is False

@@ -53,14 +53,20 @@ AUTO_COMPILE_MINUTES = 10.0
 
 def inductor_available(accelerator: str) -> bool:
     """Whether torch.compile's inductor backend can build kernels for ``accelerator`` here:
-    Triton for a CUDA GPU; for the CPU, a C++ compiler on PATH and the Python headers."""
+    Triton for a CUDA GPU; for the CPU, a C++ compiler on PATH and the Python headers; not
+    on Apple GPUs (MPS) or Windows."""
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return importlib.util.find_spec("triton") is not None
-    if sys.platform == "win32":
+    on_mps = accelerator == "mps" or (accelerator in ("auto", "gpu") and _mps_available())
+    if on_mps or sys.platform == "win32":  # inductor's support there is experimental
         return False
     compilers = [c for c in (os.environ.get("CXX"), "c++", "g++", "clang++") if c]
     headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
     return any(shutil.which(c) for c in compilers) and headers.is_file()
+
+
+def _mps_available() -> bool:
+    return torch.backends.mps.is_available()
 
 
 def resolve_compile(recipe: Recipe, accelerator: str) -> bool:
