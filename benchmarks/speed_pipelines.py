@@ -31,6 +31,11 @@ from braintumor.engine.trainer import cpu_has_bf16, resolve_compile
 from braintumor.io import read_image
 from speed_common import Variant
 
+#: A cached batch -> (network input, target), augmented and normalised.
+Prepare = Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]]
+#: (network output, target) -> scalar loss.
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
 
 def endless(loader: Iterable[Any]) -> Iterator[Any]:
     """Batches of ``loader`` forever (a DataLoader with persistent workers keeps them)."""
@@ -96,7 +101,7 @@ def reference_variants(
     train_set: Dataset,
     eval_set: Dataset,
     model: nn.Module,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: LossFn,
     recipe: Recipe,
     workers: list[int],
 ) -> tuple[list[Variant], list[Variant], list[Variant]]:
@@ -147,62 +152,46 @@ def reference_variants(
     return train, infer, data
 
 
-def our_train_variant(
-    model: nn.Module,
-    recipe: Recipe,
-    loader: Iterable[dict[str, torch.Tensor]],
-    prepare: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    precision: str,
-    compiled: bool,
-) -> Variant:
-    """Our training step: ``prepare`` (augment + normalise) a cached batch, then the network
-    (compiled in place when ``compiled``, as the training module does) and loss under autocast
-    (as Lightning's ``bf16-mixed`` runs ``training_step``), backward and the recipe's
-    optimiser. A compile falls in the warm-up steps."""
-    net = copy.deepcopy(model).train()
-    if compiled:
-        net.compile()
-    optimizer = build_optimizer(net, recipe)
-    batches = endless(loader)
-
-    def step() -> int:
-        x, target = prepare(next(batches))
-        with autocast(precision):
-            loss = loss_fn(net(x), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return len(x)
-
-    name = f"ours_{precision}_compiled" if compiled else f"ours_{precision}"
-    return Variant(name, step, precision)
-
-
 def our_train_variants(
     model: nn.Module,
     recipe: Recipe,
     loader: Iterable[dict[str, torch.Tensor]],
-    prepare: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    prepare: Prepare,
+    loss_fn: LossFn,
     precision: str,
 ) -> list[Variant]:
-    """Our training step uncompiled in each of :func:`precisions`, and first, when the
-    recipe's ``compile`` resolves to on for a CPU run, compiled in ``precision``."""
-    eager = [
-        our_train_variant(model, recipe, loader, prepare, loss_fn, p, compiled=False)
-        for p in precisions(precision)
-    ]
+    """Our training step: ``prepare`` (augment + normalise) a cached batch, then the network
+    and loss under autocast (as Lightning's ``bf16-mixed`` runs ``training_step``), backward
+    and the recipe's optimiser. One variant uncompiled in each of :func:`precisions`, and
+    first, when the recipe's ``compile`` resolves to on for a CPU run, one compiled in place
+    (as the training module does) in ``precision``; its compile falls in the warm-up steps."""
+
+    def variant(precision: str, compiled: bool) -> Variant:
+        net = copy.deepcopy(model).train()
+        if compiled:
+            net.compile()
+        optimizer = build_optimizer(net, recipe)
+        batches = endless(loader)
+
+        def step() -> int:
+            x, target = prepare(next(batches))
+            with autocast(precision):
+                loss = loss_fn(net(x), target)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return len(x)
+
+        name = f"ours_{precision}_compiled" if compiled else f"ours_{precision}"
+        return Variant(name, step, precision)
+
+    eager = [variant(p, compiled=False) for p in precisions(precision)]
     if not resolve_compile(recipe, "cpu"):
         return eager
-    compiled = our_train_variant(model, recipe, loader, prepare, loss_fn, precision, True)
-    return [compiled, *eager]
+    return [variant(precision, compiled=True), *eager]
 
 
-def our_data_variant(
-    loader: Iterable[dict[str, torch.Tensor]],
-    prepare: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
-) -> Variant:
+def our_data_variant(loader: Iterable[dict[str, torch.Tensor]], prepare: Prepare) -> Variant:
     """Our input pipeline alone: a cached batch, augmented and normalised, no network."""
     batches = endless(loader)
 

@@ -105,7 +105,7 @@ def test_speed_classify_smoke(tmp_path: Path) -> None:
     data = write_synthetic_dataset(tmp_path / "data", "classify", n=3, size=48)
     result = speed_classify.run_classify_benchmark(
         data,
-        overrides=["batch_size=4", "image_size=32", "compile=false"],
+        overrides=["batch_size=4", "image_size=32"],
         warmup=1,
         steps=1,
         rounds=1,
