@@ -25,7 +25,7 @@ from braintumor.brats.evaluate import evaluate_cases
 from braintumor.brats.task import build_brats_task, info_class_names
 from braintumor.config import load_recipe
 from braintumor.data.layouts import detect_layout
-from braintumor.engine.model_io import ModelInfo, load_model_dir, save_model_dir
+from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 

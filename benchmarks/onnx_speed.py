@@ -22,10 +22,10 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from braintumor.engine.model_io import LoadedModel, ModelInfo
-from braintumor.engine.preprocess import PreprocessSpec
+from braintumor.data.preprocess import PreprocessSpec
 from braintumor.export import export_onnx
 from braintumor.models import build_model
+from braintumor.models.folder import LoadedModel, ModelInfo
 from speed_common import (
     RESULTS,
     Variant,

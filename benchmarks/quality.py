@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 
 from braintumor.atomic import write_text_atomic
-from braintumor.cli.evaluate import select_samples
 from braintumor.config import load_recipe
 from braintumor.data.audit import audit_dataset
 from braintumor.data.layouts import detect_layout
@@ -32,12 +31,13 @@ from braintumor.data.splits import (
     duplicate_groups,
     kfold_splits,
     layout_extra_groups,
+    select_samples,
     train_val_test_split,
     write_splits,
 )
-from braintumor.engine.inference_choice import score_settings
-from braintumor.engine.model_io import load_model_dir
-from braintumor.engine.run import train_run
+from braintumor.inference.choice import score_settings
+from braintumor.models.folder import load_model_dir
+from braintumor.training.run import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -115,7 +115,7 @@ def run_figshare(work: Path, extra: list[str]) -> dict[str, Any]:
     splits = _grouped_splits(data, work / "splits.csv", None)
     # The figshare slices are 256 px: trained and scored at their own resolution. The epoch
     # cap is above what 28 minutes allow on 2 cores: the time budget ends the run and the
-    # cosine schedule anneals by elapsed time (engine/optim.py), so the budget is used fully.
+    # cosine schedule anneals by elapsed time (training/optim.py), so the budget is used fully.
     overrides = ["image_size=256", "max_epochs=100", "max_minutes=28", *extra]
     recipe = load_recipe("fast-cpu-seg", overrides)
     result = train_run(recipe, data, work / "run", splits_csv=splits, progress=False)

@@ -3,7 +3,7 @@
 - reference: a per-item ``Dataset`` + ``DataLoader`` (0 or more workers), fp32, contiguous
   NCHW, the plain forward / loss / backward / AdamW loop;
 - ours: the decoded-slice cache, batched fetch, batched augmentation, channels_last input,
-  bf16 autocast where the CPU has it, and the :class:`~braintumor.engine.predictor.Predictor`.
+  bf16 autocast where the CPU has it, and the :class:`~braintumor.inference.predictor.Predictor`.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from braintumor.config import Recipe
+from braintumor.data.cache import DecodedSlices, decode_slices
+from braintumor.data.preprocess import normalise_batch
 from braintumor.data.samples import Sample
-from braintumor.engine.cache import DecodedSlices, decode_slices
-from braintumor.engine.inputs import DECODE_THREADS
-from braintumor.engine.model_io import LoadedModel, ModelInfo
-from braintumor.engine.optim import build_optimizer
-from braintumor.engine.predictor import Predictor
-from braintumor.engine.preprocess import normalise_batch
-from braintumor.engine.trainer import cpu_has_bf16, resolve_compile
+from braintumor.inference.inputs import DECODE_THREADS
+from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
+from braintumor.models.folder import LoadedModel, ModelInfo
+from braintumor.training.optim import build_optimizer
+from braintumor.training.trainer import cpu_has_bf16, resolve_compile
 from speed_common import Variant
 
 #: A cached batch -> (network input, target), augmented and normalised.

@@ -38,16 +38,16 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 
 from braintumor.config import Recipe, load_recipe
 from braintumor.data.layouts import detect_layout
+from braintumor.data.preprocess import PreprocessSpec, normalise_batch
 from braintumor.data.samples import Sample
 from braintumor.data.synthetic import write_synthetic_dataset
-from braintumor.engine.augment import AugmentConfig, augment_batch
-from braintumor.engine.datamodule import SliceDataModule, SliceDataset
-from braintumor.engine.model_io import ModelInfo
-from braintumor.engine.preprocess import PreprocessSpec, normalise_batch
-from braintumor.engine.tasks import preprocess_spec
 from braintumor.errors import DataError
 from braintumor.losses import build_loss
 from braintumor.models import build_model
+from braintumor.models.folder import ModelInfo
+from braintumor.training.augment import AugmentConfig, augment_batch
+from braintumor.training.datamodule import SliceDataModule, SliceDataset
+from braintumor.training.setup import preprocess_spec
 from matmul_peak import peak_for_this_cpu
 from speed_common import (
     Variant,

@@ -13,7 +13,7 @@ from braintumor.config import Recipe, load_recipe
 from braintumor.data.layouts import detect_layout
 from braintumor.data.samples import Sample
 from braintumor.data.synthetic import write_brats_dataset
-from braintumor.engine.model_io import LoadedModel, ModelInfo, load_model_dir, save_model_dir
+from braintumor.models.folder import LoadedModel, ModelInfo, load_model_dir, save_model_dir
 
 
 def synthetic_cases(folder: Path, n: int, naming: str = "2021", seed: int = 0) -> list[Sample]:

@@ -7,8 +7,8 @@ from typing import Any
 
 from torch import nn
 
-from braintumor.engine.model_io import LoadedModel, ModelInfo
-from braintumor.engine.preprocess import PreprocessSpec
+from braintumor.data.preprocess import PreprocessSpec
+from braintumor.models.folder import LoadedModel, ModelInfo
 
 
 def loaded_2d(

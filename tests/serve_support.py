@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from braintumor.engine.model_io import ModelInfo, save_model_dir
-from braintumor.engine.preprocess import PreprocessSpec
+from braintumor.data.preprocess import PreprocessSpec
 from braintumor.models import build_model
+from braintumor.models.folder import ModelInfo, save_model_dir
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 

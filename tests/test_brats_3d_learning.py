@@ -1,4 +1,4 @@
-"""The issue's bar in 3D: fast-cpu-brats3d, trained through the real engine on synthetic phantoms
+"""The issue's bar in 3D: fast-cpu-brats3d, trained by the real training code on synthetic phantoms
 in 32^3 patches on one CPU thread, reaches WT Dice >= 0.7 by sliding window on a held-out case.
 """
 
@@ -17,8 +17,8 @@ from braintumor.config import load_recipe
 from braintumor.data.layouts import detect_layout
 from braintumor.data.splits import read_splits
 from braintumor.data.synthetic import write_brats_dataset
-from braintumor.engine.model_io import load_model_dir
-from braintumor.engine.run import train_run
+from braintumor.models.folder import load_model_dir
+from braintumor.training.run import train_run
 
 # Small phantoms learn fastest: the 32^3 patches see most of the brain box at once.
 SHAPE = (48, 48, 36)
@@ -30,7 +30,7 @@ OVERRIDES = ["max_epochs=25", "max_minutes=1.5"]
 
 
 @pytest.mark.slow
-def test_fast_3d_recipe_learns_through_the_engine(tmp_path):
+def test_fast_3d_recipe_learns_through_training(tmp_path):
     data = write_brats_dataset(tmp_path / "data", n_cases=N_CASES, shape=SHAPE, seed=0)
     recipe = load_recipe("fast-cpu-brats3d", [f"extra.cache_dir={tmp_path / 'cache'}", *OVERRIDES])
     run_dir = tmp_path / "run"

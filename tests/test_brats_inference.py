@@ -12,8 +12,8 @@ import torch
 
 from braintumor.brats.inference import predict_case, predict_probabilities
 from braintumor.brats.preprocess import BratsPreprocess, load_case
-from braintumor.engine.model_io import LoadedModel, ModelInfo
 from braintumor.errors import ModelFormatError
+from braintumor.models.folder import LoadedModel, ModelInfo
 from brats_support import synthetic_cases
 
 

@@ -16,11 +16,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from braintumor.cli.predict import predict_command
-from braintumor.engine.model_io import ModelInfo, load_model_dir, save_model_dir
-from braintumor.engine.predictor import Predictor
-from braintumor.engine.preprocess import PreprocessSpec
+from braintumor.data.preprocess import PreprocessSpec
+from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
 from braintumor.models import build_model
+from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 
@@ -308,8 +308,8 @@ def test_bad_slice_and_backend_are_user_errors(tmp_path, classifier_dir):
 
 def test_onnx_backend_matches_torch(tmp_path, classifier_dir):
     pytest.importorskip("onnxruntime")
-    from braintumor.engine.model_io import load_model_dir
     from braintumor.export import export_onnx
+    from braintumor.models.folder import load_model_dir
 
     model_dir = tmp_path / "model"
     shutil.copytree(classifier_dir, model_dir)

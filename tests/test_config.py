@@ -67,7 +67,7 @@ def test_switching_model_drops_the_recipe_network_options(capsys) -> None:
 
 
 def test_compile_auto_compiles_only_long_budgets_where_inductor_can_build(monkeypatch) -> None:
-    from braintumor.engine import trainer
+    from braintumor.training import trainer
 
     monkeypatch.setattr(trainer, "inductor_available", lambda accelerator: True)
     shipped = load_recipe("fast-cpu-seg")
@@ -86,7 +86,7 @@ def test_compile_auto_compiles_only_long_budgets_where_inductor_can_build(monkey
 def test_inductor_needs_a_cpu_compiler_and_headers_and_is_not_used_on_apple_gpus(
     monkeypatch, tmp_path
 ) -> None:
-    from braintumor.engine import trainer
+    from braintumor.training import trainer
 
     (tmp_path / "Python.h").write_text("")
     monkeypatch.setattr(trainer.sysconfig, "get_paths", lambda: {"include": str(tmp_path)})

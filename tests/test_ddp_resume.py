@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from braintumor.data.synthetic import write_synthetic_dataset
-from braintumor.engine.model_io import load_model_dir
+from braintumor.models.folder import load_model_dir
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "braintumor.cli"]

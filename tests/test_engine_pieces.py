@@ -7,11 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from braintumor.data.samples import Sample
-from braintumor.engine.augment import AugmentConfig, augment_batch
-from braintumor.engine.cache import decode_slices
-from braintumor.engine.model_io import ModelInfo, load_model_dir, save_model_dir
-from braintumor.engine.preprocess import (
+from braintumor.data.cache import decode_slices
+from braintumor.data.preprocess import (
     PreprocessSpec,
     brain_bbox,
     normalise_batch,
@@ -20,7 +17,10 @@ from braintumor.engine.preprocess import (
     restore_mask_size,
     to_grey_uint8,
 )
+from braintumor.data.samples import Sample
 from braintumor.errors import ModelFormatError, RecipeError
+from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
+from braintumor.training.augment import AugmentConfig, augment_batch
 
 
 def _head(height: int = 120, width: int = 80) -> np.ndarray:
@@ -139,7 +139,7 @@ def test_model_folder_round_trip_and_tampering(tmp_path) -> None:
 
 
 def test_schedule_follows_the_time_budget_when_it_runs_ahead_of_steps() -> None:
-    from braintumor.engine.optim import warmup_then_decay
+    from braintumor.training.optim import warmup_then_decay
 
     by_steps = warmup_then_decay(100, 0.0, "cosine")
     used = {"share": 0.0}
@@ -155,7 +155,7 @@ def test_optimizer_is_fused_where_torch_has_it_and_updates_like_the_plain_one(na
     from timm.optim import create_optimizer_v2
 
     from braintumor.config import load_recipe
-    from braintumor.engine.optim import build_optimizer
+    from braintumor.training.optim import build_optimizer
 
     recipe = load_recipe("fast-cpu-seg", [f"optimizer={name}", "lr=0.1"])
     torch.manual_seed(0)

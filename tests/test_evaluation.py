@@ -13,16 +13,17 @@ import typer
 from PIL import Image
 from typer.testing import CliRunner
 
-from braintumor.cli.evaluate import evaluate_command, select_samples
+from braintumor.cli.evaluate import evaluate_command
 from braintumor.data.layouts import detect_layout
+from braintumor.data.preprocess import PreprocessSpec
 from braintumor.data.samples import Sample
-from braintumor.data.splits import write_splits
-from braintumor.engine.evaluation import evaluate_model, label_indices
-from braintumor.engine.model_io import ModelInfo, load_model_dir, save_model_dir
-from braintumor.engine.preprocess import PreprocessSpec
+from braintumor.data.splits import select_samples, write_splits
 from braintumor.errors import DataError
+from braintumor.evaluation.common import label_indices
 from braintumor.metrics.segmentation import segmentation_scores
 from braintumor.models import build_model
+from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
+from braintumor.tasks import evaluate_model
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 

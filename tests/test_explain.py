@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from braintumor.engine.model_io import LoadedModel
 from braintumor.errors import BrainTumorError
 from braintumor.explain import choose_layer, explain_image, gradcam, resolve_target
 from braintumor.io.base import LoadedImage
+from braintumor.models.folder import LoadedModel
 from braintumor.models.registry import build_model
 from model_support import loaded_2d
 

@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("onnxruntime", reason="needs the export extra (onnx, onnxruntime)")
 
-from braintumor.engine.model_io import load_model_dir
-from braintumor.engine.predictor import Predictor
 from braintumor.errors import ModelFormatError
 from braintumor.export import OnnxPredictor, export_onnx, parity_path
+from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
+from braintumor.models.folder import load_model_dir
 from serve_support import make_model_dir
 
 

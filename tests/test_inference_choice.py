@@ -11,12 +11,12 @@ from torch import nn
 
 from braintumor.config import load_recipe
 from braintumor.data.samples import Sample
-from braintumor.engine.inference_choice import InferenceSettings, choose_inference
-from braintumor.engine.model_io import LoadedModel
-from braintumor.engine.prediction_outputs import keep_largest_component, tumour_mask
-from braintumor.engine.predictor import Predictor
 from braintumor.errors import RecipeError
+from braintumor.inference.choice import choose_inference
+from braintumor.inference.outputs import keep_largest_component, tumour_mask
+from braintumor.inference.predictor import InferenceSettings, Predictor
 from braintumor.io import write_png
+from braintumor.models.folder import LoadedModel
 from model_support import loaded_2d
 
 

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from braintumor.engine.inputs import axial_slice, expand_inputs, is_volume, unique_stems
-from braintumor.engine.model_io import LoadedModel, ModelInfo
-from braintumor.engine.predictor import Predictor
 from braintumor.errors import DataError, ModelFormatError
+from braintumor.inference.inputs import axial_slice, expand_inputs, is_volume, unique_stems
+from braintumor.inference.predictor import Predictor
 from braintumor.io import LoadedImage
 from braintumor.models import build_model
+from braintumor.models.folder import LoadedModel, ModelInfo
 from model_support import loaded_2d
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]

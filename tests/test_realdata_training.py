@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from braintumor.config import load_recipe
-from braintumor.engine.run import train_run
+from braintumor.training.run import train_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 

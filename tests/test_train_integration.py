@@ -10,8 +10,8 @@ import pytest
 
 from braintumor.config import load_recipe
 from braintumor.data.synthetic import write_synthetic_dataset
-from braintumor.engine.model_io import load_model_dir
-from braintumor.engine.run import train_run
+from braintumor.models.folder import load_model_dir
+from braintumor.training.run import train_run
 
 pytestmark = pytest.mark.slow
 

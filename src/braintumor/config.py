@@ -13,16 +13,15 @@ import difflib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
 from rich.console import Console
 
 from braintumor.errors import RecipeError
+from braintumor.tasks.registry import list_tasks
 
 _console = Console(stderr=True)
-
-Task = Literal["classify", "segment", "brats2d", "brats3d"]
 
 #: Segmenter inference settings a recipe fixes (true/false) or leaves to validation (auto).
 INFERENCE_KEYS = ("tta", "keep_largest")
@@ -33,7 +32,7 @@ class Recipe:
     """Everything a training run needs besides the data."""
 
     name: str
-    task: Task
+    task: str  # a registered task (braintumor.tasks.list_tasks())
     model: str
     description: str = ""
     model_args: dict[str, Any] = field(default_factory=dict)
@@ -74,14 +73,14 @@ class Recipe:
     # torch.compile the network (inductor): faster steps after a one-off compile (about a
     # minute on a 2-core CPU), so worth it for runs of many minutes. ``auto`` compiles when
     # the time budget is long enough and inductor can build kernels here
-    # (engine.trainer.resolve_compile).
+    # (training.trainer.resolve_compile).
     compile: bool | Literal["auto"] = False
     seed: int = 42
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task not in get_args(Task):
-            raise RecipeError(f"recipe {self.name!r}: task must be one of {get_args(Task)}")
+        if self.task not in list_tasks():
+            raise RecipeError(f"recipe {self.name!r}: task must be one of {tuple(list_tasks())}")
         if self.monitor_mode not in ("min", "max"):
             raise RecipeError(f"recipe {self.name!r}: monitor_mode must be 'min' or 'max'")
         for name in ("lr", "batch_size", "max_epochs", "image_size", "in_channels"):
@@ -202,9 +201,3 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
         return Recipe(**data)
     except TypeError as exc:
         raise RecipeError(f"recipe {name_or_path!r}: {exc}") from exc
-
-
-def recipe_from_dict(data: dict[str, Any]) -> Recipe:
-    """Rebuild a recipe saved in a model folder or run folder."""
-    known = {f.name for f in dataclasses.fields(Recipe)}
-    return Recipe(**{k: v for k, v in data.items() if k in known})

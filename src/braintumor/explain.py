@@ -23,9 +23,10 @@ from PIL import Image
 from torch import nn
 
 from braintumor.atomic import atomic_path
-from braintumor.engine.model_io import LoadedModel
 from braintumor.errors import BrainTumorError
 from braintumor.io.base import LoadedImage
+from braintumor.models.folder import LoadedModel
+from braintumor.tasks.registry import CLASSES, get_task
 
 _NORM_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)
 
@@ -219,11 +220,11 @@ def explain_image(
     ``probabilities`` (class -> p), ``predicted_class``, ``target_class``, ``layer``,
     ``overlay`` (the RGB array) and ``overlay_path``.
     """
-    from braintumor.engine.predictor import Predictor
-    from braintumor.engine.preprocess import normalise_batch
+    from braintumor.data.preprocess import normalise_batch
+    from braintumor.inference.predictor import Predictor
 
     info = loaded.info
-    if info.task != "classify":
+    if get_task(info.task).outputs != CLASSES:
         raise BrainTumorError(
             f"{loaded.path}: Grad-CAM explains classifiers; this model's task is {info.task!r} "
             "(its segmentation mask is its explanation)"

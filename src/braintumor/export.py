@@ -3,7 +3,7 @@
 ``export_onnx`` writes ``model.onnx`` (dynamic batch axis) and ``model.parity.json`` beside
 it, after checking that onnxruntime on the CPU reproduces the PyTorch float32 outputs on random
 inputs and on real images prepared exactly as the model's preprocessing says.
-``OnnxPredictor`` is a :class:`~braintumor.engine.predictor.Predictor` whose network is the ONNX
+``OnnxPredictor`` is a :class:`~braintumor.inference.predictor.Predictor` whose network is the ONNX
 file: the same ``classify`` / ``segment`` results without PyTorch weights.
 """
 
@@ -21,12 +21,12 @@ import torch
 from torch import nn
 
 from braintumor.atomic import atomic_path, write_text_atomic
-from braintumor.engine.inference_choice import InferenceSettings
-from braintumor.engine.model_io import LoadedModel, read_model_info
-from braintumor.engine.predictor import TASKS_2D, Predictor, _first_output, spec_of
-from braintumor.engine.preprocess import normalise_batch, prepare_slice
+from braintumor.data.preprocess import normalise_batch, prepare_slice
 from braintumor.errors import DataError, ModelFormatError
+from braintumor.inference.predictor import InferenceSettings, Predictor, _first_output, spec_of
 from braintumor.io.base import LoadedImage
+from braintumor.models.folder import LoadedModel, read_model_info
+from braintumor.tasks.registry import IMAGES, get_task
 
 ONNX_FILE = "model.onnx"
 DEFAULT_TOLERANCE = 1e-4
@@ -94,9 +94,9 @@ def export_onnx(
     and nothing is left at ``out_path``.
     """
     info = loaded.info
-    if info.task not in TASKS_2D:
+    if get_task(info.task).inputs != IMAGES:
         raise ModelFormatError(
-            f"{loaded.path}: ONNX export covers 2D models ({', '.join(TASKS_2D)}); "
+            f"{loaded.path}: ONNX export covers 2D models (tasks on images); "
             f"this one is {info.task!r}"
         )
     out_path = Path(out_path) if out_path is not None else Path(loaded.path) / ONNX_FILE
@@ -168,8 +168,9 @@ class OnnxPredictor(Predictor):
     ) -> None:
         model_dir = Path(model_dir)
         info = read_model_info(model_dir)
-        if info.task not in TASKS_2D:
+        if get_task(info.task).inputs != IMAGES:
             raise ModelFormatError(f"{model_dir}: task {info.task!r} has no ONNX predictor")
+        self.outputs = get_task(info.task).outputs
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         onnx_path = Path(onnx_path) if onnx_path is not None else model_dir / ONNX_FILE

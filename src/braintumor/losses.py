@@ -28,6 +28,7 @@ sigmoid, and targets whose channels sum to one at every voxel mean softmax.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +36,6 @@ from monai.losses import DiceCELoss, DiceFocalLoss, DiceLoss, FocalLoss, Tversky
 from torch import nn
 
 from braintumor.errors import DataError, RecipeError
-
-SEGMENT_TASKS = ("segment", "segment2d", "segment3d")
 
 
 def to_onehot(index_map: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -240,65 +239,62 @@ class SegmentationLoss(nn.Module):
         return self.variants["sigmoid" if sigmoid else "softmax"](logits, target)
 
 
-def _segmentation_factory(name: str, kwargs: dict) -> Callable[[bool], nn.Module]:
-    def act(sigmoid: bool) -> dict:
-        return {"sigmoid": sigmoid, "softmax": not sigmoid}
-
-    factories: dict[str, Callable[[bool], nn.Module]] = {
-        "dice": lambda s: DiceLoss(**act(s), **kwargs),
-        "soft-dice": lambda s: DiceLoss(**act(s), squared_pred=True, **kwargs),
-        "bce-dice": lambda s: DiceCELoss(sigmoid=True, **kwargs),
-        "dice-ce": lambda s: DiceCELoss(**act(s), **kwargs),
-        "dice-focal": lambda s: DiceFocalLoss(**act(s), **kwargs),
-        "focal": lambda s: FocalLoss(use_softmax=not s, **kwargs),
-        "tversky": lambda s: TverskyLoss(**act(s), **kwargs),
-        "weighted-ce": lambda s: WeightedCrossEntropy(sigmoid=s, **kwargs),
-        "exp-log": lambda s: ExpLogLoss(sigmoid=s, **kwargs),
-    }
-    if name not in factories:
-        raise RecipeError(
-            f"unknown segmentation loss {name!r}; expected one of {sorted(factories)}"
-        )
-    return factories[name]
+def _act(sigmoid: bool) -> dict:
+    return {"sigmoid": sigmoid, "softmax": not sigmoid}
 
 
-CLASSIFY_LOSSES = ("ce", "bce", "focal")
-SEGMENT_LOSSES = (
-    "dice",
-    "soft-dice",
-    "bce-dice",
-    "dice-ce",
-    "dice-focal",
-    "focal",
-    "tversky",
-    "weighted-ce",
-    "exp-log",
-)
+def _cross_entropy(**kwargs: Any) -> nn.Module:
+    return nn.CrossEntropyLoss(weight=_as_tensor(kwargs.pop("weight", None)), **kwargs)
 
 
-def build_loss(name: str, task: str, **kwargs: object) -> nn.Module:
-    """The loss ``name`` for ``task`` ("classify" or "segment"/"segment2d"/"segment3d").
+#: Classification losses by name: ``factory(**options) -> module``. A new loss is one entry.
+CLASSIFY_LOSSES: dict[str, Callable[..., nn.Module]] = {
+    "ce": _cross_entropy,
+    "bce": BinaryLogitLoss,
+    "focal": ClassFocalLoss,
+}
+#: Segmentation losses by name: ``factory(sigmoid, options) -> module``. A new loss is one entry.
+SEGMENT_LOSSES: dict[str, Callable[[bool, dict], nn.Module]] = {
+    "dice": lambda s, kw: DiceLoss(**_act(s), **kw),
+    "soft-dice": lambda s, kw: DiceLoss(**_act(s), squared_pred=True, **kw),
+    "bce-dice": lambda s, kw: DiceCELoss(sigmoid=True, **kw),
+    "dice-ce": lambda s, kw: DiceCELoss(**_act(s), **kw),
+    "dice-focal": lambda s, kw: DiceFocalLoss(**_act(s), **kw),
+    "focal": lambda s, kw: FocalLoss(use_softmax=not s, **kw),
+    "tversky": lambda s, kw: TverskyLoss(**_act(s), **kw),
+    "weighted-ce": lambda s, kw: WeightedCrossEntropy(sigmoid=s, **kw),
+    "exp-log": lambda s, kw: ExpLogLoss(sigmoid=s, **kw),
+}
+#: What a loss is for: the network kinds of :mod:`braintumor.models.registry`, or ``segment``
+#: for any segmenter (2D or 3D).
+CLASSIFY_KIND, SEGMENT_KIND = "classify", "segment"
+SEGMENT_KINDS = (SEGMENT_KIND, "segment2d", "segment3d")
+
+
+def build_loss(name: str, kind: str, **kwargs: object) -> nn.Module:
+    """The loss ``name`` for a network of ``kind`` ("classify", or "segment"/"segment2d"/
+    "segment3d").
 
     Keyword arguments configure it (see the module docstring); an unknown name or option
     raises RecipeError.
     """
     try:
-        if task == "classify":
-            if name == "ce":
-                weight = _as_tensor(kwargs.pop("weight", None))
-                return nn.CrossEntropyLoss(weight=weight, **kwargs)
-            if name == "bce":
-                return BinaryLogitLoss(**kwargs)
-            if name == "focal":
-                return ClassFocalLoss(**kwargs)
-            raise RecipeError(
-                f"unknown classification loss {name!r}; expected one of {list(CLASSIFY_LOSSES)}"
-            )
-        if task in SEGMENT_TASKS:
+        if kind == CLASSIFY_KIND:
+            if name not in CLASSIFY_LOSSES:
+                raise RecipeError(
+                    f"unknown classification loss {name!r}; expected one of {list(CLASSIFY_LOSSES)}"
+                )
+            return CLASSIFY_LOSSES[name](**kwargs)
+        if kind in SEGMENT_KINDS:
+            if name not in SEGMENT_LOSSES:
+                raise RecipeError(
+                    f"unknown segmentation loss {name!r}; expected one of {sorted(SEGMENT_LOSSES)}"
+                )
             multilabel = kwargs.pop("multilabel", None)
             if isinstance(kwargs.get("weight"), (list, tuple)):  # class weights from YAML
                 kwargs["weight"] = _as_tensor(kwargs["weight"])
-            return SegmentationLoss(name, _segmentation_factory(name, kwargs), multilabel)
+            factory = SEGMENT_LOSSES[name]
+            return SegmentationLoss(name, lambda sigmoid: factory(sigmoid, kwargs), multilabel)
     except TypeError as exc:
         raise RecipeError(f"loss {name!r}: bad option: {exc}") from exc
-    raise RecipeError(f"unknown task {task!r}; expected classify or {', '.join(SEGMENT_TASKS)}")
+    raise RecipeError(f"unknown task {kind!r}; expected classify or {', '.join(SEGMENT_KINDS)}")

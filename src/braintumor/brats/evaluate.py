@@ -16,11 +16,11 @@ from braintumor.atomic import write_text_atomic
 from braintumor.brats.inference import brats_preprocessing, predict_labels, write_prediction
 from braintumor.brats.labels import LABEL_NAMES, REGION_NAMES, to_working
 from braintumor.data.samples import Sample
-from braintumor.engine.model_io import LoadedModel
 from braintumor.errors import DataError
 from braintumor.io import read_image
 from braintumor.metrics.brats import brats_case_scores
 from braintumor.metrics.segmentation import multiclass_label_scores
+from braintumor.models.folder import LoadedModel
 from braintumor.report.html import ReportFigure, ReportSection, write_report
 
 CASE_METRICS = ("dice", "hd95", "sensitivity", "precision", "volume_pred_ml", "volume_truth_ml")

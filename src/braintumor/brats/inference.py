@@ -28,10 +28,10 @@ from braintumor.brats.patches import sliding_window_inferer
 from braintumor.brats.preprocess import BratsPreprocess, Case, crop, load_case, paste, resample
 from braintumor.brats.slices import from_plane, to_plane
 from braintumor.data.samples import Sample
-from braintumor.engine.model_io import LoadedModel
 from braintumor.errors import DataError, ModelFormatError
 from braintumor.io import write_nifti, write_png
 from braintumor.localize import draw_overlay
+from braintumor.models.folder import LoadedModel
 
 SLICE_BATCH = 32
 # Outline colours (RGB): WT green, TC yellow, ET red, as in most BraTS figures.

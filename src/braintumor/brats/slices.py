@@ -22,8 +22,8 @@ from torch.utils.data import Dataset
 from braintumor.brats.labels import target_channels
 from braintumor.brats.preprocess import BratsPreprocess, CachedCase, cache_case
 from braintumor.data.samples import Sample
-from braintumor.engine.augment import AugmentConfig, random_affine
 from braintumor.errors import DataError, RecipeError
+from braintumor.training.augment import AugmentConfig, random_affine
 
 AUGMENT_KEYS = ("flip", "rotate", "intensity_scale", "intensity_shift")
 
@@ -103,10 +103,10 @@ def augment_slices(
 ) -> dict[str, torch.Tensor]:
     """Random flips, rotation and intensity scale/shift of a batch of slices and their targets.
 
-    One random affine per slice (the engine's :func:`random_affine`), applied with a single
-    ``grid_sample`` to the images (bilinear) and targets (nearest): per-item MONAI transforms
-    cost more than a small network on a CPU. Pixels rotated in from outside are 0, the
-    background value of z-scored brains.
+    One random affine per slice (:func:`~braintumor.training.augment.random_affine`), applied
+    with a single ``grid_sample`` to the images (bilinear) and targets (nearest): per-item
+    MONAI transforms cost more than a small network on a CPU. Pixels rotated in from outside
+    are 0, the background value of z-scored brains.
     """
     images, masks = batch["image"], batch["mask"]
     n, device = images.shape[0], images.device

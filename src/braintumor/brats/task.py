@@ -35,9 +35,17 @@ from braintumor.data.samples import Sample
 from braintumor.errors import DataError, RecipeError
 from braintumor.io import read_image
 from braintumor.metrics.brats import detect_convention
+from braintumor.tasks.registry import LABELS, get_task
+from braintumor.training.module import SegmentationModule
 
-BRATS_TASKS = ("brats2d", "brats3d")
-NETWORK_KINDS = {"brats2d": "segment2d", "brats3d": "segment3d"}
+
+def brats_task(recipe: Recipe) -> Any:
+    """The recipe's task from the registry; a RecipeError unless it is a BraTS task (one whose
+    model outputs a label volume per case)."""
+    task = get_task(recipe.task)
+    if task.outputs != LABELS:
+        raise RecipeError(f"recipe {recipe.name!r}: task {recipe.task!r} is not a BraTS task")
+    return task
 
 
 def info_class_names(recipe: Recipe) -> list[str]:
@@ -73,7 +81,7 @@ def network_args(recipe: Recipe) -> dict[str, Any]:
     from braintumor.models import get_spec, list_models  # imports every model library
 
     spec = get_spec(recipe.model)
-    wanted = NETWORK_KINDS[recipe.task]
+    wanted = brats_task(recipe).network_kind
     if spec.task != wanted:
         names = ", ".join(s.name for s in list_models(wanted))
         raise RecipeError(
@@ -105,10 +113,7 @@ def build_brats_task(
     recipe: Recipe, splits: dict[str, list[Sample]]
 ) -> tuple[L.LightningModule, L.LightningDataModule, dict[str, Any]]:
     """(SegmentationModule, datamodule, preprocessing dict for ``ModelInfo.preprocessing``)."""
-    from braintumor.engine.module import SegmentationModule
-
-    if recipe.task not in BRATS_TASKS:
-        raise RecipeError(f"recipe {recipe.name!r}: task {recipe.task!r} is not a BraTS task")
+    mode = brats_task(recipe).mode
     extra = recipe.extra
     label_mode = check_label_mode(extra.get("label_mode", "regions"))
     settings = preprocess_settings(recipe)
@@ -128,7 +133,7 @@ def build_brats_task(
     preprocessing: dict[str, Any] = {
         "kind": "brats",
         **settings.to_dict(),
-        "mode": "2d" if recipe.task == "brats2d" else "3d",
+        "mode": mode,
         "label_mode": label_mode,
         "class_names": class_names(label_mode),
     }
@@ -142,7 +147,7 @@ def build_brats_task(
         "num_workers": recipe.num_workers,
         "seed": recipe.seed,
     }
-    if recipe.task == "brats2d":
+    if mode == "2d":
         datamodule: L.LightningDataModule = BratsSliceDataModule(
             image_size=recipe.image_size,
             min_tumour_pixels=int(extra.get("min_tumour_pixels", 50)),

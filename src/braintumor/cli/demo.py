@@ -25,7 +25,7 @@ def demo_command(
     """Synthesise data, train a classifier and a segmenter, evaluate, predict, report."""
     from braintumor.cli.predict import predict_command
     from braintumor.data.synthetic import write_synthetic_dataset
-    from braintumor.engine.run import train_run
+    from braintumor.training.run import train_run
 
     console = Console()
     if out.exists():

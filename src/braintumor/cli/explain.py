@@ -11,16 +11,16 @@ from rich.console import Console
 
 from braintumor.atomic import write_text_atomic
 from braintumor.cli.errors import user_errors
-from braintumor.engine.inputs import (
+from braintumor.errors import DataError, ImageReadError
+from braintumor.inference.inputs import (
     axial_slice,
     expand_inputs,
     is_volume,
     read_input,
     unique_stems,
 )
-from braintumor.engine.model_io import load_model_dir
-from braintumor.engine.predictor import Predictor
-from braintumor.errors import DataError, ImageReadError
+from braintumor.inference.predictor import Predictor
+from braintumor.models.folder import load_model_dir
 
 
 def explain_command(

@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 
 from braintumor.cli.errors import user_errors
-from braintumor.engine.inputs import axial_slice, expand_inputs, is_volume, read_input
-from braintumor.engine.model_io import load_model_dir
 from braintumor.errors import DataError
+from braintumor.inference.inputs import axial_slice, expand_inputs, is_volume, read_input
+from braintumor.models.folder import load_model_dir
 
 FORMATS = ("onnx",)
 

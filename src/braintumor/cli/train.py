@@ -38,7 +38,7 @@ def train_command(
     ),
 ) -> None:
     """Train a recipe on your data; writes a run folder with the best model and a report."""
-    from braintumor.engine.run import default_run_dir, train_run  # Lightning: slow to import
+    from braintumor.training.run import default_run_dir, train_run  # Lightning: slow to import
 
     overrides = list(set_)
     if weights is not None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from braintumor.data.layouts_base import (
-    TASKS,
+    DATA_KINDS,
     DetectedLayout,
     list_dir,
     normalise_class_name,
@@ -30,9 +30,9 @@ from braintumor.errors import LayoutError
 from braintumor.io.coco import coco_polygons_to_mask
 
 __all__ = [
+    "DATA_KINDS",
     "LAYOUT_NAMES",
     "MODALITIES",
-    "TASKS",
     "DetectedLayout",
     "brats_file_role",
     "canonical_modality",
@@ -55,15 +55,8 @@ _DETECTORS: dict[str, Detector] = {
     "image-mask": detect_image_mask,
     "class-folders": detect_class_folders,
 }
-LAYOUT_NAMES = (
-    "class-folders",
-    "image-mask",
-    "lgg-kaggle-3m",
-    "figshare-mat",
-    "coco",
-    "brats",
-    "nnunet-raw",
-)
+#: Every layout's name, most general first; a new layout is one entry in ``_DETECTORS``.
+LAYOUT_NAMES = tuple(reversed(_DETECTORS))
 # Files a wrapping folder may hold beside the one real dataset folder.
 _WRAPPER_FILES = (".txt", ".md", ".pdf", ".html", ".csv", ".json", ".yaml", ".yml")
 

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from braintumor.data.samples import NO_TUMOR, Sample
 
-TASKS = ("classify", "segment", "brats")
+#: What a dataset folder holds (``DetectedLayout.task``): class labels per image, masks per
+#: image, or multi-modal BraTS cases. Tasks name the kinds they train on (``Task.data_kinds``).
+DATA_KINDS = (CLASSIFY_DATA, SEGMENT_DATA, BRATS_DATA) = ("classify", "segment", "brats")
+#: Each kind in words, for error messages.
+DATA_DESCRIPTIONS = {
+    CLASSIFY_DATA: "labelled images",
+    SEGMENT_DATA: "images with masks",
+    BRATS_DATA: "BraTS cases",
+}
 
 _CLASS_SYNONYMS = {
     "glioma": "glioma",

@@ -7,6 +7,8 @@ import re
 from pathlib import Path
 
 from braintumor.data.layouts_base import (
+    BRATS_DATA,
+    SEGMENT_DATA,
     DetectedLayout,
     list_dir,
     normalise_split_name,
@@ -149,7 +151,7 @@ def detect_brats(root: Path, max_depth: int = 3) -> DetectedLayout | None:
     if unlabelled:
         notes.append(f"{unlabelled} cases have no label file (inference only)")
     classes = sorted({s.label for s in samples if s.label})
-    return DetectedLayout("brats", "brats", root, samples, classes, notes)
+    return DetectedLayout("brats", BRATS_DATA, root, samples, classes, notes)
 
 
 def _channel_names(root: Path, meta: dict) -> dict[str, str]:
@@ -212,4 +214,6 @@ def detect_nnunet_raw(root: Path) -> DetectedLayout | None:
         notes.append(f"{unlabelled} training cases have no file in labelsTr/")
     notes.append(f"channels: {', '.join(channels[k] for k in sorted(channels))}")
     known = set(channels.values()) <= set(MODALITIES)
-    return DetectedLayout("nnunet-raw", "brats" if known else "segment", root, samples, [], notes)
+    return DetectedLayout(
+        "nnunet-raw", BRATS_DATA if known else SEGMENT_DATA, root, samples, [], notes
+    )

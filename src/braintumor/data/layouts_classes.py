@@ -6,6 +6,8 @@ import csv
 from pathlib import Path
 
 from braintumor.data.layouts_base import (
+    CLASSIFY_DATA,
+    SEGMENT_DATA,
     DetectedLayout,
     list_dir,
     normalise_class_name,
@@ -65,7 +67,7 @@ def detect_class_folders(root: Path) -> DetectedLayout | None:
             notes.append(f"folders {sorted(names)} all mean class {label}")
     if skipped:
         notes.append(f"skipped {skipped} files that are not images")
-    return DetectedLayout("class-folders", "classify", root, samples, classes, notes)
+    return DetectedLayout("class-folders", CLASSIFY_DATA, root, samples, classes, notes)
 
 
 def _mask_key(name: str) -> str:
@@ -152,4 +154,4 @@ def detect_image_mask(root: Path) -> DetectedLayout | None:
         raise LayoutError(f"{root}: images/ and masks/ found but no image has a mask of its stem")
     classes = sorted({s.label for s in samples if s.label is not None})
     notes.append("no patient ids in this layout: samples carry no group")
-    return DetectedLayout("image-mask", "segment", root, samples, classes, notes)
+    return DetectedLayout("image-mask", SEGMENT_DATA, root, samples, classes, notes)

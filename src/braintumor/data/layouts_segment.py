@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from braintumor.data.layouts_base import (
+    SEGMENT_DATA,
     DetectedLayout,
     list_dir,
     normalise_class_name,
@@ -72,7 +73,7 @@ def detect_lgg_kaggle_3m(root: Path) -> DetectedLayout | None:
     if missing_masks:
         notes.append(f"{missing_masks} slices have no _mask.tif")
     notes.append(f"{len(patients)} patients; group = patient folder")
-    return DetectedLayout("lgg-kaggle-3m", "segment", root, samples, [], notes)
+    return DetectedLayout("lgg-kaggle-3m", SEGMENT_DATA, root, samples, [], notes)
 
 
 def detect_figshare_mat(root: Path) -> DetectedLayout | None:
@@ -110,7 +111,7 @@ def detect_figshare_mat(root: Path) -> DetectedLayout | None:
         shown = ", ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else "")
         notes.append(f"skipped {len(skipped)} .mat files without cjdata: {shown}")
     classes = sorted({s.label for s in samples if s.label})
-    return DetectedLayout("figshare-mat", "segment", root, samples, classes, notes)
+    return DetectedLayout("figshare-mat", SEGMENT_DATA, root, samples, classes, notes)
 
 
 def _coco_files(root: Path) -> list[Path]:
@@ -169,4 +170,4 @@ def detect_coco(root: Path) -> DetectedLayout | None:
         raise LayoutError(f"{root}: COCO annotations found but none of their images exist")
     notes.append("mask = coco:<json>#<image id>, drawn from the polygons by read_mask")
     classes = sorted({s.label for s in samples if s.label})
-    return DetectedLayout("coco", "segment", root, samples, classes, notes)
+    return DetectedLayout("coco", SEGMENT_DATA, root, samples, classes, notes)

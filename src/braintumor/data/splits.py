@@ -13,7 +13,7 @@ import io
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 from braintumor.atomic import write_text_atomic
 from braintumor.data.audit import AuditReport
 from braintumor.data.hashing import connected_groups, near_pairs, sha256_groups
+from braintumor.data.layouts_base import normalise_split_name
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError
 
@@ -286,3 +287,29 @@ def read_splits(path: str | Path) -> SplitTable:
         assignment={row["id"]: row[column] for row in rows},
         groups={row["id"]: row["group"] for row in rows},
     )
+
+
+def select_samples(
+    samples: list[Sample], split: str | None, splits_csv: Path | None
+) -> list[Sample]:
+    """Apply a splits.csv (its split or fold per sample id) and keep only ``split``."""
+    if splits_csv is not None:
+        table = read_splits(splits_csv)
+        matched = sum(s.id in table.assignment for s in samples)
+        if matched == 0:
+            raise DataError(
+                f"{splits_csv}: none of its ids is a sample of this dataset; "
+                "was it written for another folder?"
+            )
+        samples = [replace(s, split=table.assignment.get(s.id)) for s in samples]
+    if split is None:
+        return samples
+    wanted = normalise_split_name(split) or split
+    kept = [s for s in samples if s.split == wanted]
+    if not kept:
+        found = sorted({s.split for s in samples if s.split})
+        raise DataError(
+            f"no sample is in split {split!r}; splits found: {', '.join(found) or 'none'}"
+            + ("" if splits_csv else " (pass --splits runs/<name>/splits.csv)")
+        )
+    return kept

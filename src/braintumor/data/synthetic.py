@@ -24,11 +24,12 @@ import numpy as np
 from PIL import Image
 
 from braintumor.atomic import atomic_path, write_text_atomic
+from braintumor.data.layouts_base import CLASSIFY_DATA, DATA_KINDS, SEGMENT_DATA
 from braintumor.data.synth_2d import KINDS, TUMOUR_KINDS, make_slice
 from braintumor.data.synth_3d import render_case
 from braintumor.errors import DataError
 
-TASKS: tuple[str, ...] = ("classify", "segment", "brats")
+TASKS: tuple[str, ...] = DATA_KINDS
 NAMINGS: tuple[str, ...] = ("2013", "2021", "2023")
 
 
@@ -185,9 +186,9 @@ def write_synthetic_dataset(
         raise DataError(f"unknown synthetic task {task!r}; expected one of {TASKS}")
     if size is not None and size < 32:
         raise DataError(f"synthetic dataset: size must be at least 32, got {size}")
-    if task == "classify":
+    if task == CLASSIFY_DATA:
         return write_classification_dataset(out, n or 40, size or 128, seed, splits=splits)
-    if task == "segment":
+    if task == SEGMENT_DATA:
         return write_segmentation_dataset(out, n or 60, size or 128, seed)
     shape = (size, size, size * 3 // 4) if size else (64, 64, 48)
     return write_brats_dataset(out, n or 6, shape, seed)

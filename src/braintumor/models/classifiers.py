@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import timm
 from torch import nn
 
-from braintumor.models.registry import Builder, register
+from braintumor.models.registry import CLASSIFIER, Builder, register
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ def timm_builder(arch: str) -> Builder:
 for _entry in _ENTRIES:
     register(
         _entry.name,
-        task="classify",
+        task=CLASSIFIER,
         source="timm",
         description=_entry.description,
         reference=_entry.reference,

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from braintumor.errors import RecipeError
-from braintumor.models.registry import register
+from braintumor.models.registry import CLASSIFIER, register
 
 #: backbone modules that stay frozen (Keras conv1, conv2_x, conv3_x)
 FROZEN_PREFIXES: tuple[str, ...] = ("conv1", "bn1", "layer1", "layer2")
@@ -67,7 +67,7 @@ class MaxPoolHeadResNet(nn.Module):
 
 @register(
     "resnet50-maxpool-head",
-    task="classify",
+    task=CLASSIFIER,
     source="timm",
     description="ResNet-50, global max pool, Dense 512/BN/Dropout, 1 logit; conv1-3 frozen",
     reference="System 004 (ResNet50 binary detection); He et al. 2016 (CVPR)",

@@ -1,6 +1,6 @@
 """The model registry: every network the toolkit can train, by name, with what it is for.
 
-Conventions every builder follows, so the engine, Grad-CAM and export can treat models alike:
+Conventions every builder follows, so training, Grad-CAM and export can treat models alike:
 
 * ``build_model(name, num_classes=K, in_channels=C)``: ``num_classes`` is the number of output
   channels (classes for a classifier, output maps for a segmenter); ``in_channels`` is the number
@@ -24,18 +24,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from braintumor.errors import BrainTumorError, ModelFormatError, RecipeError
 
-Task = Literal["classify", "segment2d", "segment3d"]
+#: The kinds of network (``ModelSpec.task``): classifier, 2D segmenter, 3D segmenter.
+Kind = Literal["classify", "segment2d", "segment3d"]
 Source = Literal["timm", "monai", "smp", "braintumor"]
 Builder = Callable[..., nn.Module]
 
-TASKS: tuple[str, ...] = ("classify", "segment2d", "segment3d")
+KINDS: tuple[str, ...] = get_args(Kind)
+CLASSIFIER, SEGMENTER_2D, SEGMENTER_3D = KINDS
 SOURCES: tuple[str, ...] = ("timm", "monai", "smp", "braintumor")
 
 _log = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ class ModelSpec:
     """
 
     name: str
-    task: Task
+    task: Kind
     source: Source
     description: str
     reference: str
@@ -67,7 +69,7 @@ _REGISTRY: dict[str, ModelSpec] = {}
 def register(
     name: str,
     *,
-    task: Task,
+    task: Kind,
     source: Source,
     description: str,
     reference: str,
@@ -77,8 +79,8 @@ def register(
     has_pretrained: bool = False,
 ) -> Callable[[Builder], Builder]:
     """Decorator that registers ``builder`` under ``name``; the builder is returned unchanged."""
-    if task not in TASKS:
-        raise RecipeError(f"model {name!r}: task {task!r} is not one of {', '.join(TASKS)}")
+    if task not in KINDS:
+        raise RecipeError(f"model {name!r}: task {task!r} is not one of {', '.join(KINDS)}")
     if source not in SOURCES:
         raise RecipeError(f"model {name!r}: source {source!r} is not one of {', '.join(SOURCES)}")
 
@@ -104,10 +106,10 @@ def register(
 
 def list_models(task: str | None = None) -> list[ModelSpec]:
     """All registered models (optionally of one task), grouped by task then sorted by name."""
-    if task is not None and task not in TASKS:
-        raise RecipeError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+    if task is not None and task not in KINDS:
+        raise RecipeError(f"unknown task {task!r}; expected one of {', '.join(KINDS)}")
     specs = [s for s in _REGISTRY.values() if task is None or s.task == task]
-    return sorted(specs, key=lambda s: (TASKS.index(s.task), s.name))
+    return sorted(specs, key=lambda s: (KINDS.index(s.task), s.name))
 
 
 def get_spec(name: str) -> ModelSpec:

@@ -12,12 +12,12 @@ from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from braintumor.errors import RecipeError
-from braintumor.models.registry import register
+from braintumor.models.registry import CLASSIFIER, register
 
 
 @register(
     "small-resnet",
-    task="classify",
+    task=CLASSIFIER,
     source="braintumor",
     description="Small residual CNN (timm BasicBlock, 1 block/stage, widths 32-256), from scratch",
     reference="System 001 (small residual CNN, ~92% on 4 classes); He et al. 2016 (CVPR)",

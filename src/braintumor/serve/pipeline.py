@@ -15,17 +15,14 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from braintumor.engine.inputs import axial_slice, is_volume
-from braintumor.engine.model_io import LoadedModel, load_model_dir
-from braintumor.engine.prediction_outputs import (
-    classification_records,
-    segmentation_record,
-    tumour_mask,
-)
-from braintumor.engine.predictor import Predictor
 from braintumor.errors import DataError
+from braintumor.inference.inputs import axial_slice, is_volume
+from braintumor.inference.outputs import tumour_mask
 from braintumor.io import LoadedImage, read_dicom_series, read_image, write_nifti
+from braintumor.models.folder import LoadedModel, load_model_dir
 from braintumor.serve.security import UploadError, safe_extract_zip
+from braintumor.tasks import CLASSES, PredictOptions, Task, get_task
+from braintumor.tasks.predict import takes_images
 
 STACK_SLICES = 24  # slices of a volume sent back for the slider
 STACK_SIDE = 256  # longest side of a stack picture
@@ -33,11 +30,12 @@ STACK_SIDE = 256  # longest side of a stack picture
 
 @dataclass
 class ServedModel:
-    """A loaded model, its predictor, and the lock that serialises its inference."""
+    """A loaded model, its task and predictor, and the lock that serialises its inference."""
 
     name: str
     loaded: LoadedModel
-    predictor: Predictor | None
+    task: Task
+    predictor: Any
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def card(self) -> dict[str, Any]:
@@ -65,9 +63,9 @@ def load_models(model_dirs: list[Path]) -> dict[str, ServedModel]:
         name, n = Path(folder).resolve().name, 2
         while name in served:
             name, n = f"{Path(folder).resolve().name}-{n}", n + 1
-        task = loaded.info.task
-        predictor = Predictor(loaded) if task in ("classify", "segment") else None
-        served[name] = ServedModel(name=name, loaded=loaded, predictor=predictor)
+        task = get_task(loaded.info.task)
+        predictor = task.predictor(loaded, PredictOptions(), "cpu")
+        served[name] = ServedModel(name=name, loaded=loaded, task=task, predictor=predictor)
     if not served:
         raise DataError("serve needs at least one model folder")
     return served
@@ -89,7 +87,7 @@ def file_base64(path: Path) -> str:
 
 
 def _display(array: np.ndarray) -> np.ndarray:
-    from braintumor.engine.preprocess import rescale_to_uint8, to_grey_uint8
+    from braintumor.data.preprocess import rescale_to_uint8, to_grey_uint8
 
     if array.ndim == 3 and array.shape[2] in (3, 4):
         return rescale_to_uint8(array[..., :3])
@@ -138,8 +136,7 @@ def _classify(served: ServedModel, item: tuple, target: str | None, volume: Any)
     image = item[3]
     predictor = served.predictor
     info = served.loaded.info
-    probs = predictor.classify([image])
-    record = classification_records([item], probs, info)[0]
+    record = served.task.predict(predictor, [item], Path("."), PredictOptions())[0]
     explained = explain_image(served.loaded, image, None, target=target, predictor=predictor)
     record.update(
         predicted_class=record["predicted"],
@@ -169,10 +166,9 @@ def _segment(served: ServedModel, item: tuple, work: Path, volume: Any) -> dict:
 
     stem, image = item[0], item[3]
     predictor = served.predictor
-    prob = predictor.segment([image])[0]
     out = work / "out"
     out.mkdir(exist_ok=True)
-    record = segmentation_record(item, prob, out, keep_largest=predictor.keep_largest)
+    record = served.task.predict(predictor, [item], out, PredictOptions())[0]
     record["localization"] = json.loads((out / record["localization"]).read_text())
     record["overlay_png"] = file_base64(out / record["overlay"])
     record["mask_png"] = file_base64(out / record["mask"])
@@ -208,7 +204,6 @@ def _segment(served: ServedModel, item: tuple, work: Path, volume: Any) -> dict:
 
 
 def _brats(served: ServedModel, folder: Path, work: Path) -> dict:
-    from braintumor.brats.inference import predict_case
     from braintumor.data.layouts import detect_layout
 
     samples = [s for s in detect_layout(folder).samples if s.modalities]
@@ -216,7 +211,7 @@ def _brats(served: ServedModel, folder: Path, work: Path) -> dict:
         raise UploadError(422, f"the zip should hold one BraTS case; found {len(samples)}")
     out = work / "out"
     out.mkdir(exist_ok=True)
-    record = predict_case(served.loaded, samples[0], out)
+    record = served.task.predict(served.predictor, samples[:1], out, PredictOptions())[0]
     overlays = [Path(p) for p in record.get("overlays", [])]
     return {
         "id": samples[0].id,
@@ -242,7 +237,7 @@ def predict_upload(
     info = served.loaded.info
     head: dict[str, Any] = {"model": served.name, "task": info.task, "filename": filename}
     loaded = read_upload(path, kind, work)
-    if info.task in ("brats2d", "brats3d"):
+    if not takes_images(served.task):
         if not isinstance(loaded, Path):
             raise UploadError(422, "a BraTS model wants a zip of one case's NIfTI modalities")
         return head | _brats(served, loaded, work)
@@ -255,6 +250,6 @@ def predict_upload(
     head |= {"kind": kind, "slice": index}
     if volume is not None:
         head["n_slices"] = int(image.meta["volume_shape"][image.meta["slice_axis"]])
-    if info.task == "classify":
+    if served.task.outputs == CLASSES:
         return head | _classify(served, item, target, volume)
     return head | _segment(served, item, work, volume)

@@ -11,10 +11,10 @@ from lightning.pytorch.callbacks import Timer
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from braintumor.config import Recipe
-from braintumor.engine.augment import AugmentConfig, augment_batch
-from braintumor.engine.optim import build_optimizer, build_scheduler
-from braintumor.engine.preprocess import PreprocessSpec, normalise_batch
-from braintumor.engine.trainer import resolve_compile
+from braintumor.data.preprocess import PreprocessSpec, normalise_batch
+from braintumor.training.augment import AugmentConfig, augment_batch
+from braintumor.training.optim import build_optimizer, build_scheduler
+from braintumor.training.trainer import resolve_compile
 
 
 class _RecipeModule(L.LightningModule):
@@ -67,7 +67,7 @@ class ClassificationModule(_RecipeModule):
     ) -> None:
         # Weights in channels_last as well as inputs: oneDNN then skips layout conversions.
         super().__init__(recipe, model.to(memory_format=torch.channels_last))
-        from braintumor.losses import build_loss
+        from braintumor.losses import CLASSIFY_KIND, build_loss
 
         self.class_names = list(class_names)
         self.spec = spec
@@ -77,7 +77,7 @@ class ClassificationModule(_RecipeModule):
             loss_args.setdefault("label_smoothing", recipe.label_smoothing)
         if class_weights is not None:
             loss_args.setdefault("weight", class_weights)
-        self.loss_fn = build_loss(recipe.loss, "classify", **loss_args)
+        self.loss_fn = build_loss(recipe.loss, CLASSIFY_KIND, **loss_args)
         k = len(class_names)
         self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
         self.val_f1 = MulticlassF1Score(num_classes=k, average="macro")
@@ -146,14 +146,14 @@ class SegmentationModule(_RecipeModule):
         if spec is not None:  # the 2D slice path; 3D weights have no channels_last layout
             model = model.to(memory_format=torch.channels_last)
         super().__init__(recipe, model)
-        from braintumor.losses import build_loss
+        from braintumor.losses import SEGMENT_KIND, build_loss
 
         self.num_outputs = num_outputs
         self.multilabel = multilabel or num_outputs == 1
         self.spec = spec
         self.augment = AugmentConfig.from_dict(recipe.augment) if spec is not None else None
         self.loss_fn = build_loss(
-            recipe.loss, "segment", multilabel=self.multilabel, **recipe.loss_args
+            recipe.loss, SEGMENT_KIND, multilabel=self.multilabel, **recipe.loss_args
         )
         self.val_inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor] | None = None
 

@@ -10,40 +10,26 @@ reader sees why.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
 from braintumor.config import INFERENCE_KEYS
 from braintumor.data.samples import Sample
-from braintumor.engine.model_io import LoadedModel, ModelInfo
-from braintumor.engine.prediction_outputs import tumour_mask
 from braintumor.errors import DataError, ImageReadError
+from braintumor.inference.inputs import read_pair
+from braintumor.inference.outputs import tumour_mask
+from braintumor.inference.predictor import InferenceSettings, Predictor, model_device
 from braintumor.io import LoadedImage
 from braintumor.metrics.segmentation import segmentation_scores
+from braintumor.models.folder import LoadedModel
 
 AUTO = "auto"
 
 
-@dataclass(frozen=True)
-class InferenceSettings:
-    """How a segmenter's probabilities become a mask, beyond the 0.5 threshold."""
-
-    tta: bool = False
-    keep_largest: bool = False
-
-    @classmethod
-    def of(cls, info: ModelInfo) -> InferenceSettings:
-        """The settings saved in a model folder; folders from before they existed get none."""
-        saved = info.inference or {}
-        return cls(tta=bool(saved.get("tta")), keep_largest=bool(saved.get("keep_largest")))
-
-
 def _val_pairs(samples: list[Sample]) -> tuple[list[LoadedImage], list[np.ndarray]]:
     """Readable images with masks and their binary truths (unreadable ones are skipped)."""
-    from braintumor.engine.evaluation_seg import read_pair
-
     images, truths = [], []
     for sample in samples:
         if not sample.mask:
@@ -84,9 +70,6 @@ def score_settings(
 ) -> dict[str, float]:
     """Mean Dice on ``samples`` (with masks) of each candidate, all four by default, keyed
     ``plain``, ``keep_largest``, ``tta``, ``tta+keep_largest``."""
-    from braintumor.engine.evaluation import model_device
-    from braintumor.engine.predictor import Predictor
-
     candidates = candidates or _candidates({})
     images, truths = _val_pairs(samples)
     if not images:

@@ -1,35 +1,23 @@
-"""Per-task construction of the LightningModule and DataModule for a run."""
+"""The Lightning module and data module of the 2D image tasks (classification, segmentation)
+from decoded slices; their :class:`~braintumor.tasks.Task` implementations call these."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-import lightning as L
 import numpy as np
 import torch
 from rich.console import Console
 
 from braintumor.config import Recipe
+from braintumor.data.cache import DecodedSlices, decode_slices
+from braintumor.data.preprocess import PreprocessSpec
 from braintumor.data.samples import Sample
-from braintumor.engine.cache import DecodedSlices, decode_slices
-from braintumor.engine.datamodule import SliceDataModule, SliceDataset
-from braintumor.engine.module import ClassificationModule, SegmentationModule
-from braintumor.engine.preprocess import PreprocessSpec
 from braintumor.errors import DataError
+from braintumor.models import build_model
+from braintumor.tasks.registry import TaskSetup
+from braintumor.training.datamodule import SliceDataModule, SliceDataset
+from braintumor.training.module import ClassificationModule, SegmentationModule
 
 console = Console(stderr=True)
-
-
-@dataclass
-class TaskSetup:
-    """What a run trains, and what its model folder must remember."""
-
-    module: L.LightningModule
-    datamodule: L.LightningDataModule
-    class_names: list[str]
-    num_outputs: int
-    preprocessing: dict[str, Any]
 
 
 def preprocess_spec(recipe: Recipe) -> PreprocessSpec:
@@ -56,8 +44,6 @@ def _class_weights(labels: np.ndarray, k: int) -> torch.Tensor:
 
 def build_classification(recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
     """Decoded slices + a timm (or own) classifier."""
-    from braintumor.models import build_model
-
     spec = preprocess_spec(recipe)
     class_names = sorted({s.label for s in splits["train"] if s.label is not None})
     if len(class_names) < 2:
@@ -105,22 +91,3 @@ def build_segmentation(recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskS
         seed=recipe.seed,
     )
     return TaskSetup(module, datamodule, ["background", "tumor"], 1, spec.to_dict())
-
-
-def build_task(recipe: Recipe, layout: Any, splits: dict[str, list[Sample]]) -> TaskSetup:
-    """Dispatch on the recipe's task, checking it fits the dataset's layout."""
-    wanted = {"classify": "classify", "segment": "segment"}.get(recipe.task, "brats")
-    if layout.task != wanted and not (wanted == "classify" and layout.task == "segment"):
-        raise DataError(
-            f"{layout.root}: recipe {recipe.name!r} is a {recipe.task} recipe but the data is a "
-            f"{layout.task} layout ({layout.name})"
-        )
-    if recipe.task == "classify":
-        return build_classification(recipe, splits)
-    if recipe.task == "segment":
-        return build_segmentation(recipe, splits)
-    from braintumor.brats.task import build_brats_task, info_class_names
-
-    module, datamodule, preprocessing = build_brats_task(recipe, splits)
-    names = info_class_names(recipe)
-    return TaskSetup(module, datamodule, names, module.num_outputs, preprocessing)

@@ -18,8 +18,8 @@ import numpy as np
 from rich.progress import Progress
 
 from braintumor.atomic import atomic_path
+from braintumor.data.preprocess import PreprocessSpec, brain_box, prepare_mask, prepare_slice
 from braintumor.data.samples import Sample
-from braintumor.engine.preprocess import PreprocessSpec, brain_box, prepare_mask, prepare_slice
 from braintumor.errors import BrainTumorError
 
 

@@ -5,37 +5,25 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
+from braintumor.data.preprocess import to_grey_uint8
 from braintumor.data.samples import Sample
-from braintumor.engine.evaluation import batches, model_device, skip_record, write_outputs
-from braintumor.engine.inputs import is_volume
-from braintumor.engine.model_io import LoadedModel
-from braintumor.engine.prediction_outputs import tumour_mask
-from braintumor.engine.predictor import Predictor
-from braintumor.engine.preprocess import to_grey_uint8
 from braintumor.errors import DataError, ImageReadError
-from braintumor.io import LoadedImage, read_image, read_mask
+from braintumor.evaluation.common import batches, skip_record, write_outputs
+from braintumor.inference.inputs import read_pair
+from braintumor.inference.outputs import tumour_mask
+from braintumor.inference.predictor import Predictor, model_device
+from braintumor.io import LoadedImage
 from braintumor.metrics.segmentation import (
     SEGMENTATION_METRICS,
     EmptyRule,
     aggregate,
     segmentation_scores,
 )
+from braintumor.models.folder import LoadedModel
 from braintumor.report.evaluation import pick_panel_ids, segmentation_report
 
 THRESHOLD = 0.5
 N_BOOTSTRAP = 1000
-
-
-def read_pair(sample: Sample) -> tuple[LoadedImage, np.ndarray]:
-    """The image and its binary truth mask (any tumour label counts)."""
-    if not sample.mask:
-        raise DataError(f"{sample.id}: no mask; segmentation evaluation needs one per image")
-    image = read_image(sample.image)
-    if is_volume(image):
-        raise DataError(f"{sample.image}: a volume, not a slice")
-    return image, read_mask(sample.mask, like=image) > 0
 
 
 def _spacing(image: LoadedImage) -> tuple[float, float] | None:
@@ -71,10 +59,10 @@ def evaluate_segmenter(
     batch_size: int = 32,
     empty_rule: EmptyRule = EmptyRule(),
 ) -> dict:
-    """See :func:`braintumor.engine.evaluation.evaluate_model`; segmenter part.
+    """Segmenter evaluation (the ``segment`` task's :meth:`~braintumor.tasks.Task.evaluate`).
 
     The prediction is the tumour probability ``>= 0.5`` at the image's original size, with the
-    model folder's TTA and largest-component settings (:mod:`~braintumor.engine.inference_choice`).
+    model folder's TTA and largest-component settings (:mod:`~braintumor.inference.choice`).
     HD95 is in mm when the image carries a pixel spacing (DICOM), else in pixels.
     """
     missing = [s.id for s in samples if not s.mask]
@@ -121,7 +109,7 @@ def evaluate_segmenter(
         groups = [by_id[r["id"]].group or r["id"] for r in rows]
     summary = aggregate(rows, groups, n_bootstrap=N_BOOTSTRAP, seed=0)
     metrics = {
-        "task": "segment",
+        "task": loaded.info.task,
         "model": str(loaded.path),
         "architecture": loaded.info.architecture,
         "n_samples": len(samples),

@@ -23,6 +23,7 @@ from safetensors.torch import load_model, save_model
 from braintumor import __version__
 from braintumor.atomic import current_umask
 from braintumor.errors import ModelFormatError
+from braintumor.models.registry import build_model
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -44,7 +45,7 @@ class ModelInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: dict[str, Any] = field(default_factory=dict)
-    # Segmenters: TTA and largest-component choice (engine/inference_choice.py).
+    # Segmenters: TTA and largest-component choice (inference/choice.py).
     inference: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     braintumor_version: str = __version__
@@ -118,22 +119,25 @@ def read_model_info(folder: str | Path) -> ModelInfo:
     return ModelInfo(**{k: v for k, v in data.items() if k in known})
 
 
-def load_model_dir(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the network named in ``model.json`` and load ``model.safetensors`` into it."""
-    from braintumor.models import build_model  # the registry imports every model library
-
-    folder = Path(folder)
-    info = read_model_info(folder)
-    weights = folder / WEIGHTS_FILE
-    if not weights.is_file():
-        raise ModelFormatError(f"{weights}: missing")
-    model = build_model(
+def build_network(info: ModelInfo) -> torch.nn.Module:
+    """The untrained network ``info`` describes (no pretrained weights are fetched)."""
+    return build_model(
         info.architecture,
         num_classes=info.num_outputs,
         in_channels=info.in_channels,
         pretrained=False,
         **info.model_args,
     )
+
+
+def load_model_dir(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
+    """Rebuild the network named in ``model.json`` and load ``model.safetensors`` into it."""
+    folder = Path(folder)
+    info = read_model_info(folder)
+    weights = folder / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelFormatError(f"{weights}: missing")
+    model = build_network(info)
     try:
         missing, unexpected = load_model(model, str(weights), strict=False, device=str(device))
     except (SafetensorError, OSError, RuntimeError) as exc:

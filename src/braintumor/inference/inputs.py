@@ -15,8 +15,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from braintumor.data.samples import Sample
 from braintumor.errors import DataError
-from braintumor.io import LoadedImage, is_image_file, read_dicom_series, read_image
+from braintumor.io import LoadedImage, is_image_file, read_dicom_series, read_image, read_mask
 
 _GLOB_CHARS = frozenset("*?[")
 _VOLUME_FORMATS = ("nifti", "dicom-series")
@@ -192,3 +193,13 @@ def axial_slice(image: LoadedImage, which: str = "mid") -> tuple[LoadedImage, in
         array=np.ascontiguousarray(plane), path=image.path, spacing=spacing, meta=meta
     )
     return sliced, index
+
+
+def read_pair(sample: Sample) -> tuple[LoadedImage, np.ndarray]:
+    """The image and its binary truth mask (any tumour label counts)."""
+    if not sample.mask:
+        raise DataError(f"{sample.id}: no mask; segmentation evaluation needs one per image")
+    image = read_image(sample.image)
+    if is_volume(image):
+        raise DataError(f"{sample.image}: a volume, not a slice")
+    return image, read_mask(sample.mask, like=image) > 0

@@ -1,7 +1,9 @@
 """One training run, end to end: data -> leak-free splits -> fit -> model folder -> test report.
 
-The run folder (``runs/<name>/``) holds the resolved recipe, ``splits.csv``, logs, resume
-checkpoints, the best model as a model folder, and the test-set evaluation with its report.
+The run folder (``runs/<name>/``, :class:`~braintumor.runfolder.RunFolder`) holds the resolved
+recipe, ``splits.csv``, logs, resume checkpoints, the best model as a model folder, and the
+test-set evaluation with its report. The recipe's task (:func:`braintumor.tasks.get_task`)
+builds the data and the module, chooses inference settings and evaluates.
 """
 
 from __future__ import annotations
@@ -17,18 +19,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from rich.console import Console
 
 from braintumor.atomic import write_text_atomic
 from braintumor.config import Recipe
-from braintumor.data.layouts import detect_layout
+from braintumor.data.layouts import DetectedLayout, detect_layout
 from braintumor.data.samples import Sample
-from braintumor.engine.inference_choice import choose_inference
-from braintumor.engine.model_io import LoadedModel, ModelInfo, load_model_dir, save_model_dir
-from braintumor.engine.run_splits import resolve_splits
-from braintumor.engine.tasks import TaskSetup, build_task
-from braintumor.engine.trainer import fit, load_best_weights, resolve_compile
 from braintumor.errors import DataError
+from braintumor.models.folder import LoadedModel, ModelInfo, build_network, save_model_dir
+from braintumor.runfolder import RunFolder
+from braintumor.tasks import Task, get_task
+from braintumor.training.splits import resolve_splits
+from braintumor.training.trainer import fit, load_best_weights, resolve_compile
 
 console = Console(stderr=True)
 
@@ -67,12 +70,20 @@ def _launched_by_ddp() -> bool:
     return int(os.environ.get("LOCAL_RANK", 0)) > 0 or int(os.environ.get("NODE_RANK", 0)) > 0
 
 
-def _write_run_header(run_dir: Path, recipe: Recipe, resume: bool) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved = run_dir / "recipe.yaml"
-    if resume and saved.is_file():
+def _write_run_header(run: RunFolder, recipe: Recipe, resume: bool) -> None:
+    run.root.mkdir(parents=True, exist_ok=True)
+    if resume and run.recipe.is_file():
         return
-    write_text_atomic(saved, recipe.to_yaml())
+    write_text_atomic(run.recipe, recipe.to_yaml())
+
+
+def check_fits(task: Task, recipe: Recipe, layout: DetectedLayout) -> None:
+    """A DataError unless the dataset's kind is one the recipe's task trains on."""
+    if layout.task not in task.data_kinds:
+        raise DataError(
+            f"{layout.root}: recipe {recipe.name!r} is a {recipe.task} recipe but the data is a "
+            f"{layout.task} layout ({layout.name})"
+        )
 
 
 def train_run(
@@ -90,12 +101,15 @@ def train_run(
     """Train ``recipe`` on the dataset at ``data`` and evaluate the best model on the test split."""
     # Decided once, so the saved recipe and the model record say what the run did.
     recipe = dataclasses.replace(recipe, compile=resolve_compile(recipe, accelerator))
+    task = get_task(recipe.task)
+    run = RunFolder(run_dir)
     layout = detect_layout(data)
-    if not resume and not _launched_by_ddp() and run_dir.exists() and any(run_dir.iterdir()):
+    if not resume and not _launched_by_ddp() and not run.is_empty():
         raise DataError(f"{run_dir}: run folder exists; pass --resume or choose another --run-dir")
-    _write_run_header(run_dir, recipe, resume)
+    check_fits(task, recipe, layout)
+    _write_run_header(run, recipe, resume)
     splits = resolve_splits(layout, recipe, run_dir, splits_csv=splits_csv, resume=resume)
-    setup: TaskSetup = build_task(recipe, layout, splits)
+    setup = task.build(recipe, splits)
     trainer, best = fit(
         recipe,
         setup.module,
@@ -125,23 +139,30 @@ def train_run(
         data_fingerprint=data_fingerprint(layout.root, layout.name, layout.samples),
         metrics={"best_" + recipe.monitor.replace("/", "_"): _best_score(trainer)},
     )
-    model_dir = save_model_dir(setup.module.model.cpu(), info, run_dir / "model")
-    if recipe.task == "segment":
-        _choose_inference(model_dir, info, recipe, splits.get("val", []))
-    metrics = _evaluate_splits(model_dir, splits, layout, run_dir, test_data)
-    _record_metrics(model_dir, info, metrics)
+    # The best weights in a fresh (uncompiled, eval-mode) network: inference settings and the
+    # test evaluation use it, and the model folder is written once, with all of model.json.
+    network = build_network(info)
+    network.load_state_dict(setup.module.model.state_dict())
+    loaded = LoadedModel(model=network.eval(), info=info, path=run.model)
+    try:
+        info.inference = task.tune(loaded, recipe, splits.get("val", []))
+        _report_inference(info.inference)
+        metrics = _evaluate_splits(task, loaded, splits, run, test_data)
+        info.metrics.update(_headline(metrics))
+    finally:  # a failed evaluation still leaves the trained model behind
+        # The predictor made the weights channels_last; safetensors stores contiguous tensors.
+        network = network.cpu().to(memory_format=torch.contiguous_format)
+        model_dir = save_model_dir(network, info, run.model)
+    write_text_atomic(run.metrics_json, json.dumps(metrics, indent=2, default=str))
     return RunResult(run_dir=run_dir, model_dir=model_dir, metrics=metrics)
 
 
-def _choose_inference(model_dir: Path, info: ModelInfo, recipe: Recipe, val: list[Sample]) -> None:
-    """Decide TTA and largest-component on the validation split; record it in model.json."""
-    info.inference = choose_inference(load_model_dir(model_dir), val, recipe.inference)
-    write_text_atomic(model_dir / "model.json", info.to_json())
-    scores = ", ".join(f"{k} {v:.4f}" for k, v in info.inference["val_dice"].items())
+def _report_inference(inference: dict[str, Any]) -> None:
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in inference.get("val_dice", {}).items())
     if scores:
         console.print(
             f"inference settings by validation Dice ({scores}): "
-            f"tta={info.inference['tta']}, keep_largest={info.inference['keep_largest']}"
+            f"tta={inference['tta']}, keep_largest={inference['keep_largest']}"
         )
 
 
@@ -153,43 +174,29 @@ def _best_score(trainer: L.Trainer) -> float | None:
 
 
 def _evaluate_splits(
-    model_dir: Path,
+    task: Task,
+    loaded: LoadedModel,
     splits: dict[str, list[Sample]],
-    layout: Any,
-    run_dir: Path,
+    run: RunFolder,
     test_data: Path | None,
 ) -> dict[str, Any]:
     """Evaluate on the held-out test split and on ``--test-data`` (cross-dataset)."""
-    loaded = load_model_dir(model_dir)
-    curves = run_dir / "logs" / "metrics.csv"
     results: dict[str, Any] = {}
     if splits.get("test"):
-        results["test"] = evaluate_any(loaded, splits["test"], run_dir / "test", curves)
-        report = run_dir / "test" / "report.html"
+        results["test"] = task.evaluate(loaded, splits["test"], run.test, run.curves())
+        report = run.test / "report.html"
         if report.is_file():
-            shutil.copyfile(report, run_dir / "report.html")
+            shutil.copyfile(report, run.report)
     if test_data is not None:
         other = detect_layout(test_data)
-        out = run_dir / f"test-{Path(test_data).name}"
-        results["external"] = evaluate_any(loaded, other.samples, out, curves)
+        results["external"] = task.evaluate(
+            loaded, other.samples, run.external(test_data), run.curves()
+        )
     return results
 
 
-def evaluate_any(
-    loaded: LoadedModel, samples: list[Sample], out_dir: Path, curves: Path | None = None
-) -> dict[str, Any]:
-    """Evaluate a 2D model (slices) or a BraTS model (cases) and write its report."""
-    if loaded.info.task.startswith("brats"):
-        from braintumor.brats.evaluate import evaluate_cases
-
-        return evaluate_cases(loaded, samples, out_dir)
-    from braintumor.engine.evaluation import evaluate_model
-
-    return evaluate_model(loaded, samples, out_dir, curves_csv=curves)
-
-
-def _record_metrics(model_dir: Path, info: ModelInfo, metrics: dict[str, Any]) -> None:
-    """Headline test metrics go into model.json (the model card) and metrics.json."""
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Headline test metrics for model.json (the model card)."""
     headline = {}
     for split, values in metrics.items():
         for key in ("accuracy", "macro_f1", "macro_auc", "dice", "iou", "hd95", "wt_dice"):
@@ -198,6 +205,4 @@ def _record_metrics(model_dir: Path, info: ModelInfo, metrics: dict[str, Any]) -
                 value = value.get("mean")
             if isinstance(value, int | float):
                 headline[f"{split}_{key}"] = value
-    info.metrics.update(headline)
-    write_text_atomic(model_dir / "model.json", info.to_json())
-    write_text_atomic(model_dir.parent / "metrics.json", json.dumps(metrics, indent=2, default=str))
+    return headline

@@ -10,7 +10,7 @@ import torch
 from skimage.exposure import match_histograms
 from torch.utils.data import DataLoader, Dataset
 
-from braintumor.engine.cache import DecodedSlices
+from braintumor.data.cache import DecodedSlices
 
 
 class SliceDataset(Dataset):

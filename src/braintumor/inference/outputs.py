@@ -14,9 +14,9 @@ import numpy as np
 from skimage.measure import label
 
 from braintumor.atomic import write_text_atomic
-from braintumor.engine.model_io import ModelInfo
 from braintumor.io import LoadedImage, to_grey, to_rgb, write_png
 from braintumor.localize import draw_overlay, localize, to_json
+from braintumor.models.folder import ModelInfo
 
 #: (output stem, input path, slice index of a volume or None, the 2D image)
 Item = tuple[str, Path, int | None, LoadedImage]

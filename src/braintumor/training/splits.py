@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from braintumor.config import Recipe
+from braintumor.data.layouts_base import BRATS_DATA
 from braintumor.data.samples import Sample
 from braintumor.data.splits import (
     EXCLUDED,
@@ -23,16 +24,16 @@ from braintumor.data.splits import (
     write_splits,
 )
 from braintumor.errors import DataError
+from braintumor.runfolder import RunFolder
 
 console = Console(stderr=True)
-SPLITS_FILE = "splits.csv"
 
 
 def _groups(layout: Any, recipe: Recipe) -> list[str]:
     """Patient/case groups merged with exact and near-duplicate clusters (pHash)."""
     samples = layout.samples
     report = None
-    if layout.task != "brats":
+    if layout.task != BRATS_DATA:  # no pixel hashing of whole BraTS volumes
         from braintumor.data.audit import audit_dataset
 
         report = audit_dataset(samples, layout.root, phash_threshold=recipe.phash_threshold)
@@ -75,7 +76,7 @@ def resolve_splits(
     test folder (train samples duplicated in it are excluded), else grouped fractions.
     """
     samples: list[Sample] = layout.samples
-    pinned = run_dir / SPLITS_FILE
+    pinned = RunFolder(run_dir).splits
     if resume and pinned.is_file():
         assignment, groups = _from_table(samples, pinned, recipe)
     elif splits_csv is not None:

@@ -24,6 +24,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from braintumor.config import Recipe
+from braintumor.runfolder import RunFolder
 
 
 def cpu_has_bf16() -> bool:
@@ -79,14 +80,9 @@ def resolve_compile(recipe: Recipe, accelerator: str) -> bool:
     return long_run and inductor_available(accelerator)
 
 
-def checkpoint_dir(run_dir: Path) -> Path:
-    """Where resume files live."""
-    return run_dir / "checkpoints"
-
-
 def last_checkpoint(run_dir: Path) -> Path | None:
     """The newest resume file of a run, if any."""
-    path = checkpoint_dir(run_dir) / "last.ckpt"
+    path = RunFolder(run_dir).last_checkpoint
     return path if path.is_file() else None
 
 
@@ -101,7 +97,7 @@ def build_trainer(
 ) -> tuple[L.Trainer, ModelCheckpoint]:
     """A Trainer wired to the run folder: best + last checkpoints, CSV and TensorBoard logs."""
     best = ModelCheckpoint(
-        dirpath=checkpoint_dir(run_dir),
+        dirpath=RunFolder(run_dir).checkpoints,
         filename="best",
         monitor=recipe.monitor,
         mode=recipe.monitor_mode,
@@ -122,7 +118,9 @@ def build_trainer(
         callbacks.append(RichProgressBar(leave=True))
     loggers = [
         _csv_logger_keeping_history(run_dir),
-        TensorBoardLogger(run_dir, name="tensorboard", version="", default_hp_metric=False),
+        TensorBoardLogger(
+            run_dir, name=RunFolder(run_dir).tensorboard.name, version="", default_hp_metric=False
+        ),
     ]
     if strategy == "auto" and _device_count(devices, accelerator) * nodes > 1:
         strategy = "ddp"
@@ -154,8 +152,9 @@ def _csv_logger_keeping_history(run_dir: Path) -> CSVLogger:
     (which may carry fewer columns) appends or widens the file instead of failing. Flushed
     at every log call, so a killed run keeps its curves up to the kill.
     """
-    logger = CSVLogger(run_dir, name="logs", version="", flush_logs_every_n_steps=1)
-    metrics_file = Path(logger.log_dir) / "metrics.csv"
+    run = RunFolder(run_dir)
+    logger = CSVLogger(run_dir, name=run.logs.name, version="", flush_logs_every_n_steps=1)
+    metrics_file = run.metrics_csv
     history = metrics_file.read_text() if metrics_file.is_file() else ""
     header = next(csv.reader(io.StringIO(history)), [])
     writer = logger.experiment  # creating the writer deletes the file

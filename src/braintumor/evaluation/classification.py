@@ -7,21 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
+from braintumor.data.preprocess import pad_to_square, resize, to_grey_uint8
 from braintumor.data.samples import Sample
-from braintumor.engine.evaluation import (
-    batches,
-    label_indices,
-    model_device,
-    skip_record,
-    write_outputs,
-)
-from braintumor.engine.inputs import is_volume
-from braintumor.engine.model_io import LoadedModel
-from braintumor.engine.predictor import Predictor
-from braintumor.engine.preprocess import pad_to_square, resize, to_grey_uint8
 from braintumor.errors import DataError, ImageReadError
+from braintumor.evaluation.common import batches, label_indices, skip_record, write_outputs
+from braintumor.inference.inputs import is_volume
+from braintumor.inference.predictor import Predictor, model_device
 from braintumor.io import LoadedImage, read_image
 from braintumor.metrics.classification import classification_metrics
+from braintumor.models.folder import LoadedModel
 from braintumor.report.evaluation import classification_report
 
 THUMBNAIL = 160
@@ -61,7 +55,7 @@ def evaluate_classifier(
     curves_csv: Path | None = None,
     batch_size: int = 32,
 ) -> dict:
-    """See :func:`braintumor.engine.evaluation.evaluate_model`; classifier part."""
+    """Classifier evaluation (the ``classify`` task's :meth:`~braintumor.tasks.Task.evaluate`)."""
     names = list(loaded.info.class_names)
     truth, renamed = label_indices(samples, names, loaded.path)
     predictor = Predictor(loaded, device=model_device(loaded), batch_size=batch_size)
@@ -80,7 +74,7 @@ def evaluate_classifier(
     y = truth[kept]
     metrics = classification_metrics(y, probs, names, n_bootstrap=N_BOOTSTRAP, seed=0)
     metrics |= {
-        "task": "classify",
+        "task": loaded.info.task,
         "model": str(loaded.path),
         "architecture": loaded.info.architecture,
         "n_samples": len(samples),

@@ -8,13 +8,12 @@ original size.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from braintumor.engine.inference_choice import InferenceSettings
-from braintumor.engine.inputs import DECODE_THREADS
-from braintumor.engine.model_io import LoadedModel, ModelInfo
-from braintumor.engine.preprocess import (
+from braintumor.data.preprocess import (
     PreprocessSpec,
     brain_box,
     normalise_batch,
@@ -22,10 +21,42 @@ from braintumor.engine.preprocess import (
     restore_mask_size,
 )
 from braintumor.errors import DataError, ModelFormatError
+from braintumor.inference.inputs import DECODE_THREADS
 from braintumor.io.base import LoadedImage
+from braintumor.models.folder import LoadedModel, ModelInfo
 from braintumor.models.registry import logits_to_probs
+from braintumor.tasks.registry import CLASSES, IMAGES, MASK, get_task
 
-TASKS_2D = ("classify", "segment")
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How a segmenter's probabilities become a mask, beyond the 0.5 threshold."""
+
+    tta: bool = False
+    keep_largest: bool = False
+
+    @classmethod
+    def of(cls, info: ModelInfo) -> InferenceSettings:
+        """The settings saved in a model folder; folders from before they existed get none."""
+        saved = info.inference or {}
+        return cls(tta=bool(saved.get("tta")), keep_largest=bool(saved.get("keep_largest")))
+
+
+def check_2d(loaded_path: object, info: ModelInfo) -> str:
+    """The model's output kind (``classes`` or ``mask``); a ModelFormatError unless its task
+    takes 2D images."""
+    task = get_task(info.task)
+    if task.inputs != IMAGES:
+        raise ModelFormatError(
+            f"{loaded_path}: task {info.task!r} is not a 2D model (a task whose inputs are images)"
+        )
+    return task.outputs
+
+
+def model_device(loaded: LoadedModel) -> str:
+    """The device the loaded network's parameters sit on."""
+    first = next(loaded.model.parameters(), None)
+    return str(first.device) if first is not None else "cpu"
 
 
 def resolve_device(name: str) -> str:
@@ -69,11 +100,7 @@ class Predictor:
         tta: bool | None = None,
         batch_size: int = 16,
     ) -> None:
-        if loaded.info.task not in TASKS_2D:
-            raise ModelFormatError(
-                f"{loaded.path}: task {loaded.info.task!r} is not a 2D model "
-                f"({' or '.join(TASKS_2D)})"
-            )
+        self.outputs = check_2d(loaded.path, loaded.info)
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         self.loaded = loaded
@@ -120,7 +147,7 @@ class Predictor:
 
     def classify(self, images: list[LoadedImage]) -> np.ndarray:
         """Class probabilities (N, K) in the order of ``class_names``; rows sum to 1."""
-        if self.task != "classify":
+        if self.outputs != CLASSES:
             raise ModelFormatError(f"{self.loaded.path}: a {self.task} model cannot classify")
         parts = []
         for chunk in self._batches(images):
@@ -140,7 +167,7 @@ class Predictor:
 
     def segment(self, images: list[LoadedImage]) -> list[np.ndarray]:
         """Tumour probability maps, float32 (H, W) at each image's original size."""
-        if self.task != "segment":
+        if self.outputs != MASK:
             raise ModelFormatError(f"{self.loaded.path}: a {self.task} model cannot segment")
         maps: list[np.ndarray] = []
         for chunk in self._batches(images):

@@ -1,0 +1,91 @@
+"""The BraTS tasks: WT/TC/ET (or label) segmentation of multi-modal MRI cases, trained slice by
+slice (``brats2d``) or on 3D patches (``brats3d``); predicted and evaluated case by case."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from braintumor.config import Recipe
+from braintumor.data.layouts_base import BRATS_DATA
+from braintumor.data.samples import Sample
+from braintumor.evaluation.tables import brats_table
+from braintumor.models.folder import LoadedModel
+from braintumor.models.registry import SEGMENTER_2D, SEGMENTER_3D
+from braintumor.tasks.registry import CASES, LABELS, PredictOptions, TaskSetup
+
+
+class BratsTask:
+    """Shared by both BraTS tasks; :attr:`mode` (``2d`` / ``3d``) tells them apart."""
+
+    name = ""
+    description = ""
+    mode = ""
+    data_kinds = (BRATS_DATA,)
+    network_kind = ""
+    inputs = CASES
+    outputs = LABELS
+    table = "summary"
+
+    def build(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
+        """See :func:`braintumor.brats.task.build_brats_task` (it completes ``recipe``)."""
+        from braintumor.brats.task import build_brats_task, info_class_names  # Lightning, MONAI
+
+        module, datamodule, preprocessing = build_brats_task(recipe, splits)
+        names = info_class_names(recipe)
+        return TaskSetup(module, datamodule, names, module.num_outputs, preprocessing)
+
+    def tune(self, loaded: LoadedModel, recipe: Recipe, val: list[Sample]) -> dict[str, Any]:
+        """Nothing is chosen on validation for BraTS models."""
+        return {}
+
+    def evaluate(
+        self,
+        loaded: LoadedModel,
+        samples: list[Sample],
+        out_dir: Path,
+        curves_csv: Path | None = None,
+        batch_size: int = 32,
+        tta: bool = False,
+    ) -> dict[str, Any]:
+        """See :func:`braintumor.brats.evaluate.evaluate_cases` (curves are not drawn)."""
+        from braintumor.brats.evaluate import evaluate_cases  # Lightning, MONAI
+
+        return evaluate_cases(loaded, samples, out_dir, tta=tta)
+
+    def summary_table(self, metrics: dict[str, Any]) -> Table:
+        """Mean WT/TC/ET Dice, HD95, sensitivity and precision."""
+        return brats_table(metrics)
+
+    def predictor(self, loaded: LoadedModel, options: PredictOptions, device: str) -> LoadedModel:
+        """Case prediction runs the loaded model itself."""
+        return loaded
+
+    def predict(
+        self, predictor: Any, items: Sequence[Sample], out: Path, options: PredictOptions
+    ) -> list[dict]:
+        """Segmentation NIfTI, overlays and region volumes per case (``predict_case``)."""
+        from braintumor.brats.inference import predict_case  # MONAI
+
+        return [predict_case(predictor, sample, out, tta=bool(options.tta)) for sample in items]
+
+
+class Brats2DTask(BratsTask):
+    """A 2D network over axial slices of every modality."""
+
+    name = "brats2d"
+    description = "BraTS regions, trained on axial slices, predicted per case"
+    mode = "2d"
+    network_kind = SEGMENTER_2D
+
+
+class Brats3DTask(BratsTask):
+    """A 3D network over patches, sliding-window inference."""
+
+    name = "brats3d"
+    description = "BraTS regions, trained on 3D patches, predicted per case"
+    mode = "3d"
+    network_kind = SEGMENTER_3D

@@ -1,0 +1,63 @@
+"""The ``classify`` task: one class per 2D image (tumour type, or tumour / no tumour)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from braintumor.config import Recipe
+from braintumor.data.layouts_base import CLASSIFY_DATA, SEGMENT_DATA
+from braintumor.data.samples import Sample
+from braintumor.evaluation.tables import classification_table
+from braintumor.inference.outputs import Item, classification_records
+from braintumor.models.folder import LoadedModel
+from braintumor.models.registry import CLASSIFIER
+from braintumor.tasks.images import ImageTask
+from braintumor.tasks.registry import CLASSES, PredictOptions, TaskSetup
+
+
+class ClassificationTask(ImageTask):
+    """Decoded slices + a timm (or own) classifier; evaluated with CIs; predicts classes."""
+
+    name = "classify"
+    description = "one class per 2D image"
+    # A segmentation dataset with class labels (Figshare) trains a classifier too.
+    data_kinds = (CLASSIFY_DATA, SEGMENT_DATA)
+    network_kind = CLASSIFIER
+    outputs = CLASSES
+    table = "predictions"
+
+    def build(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
+        """See :func:`braintumor.training.setup.build_classification`."""
+        from braintumor.training.setup import build_classification  # Lightning: slow to import
+
+        return build_classification(recipe, splits)
+
+    def evaluate(
+        self,
+        loaded: LoadedModel,
+        samples: list[Sample],
+        out_dir: Path,
+        curves_csv: Path | None = None,
+        batch_size: int = 32,
+        tta: bool = False,
+    ) -> dict[str, Any]:
+        """See :func:`braintumor.evaluation.classification.evaluate_classifier`."""
+        from braintumor.evaluation.classification import evaluate_classifier  # matplotlib
+
+        out_dir = self._start_evaluation(samples, out_dir)
+        return evaluate_classifier(loaded, samples, out_dir, curves_csv, batch_size)
+
+    def summary_table(self, metrics: dict[str, Any]) -> Table:
+        """Accuracy, macro F1 / AUC and ECE with their 95% intervals."""
+        return classification_table(metrics)
+
+    def predict(
+        self, predictor: Any, items: Sequence[Item], out: Path, options: PredictOptions
+    ) -> list[dict]:
+        """One record per image: the predicted class, its probability and all probabilities."""
+        probs = predictor.classify([image for _, _, _, image in items])
+        return classification_records(list(items), probs, predictor.info, options.threshold)

@@ -1,0 +1,37 @@
+"""What the two 2D image tasks (classification, segmentation) share: the batched predictor and
+the checks before an evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from braintumor.data.samples import Sample
+from braintumor.errors import DataError
+from braintumor.inference.predictor import Predictor
+from braintumor.models.folder import LoadedModel
+from braintumor.tasks.registry import IMAGES, PredictOptions
+
+
+class ImageTask:
+    """Base of the tasks whose model takes one 2D image (or a slice of a volume) at a time."""
+
+    inputs = IMAGES
+
+    def predictor(self, loaded: LoadedModel, options: PredictOptions, device: str) -> Predictor:
+        """A batched :class:`Predictor` with the model folder's settings unless overridden."""
+        predictor = Predictor(loaded, device=device, tta=options.tta, batch_size=options.batch_size)
+        if options.keep_largest is not None:
+            predictor.keep_largest = options.keep_largest
+        return predictor
+
+    def tune(self, loaded: LoadedModel, recipe: Any, val: list[Sample]) -> dict[str, Any]:
+        """No inference choice to make by default."""
+        return {}
+
+    def _start_evaluation(self, samples: list[Sample], out_dir: Path) -> Path:
+        if not samples:
+            raise DataError("nothing to evaluate: no samples")
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return out_dir

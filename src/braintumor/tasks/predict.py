@@ -1,0 +1,153 @@
+"""Prediction with any task's model, shared by ``braintumor predict`` and the web app: open the
+model folder with its task's predictor, read inputs batch by batch, and let the task turn each
+batch into records (:meth:`braintumor.tasks.Task.predict`). Unreadable inputs become failure
+records; the others are still predicted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from braintumor.data.layouts import detect_layout
+from braintumor.errors import DataError, ImageReadError, LayoutError
+from braintumor.inference.inputs import (
+    DECODE_THREADS,
+    axial_slice,
+    is_volume,
+    read_input,
+    unique_stems,
+)
+from braintumor.inference.outputs import Item
+from braintumor.inference.predictor import resolve_device
+from braintumor.models.folder import ModelInfo, load_model_dir, read_model_info
+from braintumor.tasks.registry import IMAGES, PredictOptions, Task, get_task
+
+BACKENDS = ("torch", "onnx")
+#: Called with each input that could not be predicted (the CLI prints it).
+OnSkip = Callable[[Exception], None]
+#: Called with the number of inputs done after each batch (a progress bar).
+OnProgress = Callable[[int], None]
+
+
+def _ignore(_: Any) -> None:
+    return None
+
+
+def open_predictor(
+    model: Path, options: PredictOptions, backend: str = "torch", device: str = "auto"
+) -> tuple[Task, Any, ModelInfo]:
+    """The model's task, what its :meth:`~Task.predict` runs, and the model's description.
+
+    ``backend="onnx"`` runs a 2D model's ``model.onnx`` with onnxruntime (the export extra).
+    """
+    if backend not in BACKENDS:
+        raise DataError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "onnx":
+        try:
+            from braintumor.export import OnnxPredictor  # optional extra: onnxruntime
+        except ImportError as error:
+            raise DataError(
+                f"--backend onnx needs the export extra ({error}); pip install 'braintumor[export]'"
+            ) from error
+        info = read_model_info(model)
+        predictor = OnnxPredictor(model, tta=options.tta, batch_size=options.batch_size)
+        if options.keep_largest is not None:
+            predictor.keep_largest = options.keep_largest
+        return get_task(info.task), predictor, info
+    loaded = load_model_dir(model, device=resolve_device(device))
+    task = get_task(loaded.info.task)
+    return task, task.predictor(loaded, options, device), loaded.info
+
+
+def _load_one(path: Path, stem: str, slice_: str) -> Item | ImageReadError | DataError:
+    """One input read (a volume as its chosen slice), or the error that stopped it."""
+    try:
+        image = read_input(path)
+        index = None
+        if is_volume(image):
+            image, index = axial_slice(image, slice_)
+            stem = f"{stem}_z{index}"
+        return stem, path, index, image
+    except (ImageReadError, DataError) as error:
+        return error
+
+
+def load_items(
+    paths: list[Path], stems: list[str], slice_: str, failures: list[dict], on_skip: OnSkip
+) -> list[Item]:
+    """Read a batch (in threads); volumes become their chosen axial slice; failures recorded."""
+    outcomes = DECODE_THREADS.map(_load_one, paths, stems, [slice_] * len(paths))
+    items = []
+    for path, stem, outcome in zip(paths, stems, outcomes, strict=True):
+        if isinstance(outcome, Exception):
+            failures.append({"id": stem, "path": str(path), "error": str(outcome)})
+            on_skip(outcome)
+        else:
+            items.append(outcome)
+    return items
+
+
+def predict_images(
+    task: Task,
+    predictor: Any,
+    paths: list[Path],
+    out: Path,
+    options: PredictOptions,
+    slice_: str = "mid",
+    on_skip: OnSkip = _ignore,
+    on_progress: OnProgress = _ignore,
+) -> tuple[list[dict], list[dict]]:
+    """Records and failures for image inputs, one batch of ``options.batch_size`` at a time."""
+    stems = unique_stems(paths)
+    failures: list[dict] = []
+    records: list[dict] = []
+    size = options.batch_size
+    for start in range(0, len(paths), size):
+        chunk = slice(start, start + size)
+        items = load_items(paths[chunk], stems[chunk], slice_, failures, on_skip)
+        if items:
+            records += task.predict(predictor, items, out, options)
+        on_progress(len(paths[chunk]))
+    return records, failures
+
+
+def predict_cases(
+    task: Task,
+    predictor: Any,
+    inputs: list[str],
+    out: Path,
+    options: PredictOptions,
+    on_skip: OnSkip = _ignore,
+) -> tuple[list[dict], list[dict]]:
+    """Rows (the task's record under ``details``) and failures for case inputs: each input is a
+    case folder or a folder of them, found by the layout detector."""
+    done, failures = [], []
+    for arg in inputs:
+        try:
+            samples = [s for s in detect_layout(Path(arg)).samples if s.modalities]
+            if not samples:
+                raise DataError(f"{arg}: no BraTS case (modality files) found")
+        except (ImageReadError, DataError, LayoutError) as error:
+            failures.append({"id": Path(arg).name, "path": arg, "error": str(error)})
+            on_skip(error)
+            continue
+        for sample in samples:
+            try:
+                record = task.predict(predictor, [sample], out, options)[0]
+            except (ImageReadError, DataError) as error:
+                failures.append({"id": sample.id, "path": sample.image, "error": str(error)})
+                on_skip(error)
+                continue
+            volumes = {f"volume_{k}_ml": v for k, v in record.get("volumes_ml", {}).items()}
+            done.append(
+                {"id": sample.id, "path": sample.image, "status": "ok", **volumes}
+                | {"segmentation": record.get("segmentation"), "details": record}
+            )
+    return done, failures
+
+
+def takes_images(task: Task) -> bool:
+    """Whether the task's predict takes 2D images (else case folders)."""
+    return task.inputs == IMAGES

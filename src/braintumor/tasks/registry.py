@@ -1,0 +1,171 @@
+"""The task registry: every task a recipe or a model folder can name, found by name.
+
+A task (:class:`Task`) knows how to build a run's data and Lightning module, how to evaluate
+and predict with the model it trains, and what its outputs are. Tasks register by name, as
+timm's models do, so that the CLI, serving, evaluation and training ask the registry instead
+of comparing task names. A registration may name its implementation as ``"module:attribute"``:
+it is imported on first use, so that reading a recipe does not import Lightning.
+
+This module imports nothing heavy; :mod:`braintumor.config` checks recipe tasks against it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from braintumor.errors import ModelFormatError, RecipeError
+
+if TYPE_CHECKING:
+    import lightning as L
+    from rich.table import Table
+
+    from braintumor.config import Recipe
+    from braintumor.data.samples import Sample
+    from braintumor.models.folder import LoadedModel
+
+
+#: What a task's predict takes (:attr:`Task.inputs`).
+IMAGES, CASES = "images", "cases"
+#: What a task's model outputs (:attr:`Task.outputs`).
+CLASSES, MASK, LABELS = "classes", "mask", "labels"
+
+
+@dataclass
+class TaskSetup:
+    """What a run trains, and what its model folder must remember."""
+
+    module: L.LightningModule
+    datamodule: L.LightningDataModule
+    class_names: list[str]
+    num_outputs: int
+    preprocessing: dict[str, Any]
+
+
+@dataclass
+class PredictOptions:
+    """How ``predict`` turns outputs into answers (CLI flags; the web app uses the defaults)."""
+
+    threshold: float = 0.5
+    min_area: int = 0
+    keep_largest: bool | None = None
+    tta: bool | None = None
+    batch_size: int = 16
+
+
+@runtime_checkable
+class Task(Protocol):
+    """One kind of problem: its data, its module, its evaluation, its prediction, its outputs.
+
+    Attributes:
+        name: the name recipes and ``model.json`` use.
+        description: one line for ``braintumor recipes`` and the docs.
+        data_kinds: the layout kinds (:data:`braintumor.data.layouts_base.DATA_KINDS`) it trains
+            and evaluates on.
+        network_kind: the kind of network it needs (:data:`braintumor.models.registry.KINDS`).
+        inputs: ``"images"`` (2D images and slices of volumes) or ``"cases"`` (BraTS case
+            folders): what predict and serve hand it.
+        outputs: ``"classes"`` (class probabilities per image), ``"mask"`` (a tumour mask per
+            image) or ``"labels"`` (a tumour label volume per case).
+        table: the name of predict's table (``predictions`` or ``summary``).
+    """
+
+    name: str
+    description: str
+    data_kinds: tuple[str, ...]
+    network_kind: str
+    inputs: str
+    outputs: str
+    table: str
+
+    def build(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
+        """Data module and Lightning module for training ``recipe`` on ``splits``."""
+        ...
+
+    def tune(self, loaded: LoadedModel, recipe: Recipe, val: list[Sample]) -> dict[str, Any]:
+        """Inference settings chosen on validation after training (``model.json`` ``inference``)."""
+        ...
+
+    def evaluate(
+        self,
+        loaded: LoadedModel,
+        samples: list[Sample],
+        out_dir: Path,
+        curves_csv: Path | None = None,
+        batch_size: int = 32,
+        tta: bool = False,
+    ) -> dict[str, Any]:
+        """Score ``loaded`` on labelled ``samples``; writes metrics.json and report.html."""
+        ...
+
+    def summary_table(self, metrics: dict[str, Any]) -> Table:
+        """The headline numbers of :meth:`evaluate`'s result, for the terminal."""
+        ...
+
+    def predictor(self, loaded: LoadedModel, options: PredictOptions, device: str) -> Any:
+        """What :meth:`predict` runs (a batched predictor, or the model for case tasks)."""
+        ...
+
+    def predict(
+        self, predictor: Any, items: Sequence[Any], out: Path, options: PredictOptions
+    ) -> list[dict]:
+        """Records for a batch of inputs (images: ``Item`` tuples; cases: samples)."""
+        ...
+
+
+_TASKS: dict[str, Task | str] = {}
+
+
+def register_task(name: str, task: Task | str, replace: bool = False) -> None:
+    """Register ``task`` (an instance, or ``"module:attribute"`` imported on first use)."""
+    if name in _TASKS and not replace:
+        raise RecipeError(f"task {name!r} is registered already")
+    _TASKS[name] = task
+
+
+def list_tasks() -> list[str]:
+    """Names of every registered task, in registration order."""
+    return list(_TASKS)
+
+
+def get_task(name: str) -> Task:
+    """The task registered as ``name``; an unknown name is a :class:`RecipeError`."""
+    entry = _TASKS.get(name)
+    if entry is None:
+        raise RecipeError(f"unknown task {name!r}; expected one of {', '.join(_TASKS)}")
+    if isinstance(entry, str):
+        module, _, attribute = entry.partition(":")
+        made = getattr(importlib.import_module(module), attribute)
+        entry = made() if isinstance(made, type) else made
+        _TASKS[name] = entry
+    return entry
+
+
+def evaluate_model(
+    loaded: LoadedModel,
+    samples: list[Sample],
+    out_dir: Path,
+    curves_csv: Path | None = None,
+    batch_size: int = 32,
+    tta: bool = False,
+) -> dict[str, Any]:
+    """Evaluate ``loaded`` with its task's evaluation (:meth:`Task.evaluate`)."""
+    return task_of(loaded).evaluate(loaded, samples, out_dir, curves_csv, batch_size, tta)
+
+
+def task_of(loaded: LoadedModel) -> Task:
+    """The task of a loaded model folder; an unknown one is a :class:`ModelFormatError`."""
+    try:
+        return get_task(loaded.info.task)
+    except RecipeError as error:
+        raise ModelFormatError(f"{loaded.path}: {error}") from error
+
+
+# The built-in tasks; a new task is one module plus one line here.
+register_task("classify", "braintumor.tasks.classification:ClassificationTask")
+register_task("segment", "braintumor.tasks.segmentation:SegmentationTask")
+register_task("brats2d", "braintumor.tasks.brats:Brats2DTask")
+register_task("brats3d", "braintumor.tasks.brats:Brats3DTask")

@@ -1,0 +1,73 @@
+"""The ``segment`` task: a binary tumour mask per 2D image."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from braintumor.config import Recipe
+from braintumor.data.layouts_base import SEGMENT_DATA
+from braintumor.data.samples import Sample
+from braintumor.evaluation.tables import segmentation_table
+from braintumor.inference.choice import choose_inference
+from braintumor.inference.outputs import Item, segmentation_record
+from braintumor.models.folder import LoadedModel
+from braintumor.models.registry import SEGMENTER_2D
+from braintumor.tasks.images import ImageTask
+from braintumor.tasks.registry import MASK, PredictOptions, TaskSetup
+
+
+class SegmentationTask(ImageTask):
+    """Decoded slice/mask pairs + a binary segmenter; TTA and largest component chosen on
+    validation; masks, overlays and localisations per image."""
+
+    name = "segment"
+    description = "a binary tumour mask per 2D image"
+    data_kinds = (SEGMENT_DATA,)
+    network_kind = SEGMENTER_2D
+    outputs = MASK
+    table = "summary"
+
+    def build(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
+        """See :func:`braintumor.training.setup.build_segmentation`."""
+        from braintumor.training.setup import build_segmentation  # Lightning: slow to import
+
+        return build_segmentation(recipe, splits)
+
+    def tune(self, loaded: LoadedModel, recipe: Recipe, val: list[Sample]) -> dict[str, Any]:
+        """TTA and largest component, chosen by validation Dice (:mod:`.inference.choice`)."""
+        return choose_inference(loaded, val, recipe.inference)
+
+    def evaluate(
+        self,
+        loaded: LoadedModel,
+        samples: list[Sample],
+        out_dir: Path,
+        curves_csv: Path | None = None,
+        batch_size: int = 32,
+        tta: bool = False,
+    ) -> dict[str, Any]:
+        """See :func:`braintumor.evaluation.segmentation.evaluate_segmenter`."""
+        from braintumor.evaluation.segmentation import evaluate_segmenter  # matplotlib
+
+        out_dir = self._start_evaluation(samples, out_dir)
+        return evaluate_segmenter(loaded, samples, out_dir, curves_csv, batch_size)
+
+    def summary_table(self, metrics: dict[str, Any]) -> Table:
+        """Mean Dice, IoU, HD95... per image and per patient with their 95% intervals."""
+        return segmentation_table(metrics)
+
+    def predict(
+        self, predictor: Any, items: Sequence[Item], out: Path, options: PredictOptions
+    ) -> list[dict]:
+        """Writes ``<stem>_mask.png``, ``_overlay.png`` and ``_localization.json`` per image."""
+        probs = predictor.segment([image for _, _, _, image in items])
+        return [
+            segmentation_record(
+                item, prob, out, options.threshold, options.min_area, predictor.keep_largest
+            )
+            for item, prob in zip(items, probs, strict=True)
+        ]
