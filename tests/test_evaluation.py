@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from braintumor.evaluation.common import label_indices
 from braintumor.metrics.segmentation import segmentation_scores
 from braintumor.models import build_model
 from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
+from braintumor.runfolder import RunFolder
 from braintumor.tasks import evaluate_model
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
@@ -214,3 +216,27 @@ def test_evaluate_command_on_the_test_split(tmp_path, classifier_dir):
     assert len(rows) == 8 and all(r["id"].startswith("Testing/") for r in rows)
     missing = runner.invoke(app, [str(classifier_dir), str(tmp_path / "none")])
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
+
+
+def test_evaluate_command_shows_the_training_curves_of_a_run(tmp_path, classifier_dir):
+    # A model folder inside a run folder, whose curves the trainer wrote to logs/metrics.csv.
+    run = RunFolder(tmp_path / "run")
+    shutil.copytree(classifier_dir, run.model)
+    run.recipe.write_text("name: test\n")
+    run.logs.mkdir(parents=True)
+    run.metrics_csv.write_text(
+        "epoch,step,train/loss,val/loss,val/acc\n"
+        "0,3,1.2,,\n0,3,,1.1,0.4\n1,7,0.9,,\n1,7,,0.8,0.6\n2,11,0.7,,\n2,11,,0.6,0.7\n"
+    )
+    data = _class_folders(tmp_path / "data", per_class=1)
+    out = tmp_path / "eval"
+    result = runner.invoke(app, [str(run.model), str(data), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / "training_curves.png").stat().st_size > 1000
+    assert "Training curves" in (out / "report.html").read_text()
+    # A model folder on its own has no curves to show.
+    alone = tmp_path / "alone"
+    shutil.copytree(classifier_dir, alone)
+    result = runner.invoke(app, [str(alone), str(data), "--out", str(tmp_path / "eval2")])
+    assert result.exit_code == 0, result.output
+    assert "Training curves" not in (tmp_path / "eval2" / "report.html").read_text()

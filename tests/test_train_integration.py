@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from braintumor.cli.main import app
 from braintumor.config import load_recipe
 from braintumor.data.synthetic import write_synthetic_dataset
 from braintumor.models.folder import load_model_dir
@@ -45,6 +47,13 @@ def test_classifier_learns_synthetic_classes_within_a_minute(classify_data, tmp_
     assert (result.run_dir / "report.html").stat().st_size > 10_000
     split_rows = (result.run_dir / "splits.csv").read_text().splitlines()
     assert len(split_rows) == 481
+    # evaluate on the trained run shows the curves training wrote to logs/metrics.csv
+    out = tmp_path / "eval"
+    args = ["evaluate", str(result.model_dir), str(classify_data), "--out", str(out)]
+    args += ["--splits", str(result.run_dir / "splits.csv"), "--split", "test"]
+    evaluated = CliRunner().invoke(app, args)
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "Training curves" in (out / "report.html").read_text()
 
 
 def test_segmenter_learns_synthetic_tumours_within_ninety_seconds(segment_data, tmp_path) -> None:
