@@ -26,7 +26,7 @@ from braintumor.atomic import atomic_path
 from braintumor.errors import BrainTumorError
 from braintumor.io.base import LoadedImage
 from braintumor.models.folder import LoadedModel
-from braintumor.tasks.registry import CLASSES, get_task
+from braintumor.tasks.registry import CLASSES, model_task
 
 _NORM_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)
 
@@ -224,7 +224,7 @@ def explain_image(
     from braintumor.inference.predictor import Predictor
 
     info = loaded.info
-    if get_task(info.task).outputs != CLASSES:
+    if model_task(info.task, loaded.path).outputs != CLASSES:
         raise BrainTumorError(
             f"{loaded.path}: Grad-CAM explains classifiers; this model's task is {info.task!r} "
             "(its segmentation mask is its explanation)"

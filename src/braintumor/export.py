@@ -26,7 +26,7 @@ from braintumor.errors import DataError, ModelFormatError
 from braintumor.inference.predictor import InferenceSettings, Predictor, _first_output, spec_of
 from braintumor.io.base import LoadedImage
 from braintumor.models.folder import LoadedModel, read_model_info
-from braintumor.tasks.registry import IMAGES, get_task
+from braintumor.tasks.registry import IMAGES, model_task
 
 ONNX_FILE = "model.onnx"
 DEFAULT_TOLERANCE = 1e-4
@@ -94,7 +94,7 @@ def export_onnx(
     and nothing is left at ``out_path``.
     """
     info = loaded.info
-    if get_task(info.task).inputs != IMAGES:
+    if model_task(info.task, loaded.path).inputs != IMAGES:
         raise ModelFormatError(
             f"{loaded.path}: ONNX export covers 2D models (tasks on images); "
             f"this one is {info.task!r}"
@@ -168,9 +168,10 @@ class OnnxPredictor(Predictor):
     ) -> None:
         model_dir = Path(model_dir)
         info = read_model_info(model_dir)
-        if get_task(info.task).inputs != IMAGES:
+        task = model_task(info.task, model_dir)
+        if task.inputs != IMAGES:
             raise ModelFormatError(f"{model_dir}: task {info.task!r} has no ONNX predictor")
-        self.outputs = get_task(info.task).outputs
+        self.outputs = task.outputs
         if batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         onnx_path = Path(onnx_path) if onnx_path is not None else model_dir / ONNX_FILE

@@ -25,7 +25,7 @@ from braintumor.inference.inputs import DECODE_THREADS
 from braintumor.io.base import LoadedImage
 from braintumor.models.folder import LoadedModel, ModelInfo
 from braintumor.models.registry import logits_to_probs
-from braintumor.tasks.registry import CLASSES, IMAGES, MASK, get_task
+from braintumor.tasks.registry import CLASSES, IMAGES, MASK, model_task
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class InferenceSettings:
 def check_2d(loaded_path: object, info: ModelInfo) -> str:
     """The model's output kind (``classes`` or ``mask``); a ModelFormatError unless its task
     takes 2D images."""
-    task = get_task(info.task)
+    task = model_task(info.task, loaded_path)
     if task.inputs != IMAGES:
         raise ModelFormatError(
             f"{loaded_path}: task {info.task!r} is not a 2D model (a task whose inputs are images)"

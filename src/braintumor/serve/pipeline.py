@@ -21,7 +21,7 @@ from braintumor.inference.outputs import tumour_mask
 from braintumor.io import LoadedImage, read_dicom_series, read_image, write_nifti
 from braintumor.models.folder import LoadedModel, load_model_dir
 from braintumor.serve.security import UploadError, safe_extract_zip
-from braintumor.tasks import CLASSES, PredictOptions, Task, get_task
+from braintumor.tasks import CLASSES, PredictOptions, Task, task_of
 from braintumor.tasks.predict import takes_images
 
 STACK_SLICES = 24  # slices of a volume sent back for the slider
@@ -63,7 +63,7 @@ def load_models(model_dirs: list[Path]) -> dict[str, ServedModel]:
         name, n = Path(folder).resolve().name, 2
         while name in served:
             name, n = f"{Path(folder).resolve().name}-{n}", n + 1
-        task = get_task(loaded.info.task)
+        task = task_of(loaded)
         predictor = task.predictor(loaded, PredictOptions(), "cpu")
         served[name] = ServedModel(name=name, loaded=loaded, task=task, predictor=predictor)
     if not served:

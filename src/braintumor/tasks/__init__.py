@@ -15,6 +15,7 @@ from braintumor.tasks.registry import (
     evaluate_model,
     get_task,
     list_tasks,
+    model_task,
     register_task,
     task_of,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "evaluate_model",
     "get_task",
     "list_tasks",
+    "model_task",
     "register_task",
     "task_of",
 ]

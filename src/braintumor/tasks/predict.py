@@ -22,7 +22,7 @@ from braintumor.inference.inputs import (
 from braintumor.inference.outputs import Item
 from braintumor.inference.predictor import resolve_device
 from braintumor.models.folder import ModelInfo, load_model_dir, read_model_info
-from braintumor.tasks.registry import IMAGES, PredictOptions, Task, get_task
+from braintumor.tasks.registry import IMAGES, PredictOptions, Task, model_task
 
 BACKENDS = ("torch", "onnx")
 #: Called with each input that could not be predicted (the CLI prints it).
@@ -55,9 +55,9 @@ def open_predictor(
         predictor = OnnxPredictor(model, tta=options.tta, batch_size=options.batch_size)
         if options.keep_largest is not None:
             predictor.keep_largest = options.keep_largest
-        return get_task(info.task), predictor, info
+        return model_task(info.task, model), predictor, info
     loaded = load_model_dir(model, device=resolve_device(device))
-    task = get_task(loaded.info.task)
+    task = model_task(loaded.info.task, model)
     return task, task.predictor(loaded, options, device), loaded.info
 
 

@@ -158,10 +158,15 @@ def evaluate_model(
 
 def task_of(loaded: LoadedModel) -> Task:
     """The task of a loaded model folder; an unknown one is a :class:`ModelFormatError`."""
+    return model_task(loaded.info.task, loaded.path)
+
+
+def model_task(name: str, model_path: object) -> Task:
+    """The task a model folder names; an unknown one is a :class:`ModelFormatError`."""
     try:
-        return get_task(loaded.info.task)
+        return get_task(name)
     except RecipeError as error:
-        raise ModelFormatError(f"{loaded.path}: {error}") from error
+        raise ModelFormatError(f"{model_path}: {error}") from error
 
 
 # The built-in tasks; a new task is one module plus one line here.
