@@ -8,16 +8,22 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from braintumor.errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_path(dest: str | Path) -> Iterator[Path]:
     """Yield a temporary path in ``dest``'s folder; on success rename it onto ``dest``.
 
-    On an exception the temporary file is removed and ``dest`` is left as it was.
+    On an exception the temporary file is removed and ``dest`` is left as it was; a folder
+    that cannot be written raises :class:`~braintumor.errors.OutputError`.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as error:  # a file where a folder should be, a read-only folder...
+        raise OutputError(f"{dest}: cannot write ({error.strerror or error})") from error
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp makes the file private (0600); the result should get the usual permissions.

@@ -32,3 +32,7 @@ class ModelFormatError(BrainTumorError):
 
 class RecipeError(BrainTumorError):
     """An unknown recipe, an unknown key, or a value of the wrong type."""
+
+
+class OutputError(BrainTumorError):
+    """An output path that cannot be written (an existing file, a read-only folder...)."""

@@ -205,6 +205,15 @@ def resolve_target(target: str | int | None, class_names: list[str]) -> int | No
     return class_names.index(str(target))
 
 
+def check_explainable(loaded: LoadedModel) -> None:
+    """Raise :class:`BrainTumorError` unless ``loaded`` is a classifier (Grad-CAM needs one)."""
+    if model_task(loaded.info.task, loaded.path).outputs != CLASSES:
+        raise BrainTumorError(
+            f"{loaded.path}: Grad-CAM explains classifiers; this model's task is "
+            f"{loaded.info.task!r} (its segmentation mask is its explanation)"
+        )
+
+
 def explain_image(
     loaded: LoadedModel,
     image: LoadedImage,
@@ -224,11 +233,7 @@ def explain_image(
     from braintumor.inference.predictor import Predictor
 
     info = loaded.info
-    if model_task(info.task, loaded.path).outputs != CLASSES:
-        raise BrainTumorError(
-            f"{loaded.path}: Grad-CAM explains classifiers; this model's task is {info.task!r} "
-            "(its segmentation mask is its explanation)"
-        )
+    check_explainable(loaded)
     predictor = predictor or Predictor(loaded)
     probs = np.asarray(predictor.classify([image]))[0]
     target_index = resolve_target(target, info.class_names)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from braintumor.cli.errors import user_errors
-from braintumor.data.audit import AuditReport, audit_dataset, count_by_split
+from braintumor.data.audit import NO_IMAGE, NO_MASK, AuditReport, audit_dataset, count_by_split
 from braintumor.data.audit_html import write_audit_html, write_audit_json
 from braintumor.data.splits import (
     EXCLUDED,
@@ -23,6 +23,7 @@ from braintumor.data.splits import (
     write_splits,
 )
 from braintumor.errors import DataError
+from braintumor.preflight import check_output_file
 
 data_app = typer.Typer(help="Inspect, audit, split and synthesise datasets.", no_args_is_help=True)
 
@@ -113,6 +114,7 @@ def _audit(
         workers,
         progress=True,
         use_draft=not full_decode,
+        orphan_masks=layout.orphan_masks,
     )
     report.layout = layout.name
     return layout, report
@@ -132,6 +134,9 @@ def audit(
     """Check integrity, duplicates, split leakage, label conflicts and masks."""
     console = _console()
     with user_errors():
+        for option, target in (("--json", json_out), ("--html", html_out)):
+            if target is not None:
+                check_output_file(target, option)
         _, report = _audit(path, phash_threshold, workers, full_decode)
         if json_out:
             write_audit_json(report, json_out)
@@ -141,7 +146,9 @@ def audit(
     console.print(_summary_table(report))
     for row in report.unreadable[:10]:
         console.print(f"unreadable: {row['path']}: {row['error']}", markup=False)
-    for row in (report.mask_problems + report.case_problems)[:10]:
+    pairing = [r for r in report.mask_problems if r["problem"] in (NO_MASK, NO_IMAGE)]
+    others = [r for r in report.mask_problems + report.case_problems if r not in pairing]
+    for row in pairing + others[:10]:  # every unpaired file, the first other problems
         console.print(f"{row['id']}: {row['problem']}", markup=False)
     for name, out in (("JSON", json_out), ("HTML", html_out)):
         if out:
@@ -179,6 +186,7 @@ def split(
     """Write leak-free splits: duplicates and patients never on two sides."""
     console = _console()
     with user_errors():
+        check_output_file(out)
         layout, report = _audit(path, phash_threshold, workers, full_decode=False)
         samples = layout.samples
         extra = layout_extra_groups(samples, layout.name, number_gap)

@@ -20,6 +20,7 @@ from braintumor.data.splits import select_samples
 from braintumor.errors import DataError
 from braintumor.inference.predictor import resolve_device
 from braintumor.models.folder import load_model_dir
+from braintumor.preflight import check_output_folder, removed_on_user_error
 from braintumor.runfolder import RunFolder
 from braintumor.tasks import task_of
 
@@ -29,9 +30,25 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
+def _one_dataset(positional: Path | None, option: Path | None) -> Path:
+    """The dataset folder, given either as the second argument or with ``--data``."""
+    if positional is not None and option is not None and positional != option:
+        raise DataError(f"two datasets given ({positional} and --data {option}); give one")
+    data = positional or option
+    if data is None:
+        raise DataError("no dataset given: braintumor evaluate MODEL DATA (or --data DATA)")
+    return data
+
+
 def evaluate_command(
     model: Annotated[Path, typer.Argument(help="Model folder (model.json + model.safetensors).")],
-    data: Annotated[Path, typer.Argument(help="Labelled dataset folder (any known layout).")],
+    data: Annotated[
+        Path | None, typer.Argument(help="Labelled dataset folder (any known layout).")
+    ] = None,
+    data_option: Annotated[
+        Path | None,
+        typer.Option("--data", help="The dataset folder, given as in `train` (instead of DATA)."),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Output folder [default: beside the model]."),
@@ -51,6 +68,7 @@ def evaluate_command(
 ) -> None:
     """Evaluate a model: metrics.json, predictions and report.html in the output folder."""
     with user_errors():
+        data = _one_dataset(data, data_option)
         loaded = load_model_dir(model, device=resolve_device(device))
         layout = detect_layout(data)
         samples = select_samples(layout.samples, split, splits_csv)
@@ -62,15 +80,17 @@ def evaluate_command(
                 f"{layout.root}: {loaded.path} is a {loaded.info.task} model, but this folder is "
                 f"a {layout.name} layout, not {DATA_DESCRIPTIONS[task.data_kinds[0]]}"
             )
+        check_output_folder(out)
         run = RunFolder.of_model(model)
-        metrics = task.evaluate(
-            loaded,
-            samples,
-            out,
-            curves_csv=run.curves() if run is not None else None,
-            batch_size=batch_size,
-            tta=tta,
-        )
+        with removed_on_user_error(out):  # a failed evaluation leaves no output folder
+            metrics = task.evaluate(
+                loaded,
+                samples,
+                out,
+                curves_csv=run.curves() if run is not None else None,
+                batch_size=batch_size,
+                tta=tta,
+            )
     console = _console()
     console.print(task.summary_table(metrics))
     for old, new in (metrics.get("label_mapping") or {}).items():

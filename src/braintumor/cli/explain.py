@@ -21,6 +21,7 @@ from braintumor.inference.inputs import (
 )
 from braintumor.inference.predictor import Predictor
 from braintumor.models.folder import load_model_dir
+from braintumor.preflight import check_output_folder
 
 
 def explain_command(
@@ -38,13 +39,16 @@ def explain_command(
     ] = "mid",
 ) -> None:
     """Write a Grad-CAM overlay per image and explanations.json with the probabilities."""
-    from braintumor.explain import explain_image
+    from braintumor.explain import check_explainable, explain_image, resolve_target
 
     with user_errors():
+        check_output_folder(out)
         loaded = load_model_dir(model)
+        check_explainable(loaded)
+        resolve_target(target, loaded.info.class_names)
         predictor = Predictor(loaded)
-        out.mkdir(parents=True, exist_ok=True)
         paths = expand_inputs(inputs)
+        out.mkdir(parents=True, exist_ok=True)  # only once there is something to explain
         records, failures = [], []
         console = Console(highlight=False)
         for path, stem in zip(paths, unique_stems(paths), strict=True):

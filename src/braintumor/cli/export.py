@@ -13,6 +13,7 @@ from braintumor.cli.errors import user_errors
 from braintumor.errors import DataError
 from braintumor.inference.inputs import axial_slice, expand_inputs, is_volume, read_input
 from braintumor.models.folder import load_model_dir
+from braintumor.preflight import check_output_file
 
 FORMATS = ("onnx",)
 
@@ -40,6 +41,8 @@ def export_command(
     with user_errors():
         if format not in FORMATS:
             raise DataError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+        if out is not None:
+            check_output_file(out)
         from braintumor.export import export_onnx, parity_path  # optional extra: onnx
 
         images = []

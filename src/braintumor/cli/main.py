@@ -14,6 +14,7 @@ from braintumor.cli.models import models_app
 from braintumor.cli.predict import predict_command
 from braintumor.cli.serve import serve_command
 from braintumor.cli.train import recipes_command, train_command
+from braintumor.quiet import quiet_third_party
 
 app = typer.Typer(
     help="Brain-tumour MRI: train, evaluate, explain, predict and serve models.",
@@ -43,3 +44,4 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True),
 ) -> None:
     """braintumor command line."""
+    quiet_third_party()

@@ -23,6 +23,7 @@ from braintumor.cli.errors import user_errors
 from braintumor.errors import DataError
 from braintumor.inference.inputs import expand_inputs
 from braintumor.inference.outputs import csv_text
+from braintumor.preflight import check_output_folder
 from braintumor.tasks import CLASSES, PredictOptions
 from braintumor.tasks.predict import open_predictor, predict_cases, predict_images, takes_images
 
@@ -104,9 +105,10 @@ def predict_command(
             tta=tta,
             batch_size=batch_size,
         )
+        check_output_folder(out)
         task, predictor, info = open_predictor(model, options, backend, device)
-        out.mkdir(parents=True, exist_ok=True)
         if not takes_images(task):
+            out.mkdir(parents=True, exist_ok=True)
             options.tta = bool(tta)
             done, failures = predict_cases(task, predictor, inputs, out, options, _skipped)
             rows = [{k: v for k, v in r.items() if k != "details"} for r in done]
@@ -120,6 +122,7 @@ def predict_command(
             _finish(out, len(done), failures)
             return
         paths = expand_inputs(inputs)
+        out.mkdir(parents=True, exist_ok=True)  # only once there is something to predict
         with _progress() as progress:
             bar = progress.add_task("predict", total=len(paths))
             records, failures = predict_images(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -10,6 +12,10 @@ from rich.table import Table
 
 from braintumor.cli.errors import run_cli
 from braintumor.config import load_recipe, recipe_names
+from braintumor.errors import DataError
+
+if TYPE_CHECKING:
+    from braintumor.training.interrupt import TrainingInterrupted
 
 
 def _devices(text: str) -> int | str:
@@ -38,6 +44,7 @@ def train_command(
     ),
 ) -> None:
     """Train a recipe on your data; writes a run folder with the best model and a report."""
+    from braintumor.training.interrupt import TrainingInterrupted
     from braintumor.training.run import default_run_dir, train_run  # Lightning: slow to import
 
     overrides = list(set_)
@@ -45,21 +52,28 @@ def train_command(
         overrides.append(f"weights={weights}")
     if pretrained is not None:
         overrides.append(f"pretrained={str(pretrained).lower()}")
-    resolved = load_recipe(recipe, overrides)
     if resume and run_dir is None:
-        raise typer.BadParameter("--resume needs --run-dir")
+        raise DataError("--resume needs --run-dir: the run folder to resume")
+    resolved = load_recipe(recipe, overrides)
     folder = run_dir or default_run_dir(resolved)
-    result = train_run(
-        resolved,
-        data,
-        folder,
-        test_data=test_data,
-        splits_csv=splits,
-        resume=resume,
-        devices=_devices(devices),
-        nodes=nodes,
-        accelerator=accelerator,
-    )
+    try:
+        result = train_run(
+            resolved,
+            data,
+            folder,
+            test_data=test_data,
+            splits_csv=splits,
+            resume=resume,
+            devices=_devices(devices),
+            nodes=nodes,
+            accelerator=accelerator,
+        )
+    except TrainingInterrupted as stop:
+        _say_how_to_resume(stop)
+        raise typer.Exit(stop.exit_code) from stop
+    except KeyboardInterrupt:  # before or after the training loop: nothing to resume from
+        Console(stderr=True).print("[yellow]interrupted")
+        raise typer.Exit(130) from None
     if result.model_dir is None:
         return
     console = Console()
@@ -72,6 +86,15 @@ def train_command(
     report = result.run_dir / "report.html"
     if report.is_file():
         console.print(f"[green]report[/green] {report}")
+
+
+def _say_how_to_resume(stop: TrainingInterrupted) -> None:
+    from braintumor.training.interrupt import resume_command
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    last = stop.run_dir / "checkpoints" / "last.ckpt"
+    err.print(f"[yellow]interrupted ({stop}); last checkpoint: {last}")
+    err.print(f"resume with: {resume_command(sys.argv[1:], stop.run_dir)}", markup=False)
 
 
 def recipes_command() -> None:

@@ -86,6 +86,11 @@ class AuditReport:
         return json.dumps(asdict(self), indent=1)
 
 
+#: Mask problems of pairing (listed in full by ``data audit``; others are counted).
+NO_MASK = "image without a mask"
+NO_IMAGE = "mask without an image"
+
+
 def audit_dataset(
     samples: list[Sample],
     root: Path,
@@ -93,13 +98,15 @@ def audit_dataset(
     workers: int = 2,
     progress: bool = True,
     use_draft: bool = True,
+    orphan_masks: list[str] | None = None,
 ) -> AuditReport:
     """Audit ``samples`` (paths relative to ``root``) and return what was found.
 
     ``workers`` processes hash the files (1 = in this process). ``use_draft`` decodes JPEGs
     at reduced scale for the perceptual hash (about twice as fast; the hash moves by a
     fraction of a bit on average, see docs/data.md); False gives exactly imagehash's pHash
-    of the full image.
+    of the full image. ``orphan_masks`` (a layout's masks without an image) are listed as
+    mask problems, as are the images of a segmentation set that have no mask.
     """
     start = time.perf_counter()
     root = Path(root)
@@ -112,7 +119,7 @@ def audit_dataset(
     report.counts = count_by_split(samples)
     _summarize_images(report, samples, done)
     report.exact, report.near = _duplicates(samples, done, phash_threshold)
-    _summarize_masks_and_cases(report, samples, done)
+    _summarize_masks_and_cases(report, samples, done, orphan_masks or [])
     report.seconds = round(time.perf_counter() - start, 3)
     return report
 
@@ -257,9 +264,14 @@ def summarize_duplicates(
 
 
 def _summarize_masks_and_cases(
-    report: AuditReport, samples: list[Sample], done: list[ItemResult]
+    report: AuditReport, samples: list[Sample], done: list[ItemResult], orphan_masks: list[str]
 ) -> None:
     expected = set().union(*(s.modalities for s in samples)) if samples else set()
+    if any(s.mask for s in samples):  # a segmentation set: every image needs its mask
+        report.mask_problems.extend(
+            {"id": s.id, "problem": NO_MASK} for s in samples if not s.mask and not s.modalities
+        )
+    report.mask_problems.extend({"id": m, "problem": NO_IMAGE} for m in orphan_masks)
     values: set[float] = set()
     for result in done:
         sample = samples[result.index]

@@ -25,6 +25,7 @@ from braintumor.data.layouts_brats import (
     detect_nnunet_raw,
 )
 from braintumor.data.layouts_classes import detect_class_folders, detect_image_mask
+from braintumor.data.layouts_hints import no_layout_reason
 from braintumor.data.layouts_segment import detect_coco, detect_figshare_mat, detect_lgg_kaggle_3m
 from braintumor.errors import LayoutError
 from braintumor.io.coco import coco_polygons_to_mask
@@ -109,4 +110,6 @@ def detect_layout(path: str | Path) -> DetectedLayout:
         notes.append(f"looked into the only sub-folder {root.relative_to(start).as_posix()}/")
     dirs, files = list_dir(start)
     empty = "empty folder; " if not dirs and not files else ""
-    raise LayoutError(f"{start}: {empty}matched none of: {', '.join(LAYOUT_NAMES)}")
+    reason = no_layout_reason(start)
+    because = f"{reason}; " if reason else ""
+    raise LayoutError(f"{start}: {empty}{because}matched none of: {', '.join(LAYOUT_NAMES)}")

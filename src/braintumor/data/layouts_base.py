@@ -61,6 +61,8 @@ class DetectedLayout:
     samples: list[Sample]
     classes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: mask files (ids relative to ``root``) that match no image; the audit lists them
+    orphan_masks: list[str] = field(default_factory=list)
 
 
 def _key(name: str) -> str:

@@ -96,7 +96,9 @@ def _read_labels_csv(path: Path) -> dict[str, str]:
         raise LayoutError(f"{path}: unreadable labels file ({exc})") from None
 
 
-def _pair_folder(root: Path, folder: Path, split: str | None, notes: list[str]) -> list[Sample]:
+def _pair_folder(
+    root: Path, folder: Path, split: str | None, notes: list[str], orphans: list[str]
+) -> list[Sample]:
     dirs, files = list_dir(folder)
     image_dir = next((d for d in dirs if d.lower() in _IMAGE_DIRS), None)
     mask_dir = next((d for d in dirs if d.lower() in _MASK_DIRS), None)
@@ -123,12 +125,13 @@ def _pair_folder(root: Path, folder: Path, split: str | None, notes: list[str]) 
             )
         )
     where = relative_id(folder, root) if folder != root else "."
-    unpaired_images = sum(1 for s in samples if s.mask is None)
-    if unpaired_images:
-        notes.append(f"{where}: {unpaired_images} images have no mask")
-    orphans = len(set(masks) - set(images))
-    if orphans:
-        notes.append(f"{where}: {orphans} masks have no image (ignored)")
+    unpaired = [s.id for s in samples if s.mask is None]
+    if unpaired:
+        notes.append(f"{where}: {len(unpaired)} images have no mask: {', '.join(unpaired)}")
+    lone = sorted(relative_id(masks[key], root) for key in set(masks) - set(images))
+    if lone:
+        notes.append(f"{where}: {len(lone)} masks have no image (ignored): {', '.join(lone)}")
+    orphans.extend(lone)
     if csv_name is not None:
         unlabelled = sum(1 for s in samples if s.label is None)
         if unlabelled:
@@ -141,17 +144,18 @@ def detect_image_mask(root: Path) -> DetectedLayout | None:
     under split folders; a ``labels.csv`` beside them fills the class labels.
     """
     notes: list[str] = []
-    samples = _pair_folder(root, root, None, notes)
+    orphans: list[str] = []
+    samples = _pair_folder(root, root, None, notes, orphans)
     if not samples:
         dirs, _ = list_dir(root)
         for name in dirs:
             split = normalise_split_name(name)
             if split is not None:
-                samples.extend(_pair_folder(root, root / name, split, notes))
+                samples.extend(_pair_folder(root, root / name, split, notes, orphans))
     if not samples:
         return None
     if all(s.mask is None for s in samples):
         raise LayoutError(f"{root}: images/ and masks/ found but no image has a mask of its stem")
     classes = sorted({s.label for s in samples if s.label is not None})
     notes.append("no patient ids in this layout: samples carry no group")
-    return DetectedLayout("image-mask", SEGMENT_DATA, root, samples, classes, notes)
+    return DetectedLayout("image-mask", SEGMENT_DATA, root, samples, classes, notes, orphans)

@@ -44,7 +44,7 @@ def detect_lgg_kaggle_3m(root: Path) -> DetectedLayout | None:
     notes: list[str] = []
     if base != root:
         notes.append(f"patient folders found under {relative_id(base, root)}/")
-    missing_masks = 0
+    missing_masks: list[str] = []
     for patient in patients:
         _, files = list_dir(base / patient)
         slices: dict[str, tuple[int, Path]] = {}
@@ -59,7 +59,8 @@ def detect_lgg_kaggle_3m(root: Path) -> DetectedLayout | None:
                 slices[match["stem"]] = (int(match["n"]), base / patient / name)
         for stem, (_, path) in sorted(slices.items(), key=lambda item: item[1][0]):
             mask = masks.get(stem)
-            missing_masks += mask is None
+            if mask is None:
+                missing_masks.append(relative_id(path, root))
             samples.append(
                 Sample(
                     id=relative_id(path, root),
@@ -71,7 +72,8 @@ def detect_lgg_kaggle_3m(root: Path) -> DetectedLayout | None:
     if not samples:
         return None
     if missing_masks:
-        notes.append(f"{missing_masks} slices have no _mask.tif")
+        shown = ", ".join(missing_masks)
+        notes.append(f"{len(missing_masks)} slices have no _mask.tif: {shown}")
     notes.append(f"{len(patients)} patients; group = patient folder")
     return DetectedLayout("lgg-kaggle-3m", SEGMENT_DATA, root, samples, [], notes)
 

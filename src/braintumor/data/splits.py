@@ -141,6 +141,7 @@ def kfold_splits(samples: Sequence[Sample], k: int, seed: int, groups: Sequence[
     n_groups = len(set(groups))
     if k < 2 or n_groups < k:
         raise DataError(f"cannot make {k} folds from {n_groups} groups of samples")
+    _check_stratifiable(_labels(samples), k, f"a split into {k} folds")
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     folds = [""] * len(samples)
     for fold, (_, held) in enumerate(
@@ -206,6 +207,7 @@ def _carve(
         )
     ]
     folds = min(n_groups, max(2, round(1 / fraction)))
+    _check_stratifiable(y, folds, f"carving a {fraction:.0%} part (stratified over {folds} folds)")
     kfold = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     candidates.extend(held for _, held in kfold.split(x, y, g))
     classes, overall = np.unique(y, return_counts=True)
@@ -218,6 +220,19 @@ def _carve(
 
     best = min(candidates, key=score)
     return pool[best]
+
+
+def _check_stratifiable(labels: np.ndarray, n_splits: int, what: str) -> None:
+    """Raise a :class:`DataError` naming the counts where StratifiedGroupKFold would raise
+    its own ValueError: every class has fewer members than ``n_splits``."""
+    classes, counts = np.unique(labels, return_counts=True)
+    if counts.size and counts.max() < n_splits:
+        pairs = zip(classes.tolist(), counts.tolist(), strict=True)
+        found = ", ".join(f"{c} {n}" for c, n in pairs)
+        raise DataError(
+            f"too few images to split: {len(labels)} images ({found}); {what} needs "
+            f"at least {n_splits} images of one class"
+        )
 
 
 def check_no_leak(
@@ -282,6 +297,11 @@ def read_splits(path: str | Path) -> SplitTable:
             rows = list(reader)
     except OSError as error:
         raise DataError(f"{path}: cannot read splits ({error.strerror})") from error
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise DataError(
+            f"{path}: not a splits file (not UTF-8 CSV text: {error}); "
+            "give the splits.csv written by `braintumor data split` or a run"
+        ) from error
     return SplitTable(
         column=column,
         assignment={row["id"]: row[column] for row in rows},

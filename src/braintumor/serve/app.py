@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from braintumor import __version__
 from braintumor.errors import BrainTumorError, DataError, ImageReadError
+from braintumor.serve.limits import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_PIXELS, HeavyWork
 from braintumor.serve.pipeline import ServedModel, load_models, predict_upload
 from braintumor.serve.security import UploadError, sniff_upload
 
@@ -90,9 +91,19 @@ def _save_upload(upload: UploadFile, dest: Path) -> int:
     return size
 
 
-def create_app(model_dirs: list[Path], max_upload_mb: float = 20) -> FastAPI:
-    """The FastAPI app serving ``model_dirs`` (loaded now; a bad folder fails here)."""
+def create_app(
+    model_dirs: list[Path],
+    max_upload_mb: float = 20,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT,
+) -> FastAPI:
+    """The FastAPI app serving ``model_dirs`` (loaded now; a bad folder fails here).
+
+    ``max_pixels`` bounds an upload's decoded size (checked from its header); at most
+    ``max_concurrent`` requests decode and infer at once (see :mod:`braintumor.serve.limits`).
+    """
     models: dict[str, ServedModel] = load_models([Path(d) for d in model_dirs])
+    heavy = HeavyWork(max_concurrent)
     app = FastAPI(title="braintumor", version=__version__, docs_url=None, redoc_url=None)
 
     @app.exception_handler(UploadError)
@@ -139,14 +150,24 @@ def create_app(model_dirs: list[Path], max_upload_mb: float = 20) -> FastAPI:
                 raise UploadError(400, "the uploaded file is empty")
             kind = sniff_upload(path)
             try:
-                with served.lock:
+                with heavy.slot(), served.lock:
                     result = predict_upload(
-                        served, path, kind, work, filename, slice_=slice, target=target or None
+                        served,
+                        path,
+                        kind,
+                        work,
+                        filename,
+                        slice_=slice,
+                        target=target or None,
+                        max_pixels=max_pixels,
                     )
             except (ImageReadError, DataError) as error:
-                # Name the file as the user knows it, not by its temporary path.
-                message = str(error).replace(str(path), filename).replace(folder, "upload")
-                raise UploadError(422, message) from None
+                # Name the file as the user knows it, not by its temporary path (a NIfTI was
+                # renamed with its suffix before reading).
+                message = str(error)
+                for used in (f"{path}.nii.gz", f"{path}.nii", str(path)):
+                    message = message.replace(used, filename)
+                raise UploadError(422, message.replace(folder, "upload")) from None
         return JSONResponse(result)
 
     app.add_middleware(BodyLimit, max_bytes=int(max_upload_mb * 2**20))

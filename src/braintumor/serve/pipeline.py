@@ -20,6 +20,12 @@ from braintumor.inference.inputs import axial_slice, is_volume
 from braintumor.inference.outputs import tumour_mask
 from braintumor.io import LoadedImage, read_dicom_series, read_image, write_nifti
 from braintumor.models.folder import LoadedModel, load_model_dir
+from braintumor.serve.limits import (
+    DEFAULT_MAX_PIXELS,
+    VOLUME_FACTOR,
+    check_pixels,
+    header_shape,
+)
 from braintumor.serve.security import UploadError, safe_extract_zip
 from braintumor.tasks import CLASSES, PredictOptions, Task, task_of
 from braintumor.tasks.predict import takes_images
@@ -94,22 +100,40 @@ def _display(array: np.ndarray) -> np.ndarray:
     return to_grey_uint8(array)
 
 
-def read_upload(path: Path, kind: str, work: Path) -> LoadedImage | Path:
-    """The uploaded image or volume; for a zip of a BraTS case, the folder it was unpacked to."""
+def read_upload(
+    path: Path, kind: str, work: Path, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "upload"
+) -> LoadedImage | Path:
+    """The uploaded image or volume; for a zip of a BraTS case, the folder it was unpacked to.
+
+    Every file's header is checked against ``max_pixels`` before it is decoded (413 above).
+    """
     if kind == "nifti":
         # nibabel tells .nii from .nii.gz by the name, so give the bytes a name that fits.
         with open(path, "rb") as handle:
             gz = handle.read(2) == b"\x1f\x8b"
         named = path.with_name("upload.nii.gz" if gz else "upload.nii")
         path.rename(named)
+        check_pixels(named, "nifti", max_pixels, name)
         return read_image(named)
     if kind != "zip":
+        check_pixels(path, kind, max_pixels, name)
         return read_image(path)
     folder = work / "unzipped"
     folder.mkdir()
     files = safe_extract_zip(path, folder)
     if any(f.name.lower().endswith((".nii", ".nii.gz")) for f in files):
+        for file in files:
+            if file.name.lower().endswith((".nii", ".nii.gz")):
+                check_pixels(file, "nifti", max_pixels, f"{name}: {file.name[6:]}")
         return folder
+    slices = [header_shape(f, "dicom") or (0,) for f in files]
+    voxels = sum(int(np.prod(s)) for s in slices)
+    if voxels > max_pixels * VOLUME_FACTOR:
+        raise UploadError(
+            413,
+            f"{name}: the series holds {voxels / 1e6:.1f} M voxels; this server takes at most "
+            f"{max_pixels * VOLUME_FACTOR / 1e6:.1f} M (serve --max-pixels)",
+        )
     return read_dicom_series(folder)
 
 
@@ -232,11 +256,12 @@ def predict_upload(
     filename: str,
     slice_: str = "mid",
     target: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
     """Everything the page shows for one uploaded file, as a JSON-ready dict."""
     info = served.loaded.info
     head: dict[str, Any] = {"model": served.name, "task": info.task, "filename": filename}
-    loaded = read_upload(path, kind, work)
+    loaded = read_upload(path, kind, work, max_pixels, filename)
     if not takes_images(served.task):
         if not isinstance(loaded, Path):
             raise UploadError(422, "a BraTS model wants a zip of one case's NIfTI modalities")

@@ -23,13 +23,17 @@ import torch
 from rich.console import Console
 
 from braintumor.atomic import write_text_atomic
+from braintumor.brats.modalities import fit_recipe_modalities
 from braintumor.config import Recipe
 from braintumor.data.layouts import DetectedLayout, detect_layout
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError
 from braintumor.models.folder import LoadedModel, ModelInfo, build_network, save_model_dir
+from braintumor.preflight import removed_on_user_error
 from braintumor.runfolder import RunFolder
 from braintumor.tasks import Task, get_task
+from braintumor.training.checks import check_train_inputs
+from braintumor.training.interrupt import raise_if_interrupted
 from braintumor.training.splits import resolve_splits
 from braintumor.training.trainer import fit, load_best_weights, resolve_compile
 
@@ -104,12 +108,17 @@ def train_run(
     task = get_task(recipe.task)
     run = RunFolder(run_dir)
     layout = detect_layout(data)
+    recipe, note = fit_recipe_modalities(recipe, layout.samples)
+    if note:
+        console.print(f"note: {note}", markup=False)
     if not resume and not _launched_by_ddp() and not run.is_empty():
         raise DataError(f"{run_dir}: run folder exists; pass --resume or choose another --run-dir")
     check_fits(task, recipe, layout)
-    _write_run_header(run, recipe, resume)
-    splits = resolve_splits(layout, recipe, run_dir, splits_csv=splits_csv, resume=resume)
-    setup = task.build(recipe, splits)
+    check_train_inputs(recipe, run_dir, test_data, splits_csv, resume)
+    with removed_on_user_error(run_dir):  # a run that cannot start leaves no folder behind
+        _write_run_header(run, recipe, resume)
+        splits = resolve_splits(layout, recipe, run_dir, splits_csv=splits_csv, resume=resume)
+        setup = task.build(recipe, splits)
     trainer, best = fit(
         recipe,
         setup.module,
@@ -121,6 +130,7 @@ def train_run(
         accelerator=accelerator,
         progress=progress,
     )
+    raise_if_interrupted(trainer, run_dir)
     if not trainer.is_global_zero:
         return RunResult(run_dir=run_dir, model_dir=None, metrics={})
     if best is None:

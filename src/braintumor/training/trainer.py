@@ -25,6 +25,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from braintumor.config import Recipe
 from braintumor.runfolder import RunFolder
+from braintumor.training.interrupt import GracefulStop
 
 
 def cpu_has_bf16() -> bool:
@@ -105,7 +106,7 @@ def build_trainer(
         save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[Any] = [best, LearningRateMonitor(logging_interval="epoch")]
+    callbacks: list[Any] = [best, LearningRateMonitor(logging_interval="epoch"), GracefulStop()]
     if recipe.early_stopping_patience:
         callbacks.append(
             EarlyStopping(
