@@ -41,7 +41,9 @@ def _one_dataset(positional: Path | None, option: Path | None) -> Path:
 
 
 def evaluate_command(
-    model: Annotated[Path, typer.Argument(help="Model folder (model.json + model.safetensors).")],
+    model: Annotated[
+        Path, typer.Argument(help="Model folder (model.json + model.safetensors) or zoo:NAME.")
+    ],
     data: Annotated[
         Path | None, typer.Argument(help="Labelled dataset folder (any known layout).")
     ] = None,

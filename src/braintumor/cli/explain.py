@@ -25,7 +25,9 @@ from braintumor.preflight import check_output_folder
 
 
 def explain_command(
-    model: Annotated[Path, typer.Argument(help="Classifier folder (model.json + weights).")],
+    model: Annotated[
+        Path, typer.Argument(help="Classifier folder (model.json + weights) or zoo:NAME.")
+    ],
     inputs: Annotated[
         list[str], typer.Argument(help="Image files, folders (searched recursively) or globs.")
     ],

@@ -14,15 +14,23 @@ from braintumor.errors import DataError
 from braintumor.inference.inputs import axial_slice, expand_inputs, is_volume, read_input
 from braintumor.models.folder import load_model_dir
 from braintumor.preflight import check_output_file
+from braintumor.zoo import ZOO_PREFIX, is_zoo_ref
 
 FORMATS = ("onnx",)
 
 
 def export_command(
-    model: Annotated[Path, typer.Argument(help="Model folder (model.json + model.safetensors).")],
+    model: Annotated[
+        Path, typer.Argument(help="Model folder (model.json + model.safetensors) or zoo:NAME.")
+    ],
     format: Annotated[str, typer.Option("--format", help="Export format: onnx.")] = "onnx",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output file [default: MODEL/model.onnx].")
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output file [default: MODEL/model.onnx; zoo:NAME: ./NAME.onnx].",
+        ),
     ] = None,
     opset: Annotated[int, typer.Option("--opset", min=11, help="ONNX opset version.")] = 17,
     check_images: Annotated[
@@ -41,6 +49,8 @@ def export_command(
     with user_errors():
         if format not in FORMATS:
             raise DataError(f"--format must be one of {', '.join(FORMATS)}, got {format!r}")
+        if out is None and is_zoo_ref(model):
+            out = Path(f"{str(model)[len(ZOO_PREFIX) :]}.onnx")  # never into the installed package
         if out is not None:
             check_output_file(out)
         from braintumor.export import export_onnx, parity_path  # optional extra: onnx

@@ -1,4 +1,4 @@
-"""``braintumor models``: the registered networks, their task, source and size."""
+"""``braintumor models``: the registered networks, the shipped reference models, model cards."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from rich.table import Table
 
 from braintumor.cli.errors import user_errors
 
-models_app = typer.Typer(help="List the registered models.", invoke_without_command=True)
+models_app = typer.Typer(
+    help="List the registered networks (--zoo: the shipped reference models); print a card.",
+    invoke_without_command=True,
+)
 
 TaskOption = Annotated[
     str | None,
@@ -19,6 +22,9 @@ TaskOption = Annotated[
 ]
 FormatOption = Annotated[
     str, typer.Option("--format", help="table (rich) or markdown (for documentation).")
+]
+ZooOption = Annotated[
+    bool, typer.Option("--zoo", help="List the reference models shipped with the package.")
 ]
 
 
@@ -57,12 +63,51 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _show(task: str | None, output_format: str) -> None:
+def zoo_rows() -> list[dict[str, str]]:
+    """One row per shipped reference model: reference, task, headline figures, summary."""
+    from braintumor.zoo import ZOO_PREFIX, zoo_entries
+
+    return [
+        {
+            "model": ZOO_PREFIX + entry.name,
+            "task": entry.task,
+            "headline (test split, 95% interval)": "; ".join(
+                f"{k} {v}" for k, v in entry.headline.items()
+            ),
+            "description": entry.summary,
+        }
+        for entry in zoo_entries().values()
+    ]
+
+
+def _show_zoo(output_format: str) -> None:
+    with user_errors():
+        rows = zoo_rows()
+    console = Console(highlight=False, soft_wrap=True)
+    if not rows:
+        console.print("no reference models are installed")
+        return
+    if output_format == "markdown":
+        console.out(markdown_table(rows), end="")
+        return
+    table = Table(title="Reference models (zoo:NAME)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in rows[0]:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row.values())
+    console.print(table)
+    console.print("cards: braintumor models card zoo:NAME")
+
+
+def _show(task: str | None, output_format: str, zoo: bool = False) -> None:
     with user_errors():
         if output_format not in ("table", "markdown"):
             from braintumor.errors import RecipeError
 
             raise RecipeError(f"--format must be table or markdown, got {output_format!r}")
+        if zoo:
+            _show_zoo(output_format)
+            return
         rows = model_rows(task)
     console = Console(highlight=False, soft_wrap=output_format == "markdown")
     if output_format == "markdown":
@@ -90,14 +135,31 @@ def _show(task: str | None, output_format: str) -> None:
 
 @models_app.callback()
 def models_main(
-    ctx: typer.Context, task: TaskOption = None, output_format: FormatOption = "table"
+    ctx: typer.Context,
+    task: TaskOption = None,
+    output_format: FormatOption = "table",
+    zoo: ZooOption = False,
 ) -> None:
     """List every registered model (same as ``braintumor models list``)."""
     if ctx.invoked_subcommand is None:
-        _show(task, output_format)
+        _show(task, output_format, zoo)
 
 
 @models_app.command("list")
-def list_command(task: TaskOption = None, output_format: FormatOption = "table") -> None:
+def list_command(
+    task: TaskOption = None, output_format: FormatOption = "table", zoo: ZooOption = False
+) -> None:
     """Show name, task, source, parameters (millions), size (MB) and description."""
-    _show(task, output_format)
+    _show(task, output_format, zoo)
+
+
+@models_app.command("card")
+def card_command(
+    model: Annotated[str, typer.Argument(help="Model folder or zoo:NAME.")],
+) -> None:
+    """Print a model's card (its README.md; rendered from model.json for older folders)."""
+    from braintumor.models.card import read_card
+
+    with user_errors():
+        text = read_card(model)
+    typer.echo(text, nl=False)

@@ -20,12 +20,13 @@ from rich.text import Text
 
 from braintumor.atomic import write_text_atomic
 from braintumor.cli.errors import user_errors
-from braintumor.errors import DataError
+from braintumor.errors import DataError, ImageReadError, LayoutError
 from braintumor.inference.inputs import expand_inputs
 from braintumor.inference.outputs import csv_text
 from braintumor.preflight import check_output_folder
 from braintumor.tasks import CLASSES, PredictOptions
 from braintumor.tasks.predict import open_predictor, predict_cases, predict_images, takes_images
+from braintumor.zoo import ZOO_PREFIX, default_zoo_models, is_zoo_ref
 
 
 def _console(stderr: bool = False) -> Console:
@@ -54,11 +55,17 @@ def _write_table(out: Path, name: str, rows: list[dict], payload: dict) -> None:
 
 
 def predict_command(
-    model: Annotated[Path, typer.Argument(help="Model folder (model.json + model.safetensors).")],
-    inputs: Annotated[
-        list[str], typer.Argument(help="Image files, folders (searched recursively) or globs.")
+    arguments: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="[MODEL] INPUTS...",
+            help="A model folder or zoo:NAME, then image files, folders (searched recursively) "
+            "or globs. Without a model, the shipped reference models for the inputs' kind.",
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the outputs.")] = Path(
+        "predictions"
+    ),
     tta: Annotated[
         bool | None,
         typer.Option(
@@ -95,6 +102,76 @@ def predict_command(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1...")] = "auto",
 ) -> None:
     """Predict classes or tumour masks for images, slices of volumes, or BraTS cases."""
+    settings = {
+        "tta": tta,
+        "keep_largest": keep_largest,
+        "batch_size": batch_size,
+        "slice": slice,
+        "min_area": min_area,
+        "threshold": threshold,
+        "backend": backend,
+        "device": device,
+    }
+    with user_errors():
+        model, inputs = split_model_argument(arguments)
+        if model is None:
+            names = default_zoo_models(input_kind(inputs))
+            _console().print(
+                "no model given: using "
+                + ", ".join(f"{ZOO_PREFIX}{n}" for n in names)
+                + " (reference models shipped with braintumor; see braintumor models --zoo)"
+            )
+    if model is not None:
+        _predict_with(model, inputs, out, **settings)
+        return
+    for name in names:
+        target = out / name if len(names) > 1 else out
+        _predict_with(f"{ZOO_PREFIX}{name}", inputs, target, **settings)
+
+
+def split_model_argument(arguments: list[str]) -> tuple[str | None, list[str]]:
+    """(model, inputs): the first argument is the model when it is zoo:NAME or a model folder."""
+    first = arguments[0] if arguments else ""
+    if is_zoo_ref(first) or (Path(first) / "model.json").is_file():
+        if len(arguments) < 2:
+            raise DataError(f"{first}: no inputs given after the model")
+        return first, arguments[1:]
+    if not arguments:
+        raise DataError("no inputs given")
+    return None, arguments
+
+
+def input_kind(inputs: list[str]) -> str:
+    """``brats`` when an input folder holds BraTS cases (modality volumes), else ``slices``."""
+    from braintumor.data.layouts import detect_layout
+
+    for arg in inputs:
+        if not Path(arg).is_dir():
+            continue
+        try:
+            layout = detect_layout(Path(arg))
+        except (LayoutError, DataError, ImageReadError):
+            continue
+        if any(sample.modalities for sample in layout.samples):
+            return "brats"
+    return "slices"
+
+
+def _predict_with(
+    model: str | Path,
+    inputs: list[str],
+    out: Path,
+    *,
+    tta: bool | None,
+    keep_largest: bool | None,
+    batch_size: int,
+    slice: str,
+    min_area: int,
+    threshold: float,
+    backend: str,
+    device: str,
+) -> None:
+    """One model on all inputs; writes the tables for its task into ``out``."""
     with user_errors():
         if slice != "mid" and not slice.lstrip("-").isdigit():
             raise DataError(f"--slice must be 'mid' or an integer, got {slice!r}")

@@ -1,4 +1,4 @@
-"""``braintumor serve``: the web app and JSON API for one or more model folders."""
+"""``braintumor serve``: the web app and JSON API for model folders (default: the zoo)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,24 @@ from braintumor.errors import DataError
 from braintumor.serve.limits import DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_PIXELS, VOLUME_FACTOR
 
 
+def reference_models() -> list[Path]:
+    """``zoo:NAME`` of every shipped reference model (an error when none is installed)."""
+    from braintumor.zoo import ZOO_PREFIX, zoo_entries
+
+    refs = [Path(ZOO_PREFIX + name) for name in zoo_entries()]
+    if not refs:
+        raise DataError("no model given and no reference model is installed")
+    return refs
+
+
 def serve_command(
     model_dirs: Annotated[
-        list[Path], typer.Argument(help="Model folders (model.json + model.safetensors).")
-    ],
+        list[Path] | None,
+        typer.Argument(
+            help="Model folders (model.json + model.safetensors) or zoo:NAME; "
+            "none: every reference model shipped with braintumor."
+        ),
+    ] = None,
     host: Annotated[
         str, typer.Option("--host", help="Address to bind; 127.0.0.1 keeps it on this machine.")
     ] = "127.0.0.1",
@@ -47,6 +61,9 @@ def serve_command(
             raise DataError(
                 f"serve needs the serve extra ({error}); pip install 'braintumor[serve]'"
             ) from error
+        if not model_dirs:
+            model_dirs = reference_models()
+            typer.echo("serving the reference models: " + ", ".join(map(str, model_dirs)))
         app = create_app(
             model_dirs,
             max_upload_mb=max_upload_mb,

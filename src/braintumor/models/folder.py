@@ -24,6 +24,7 @@ from braintumor import __version__
 from braintumor.atomic import current_umask
 from braintumor.errors import ModelFormatError
 from braintumor.models.registry import build_model
+from braintumor.zoo.registry import resolve_model_ref
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -91,8 +92,8 @@ def save_model_dir(model: torch.nn.Module, info: ModelInfo, folder: str | Path) 
 
 
 def read_model_info(folder: str | Path) -> ModelInfo:
-    """Parse and validate ``model.json`` of a model folder."""
-    folder = Path(folder)
+    """Parse and validate ``model.json`` of a model folder (or a ``zoo:NAME`` reference)."""
+    folder = resolve_model_ref(folder)
     info_path = folder / INFO_FILE
     if not folder.is_dir():
         raise ModelFormatError(
@@ -131,8 +132,12 @@ def build_network(info: ModelInfo) -> torch.nn.Module:
 
 
 def load_model_dir(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Rebuild the network named in ``model.json`` and load ``model.safetensors`` into it."""
-    folder = Path(folder)
+    """Rebuild the network named in ``model.json`` and load ``model.safetensors`` into it.
+
+    ``folder`` may be ``zoo:NAME`` (a shipped reference model, checked against its SHA-256);
+    half-precision weights (the zoo's compact format) are copied into float32 parameters.
+    """
+    folder = resolve_model_ref(folder)
     info = read_model_info(folder)
     weights = folder / WEIGHTS_FILE
     if not weights.is_file():

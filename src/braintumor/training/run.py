@@ -28,6 +28,7 @@ from braintumor.config import Recipe
 from braintumor.data.layouts import DetectedLayout, detect_layout
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError
+from braintumor.models.card import write_card
 from braintumor.models.folder import LoadedModel, ModelInfo, build_network, save_model_dir
 from braintumor.preflight import removed_on_user_error
 from braintumor.runfolder import RunFolder
@@ -55,13 +56,16 @@ def default_run_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:
 
 
 def data_fingerprint(root: Path, layout_name: str, samples: list[Sample]) -> dict[str, Any]:
-    """What the model was trained on, without copying any data: ids hash and counts."""
+    """What the model was trained on, without copying any data: name, ids hash and counts.
+
+    The dataset is named by its folder's name, never by its path: model folders travel.
+    """
     ids = "\n".join(sorted(s.id for s in samples)).encode()
     labels: dict[str, int] = {}
     for sample in samples:
         labels[str(sample.label)] = labels.get(str(sample.label), 0) + 1
     return {
-        "root": str(root),
+        "name": root.name,
         "layout": layout_name,
         "n_samples": len(samples),
         "labels": labels,
@@ -164,6 +168,7 @@ def train_run(
         network = network.cpu().to(memory_format=torch.contiguous_format)
         model_dir = save_model_dir(network, info, run.model)
     write_text_atomic(run.metrics_json, json.dumps(metrics, indent=2, default=str))
+    write_card(model_dir, info, metrics)
     return RunResult(run_dir=run_dir, model_dir=model_dir, metrics=metrics)
 
 
