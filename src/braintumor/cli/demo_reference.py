@@ -83,7 +83,7 @@ def compare_on_examples(
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle("Real Figshare slices (CC BY 4.0, Jun Cheng): outline and top-2 probabilities")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title above the columns
     figure = out / "comparison.png"
     fig.savefig(figure, dpi=80)
     plt.close(fig)

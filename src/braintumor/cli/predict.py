@@ -130,9 +130,18 @@ def predict_command(
 
 
 def split_model_argument(arguments: list[str]) -> tuple[str | None, list[str]]:
-    """(model, inputs): the first argument is the model when it is zoo:NAME or a model folder."""
+    """(model, inputs): the first argument is the model when it is zoo:NAME or a model folder.
+
+    A first argument that does not exist (and is no glob) followed by others is taken as a
+    mistyped model, so that the error names it as a model rather than skipping it as an input.
+    """
     first = arguments[0] if arguments else ""
-    if is_zoo_ref(first) or (Path(first) / "model.json").is_file():
+    missing = not any(c in first for c in "*?[") and not Path(first).exists()
+    if (
+        is_zoo_ref(first)
+        or (Path(first) / "model.json").is_file()
+        or (missing and len(arguments) > 1)
+    ):
         if len(arguments) < 2:
             raise DataError(f"{first}: no inputs given after the model")
         return first, arguments[1:]
