@@ -231,3 +231,47 @@ def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -
     for row in report["variants"]:
         assert row["flip_rate"] <= 0.10, row
         assert row["delta"] >= -0.05, row
+
+
+def test_benchmark_table_shows_every_variant_and_marks_misses(tmp_path, monkeypatch) -> None:
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import invariance as bench
+
+    rows = [
+        {
+            "variant": "gamma-0.5",
+            "family": "intensity",
+            "flip_rate": 0.02,
+            "balanced_accuracy": 0.90,
+            "delta": -0.01,
+            "passes": True,
+        },
+        {
+            "variant": "jpeg-50",
+            "family": "encoding",
+            "flip_rate": 0.08,
+            "balanced_accuracy": 0.85,
+            "delta": -0.06,
+            "passes": False,
+        },
+    ]
+    record = {
+        "task": "classify",
+        "n": 10,
+        "reference": {"balanced_accuracy": 0.91},
+        "variants": rows,
+        "worst": {"by_metric_drop": "jpeg-50", "by_flip_rate": "jpeg-50"},
+        "passes": False,
+        "wall_seconds": 60.0,
+    }
+    (tmp_path / "invariance_demo.json").write_text(json.dumps(record))
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    table = bench.markdown_table()
+    assert (
+        "| demo | classify | 10 | balanced_accuracy 0.910 | jpeg-50 / jpeg-50 | -0.060 | 8.0% "
+        "| no |" in table
+    )
+    assert "| jpeg-50 | 0.850 / 8.0% ✗ |" in table and "| gamma-0.5 | 0.900 / 2.0% |" in table
