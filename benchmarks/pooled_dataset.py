@@ -73,11 +73,39 @@ def split(data: Path, out: Path, seed: int = 42) -> Path:
     return out
 
 
+def source_report(data: Path) -> list[str]:
+    """Images per class and source, and a warning for every class that a single source makes
+    and every source that gives a single class: a model can then tell the class by the
+    source's export look (a shortcut)."""
+    counts: dict[str, dict[str, int]] = {}
+    for label_dir in sorted(p for p in data.iterdir() if p.is_dir()):
+        for source_dir in sorted(p for p in label_dir.iterdir() if p.is_dir()):
+            n = sum(1 for _ in source_dir.iterdir())
+            counts.setdefault(label_dir.name, {})[source_dir.name] = n
+    lines = [f"{label}: {sources}" for label, sources in counts.items()]
+    lines += [
+        f"warning: every {label} image comes from {next(iter(sources))}"
+        for label, sources in counts.items()
+        if len(sources) == 1
+    ]
+    by_source: dict[str, list[str]] = {}
+    for label, sources in counts.items():
+        for source in sources:
+            by_source.setdefault(source, []).append(label)
+    lines += [
+        f"warning: every {source} image is {labels[0]}"
+        for source, labels in by_source.items()
+        if len(labels) == 1
+    ]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="folder for data/ and splits.csv")
     args = parser.parse_args()
     data = build(args.out / "data")
+    print("\n".join(source_report(data)))
     print(split(data, args.out / "splits.csv"))
 
 
