@@ -276,3 +276,36 @@ def test_benchmark_table_shows_every_variant_and_marks_misses(tmp_path, monkeypa
         "| no |" in table
     )
     assert "| jpeg-50 | 0.850 / 8.0% ✗ |" in table and "| gamma-0.5 | 0.900 / 2.0% |" in table
+
+
+def test_segmenter_check_moves_the_truth_with_geometric_variants(tmp_path) -> None:
+    from torch import nn
+
+    from braintumor.invariance.check import run_invariance
+    from braintumor.invariance.variants import select_variants
+    from model_support import loaded_2d
+
+    samples = []
+    for i in range(3):
+        image = _head(96)
+        truth = np.zeros_like(image, dtype=bool)
+        truth[30 + 5 * i : 50 + 5 * i, 35:55] = True
+        image[truth] = 235
+        Image.fromarray(image).save(tmp_path / f"{i}.png")
+        Image.fromarray(truth.astype(np.uint8) * 255).save(tmp_path / f"{i}_mask.png")
+        samples.append(
+            Sample(
+                id=str(i), image=str(tmp_path / f"{i}.png"), mask=str(tmp_path / f"{i}_mask.png")
+            )
+        )
+    # A 1x1 convolution that calls every pixel brighter than grey level ~222 tumour.
+    threshold = nn.Conv2d(1, 1, 1)
+    with torch.no_grad():
+        threshold.weight.fill_(40.0)
+        threshold.bias.fill_(-40.0 * ((222 / 255 - 0.5) / 0.25))
+    loaded = loaded_2d("segment", threshold, ["background", "tumor"], image_size=96, num_outputs=1)
+    geometric = ["fov-pad-20", "fov-crop-10", "rotate-10", "resample-256"]
+    report = run_invariance(loaded, samples, select_variants(geometric), batch_size=2)
+    assert report["task"] == "segment" and report["reference"]["dice"] > 0.95
+    for row in report["variants"]:
+        assert row["dice"] > 0.85, row
