@@ -27,9 +27,9 @@ from typing import Any
 from braintumor.atomic import write_text_atomic
 from braintumor.data.layouts import detect_layout
 from braintumor.data.splits import select_samples
-from braintumor.models.folder import load_model_dir
 from braintumor.invariance.check import run_invariance
 from braintumor.invariance.variants import VARIANTS, select_variants
+from braintumor.models.folder import load_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -10,16 +10,16 @@ import pytest
 import torch
 from PIL import Image
 
+from braintumor.data.cache import DecodedSlices, _cache_key
+from braintumor.data.intensity import head_mask, standardise
+from braintumor.data.preprocess import PreprocessSpec, prepare_slice, to_grey_uint8
 from braintumor.data.samples import Sample
-from braintumor.engine import augment as aug
-from braintumor.engine.augment import AugmentConfig, augment_batch
-from braintumor.engine.cache import DecodedSlices, _cache_key
-from braintumor.engine.datamodule import SliceDataset
-from braintumor.engine.intensity import head_mask, standardise
-from braintumor.engine.preprocess import PreprocessSpec, prepare_slice, to_grey_uint8
 from braintumor.errors import RecipeError
 from braintumor.invariance.variants import REDUCED, VARIANTS
 from braintumor.io import read_image
+from braintumor.training import augment as aug
+from braintumor.training.augment import AugmentConfig, augment_batch
+from braintumor.training.datamodule import SliceDataset
 
 
 def _head(size: int = 96) -> np.ndarray:
@@ -213,14 +213,14 @@ def test_preprocessing_maps_exports_of_one_real_slice_together(shared_data, tmp_
 
 @pytest.mark.slow
 def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -> None:
-    from braintumor.cli.evaluate import select_samples
     from braintumor.config import load_recipe
     from braintumor.data.layouts import detect_layout
+    from braintumor.data.splits import select_samples
     from braintumor.data.synthetic import write_synthetic_dataset
-    from braintumor.engine.model_io import load_model_dir
-    from braintumor.engine.run import train_run
     from braintumor.invariance.check import run_invariance
     from braintumor.invariance.variants import select_variants
+    from braintumor.models.folder import load_model_dir
+    from braintumor.training.run import train_run
 
     data = write_synthetic_dataset(tmp_path / "data", "classify", n=60, seed=4)
     # Bounded by epochs, not minutes, so that a loaded machine gives the same model.

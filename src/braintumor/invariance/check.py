@@ -18,18 +18,18 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
-from braintumor.data.samples import Sample
 from braintumor.data.preprocess import to_grey_uint8
+from braintumor.data.samples import Sample
+from braintumor.errors import DataError, ImageReadError
 from braintumor.evaluation.common import label_indices
 from braintumor.evaluation.segmentation import THRESHOLD
 from braintumor.inference.inputs import read_pair
 from braintumor.inference.outputs import tumour_mask
 from braintumor.inference.predictor import Predictor, model_device
-from braintumor.models.folder import LoadedModel
-from braintumor.errors import DataError, ImageReadError
 from braintumor.invariance.variants import Variant
 from braintumor.io import LoadedImage, read_image
 from braintumor.metrics.segmentation import segmentation_scores
+from braintumor.models.folder import LoadedModel
 
 #: Targets: a classifier's flip rate and balanced-accuracy drop, a segmenter's Dice drop.
 MAX_FLIP_RATE = 0.05
