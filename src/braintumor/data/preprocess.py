@@ -1,7 +1,8 @@
 """Deterministic preprocessing of a 2D slice, shared by training, evaluation and prediction.
 
 Every model folder stores its :class:`PreprocessSpec` so prediction redoes exactly the steps
-training did: colour handling, optional brain crop, pad to square, resize, normalisation.
+training did: colour handling, optional brain crop, pad to square, resize, optional intensity
+standardisation inside the head (:mod:`braintumor.data.intensity`), normalisation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ import cv2
 import numpy as np
 import torch
 
+from braintumor.data.intensity import (
+    INTENSITY_MODES,
+    Intensity,
+    fill_contour,
+    head_contour,
+    otsu_head_contour,
+    standardise,
+)
+from braintumor.errors import RecipeError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -25,6 +36,11 @@ class PreprocessSpec:
     ``color``: ``grey`` converts to one grey channel and repeats it ``in_channels`` times (MRI
     slices are grey even when stored as RGB); ``keep`` keeps the file's channels (LGG's
     pre-contrast/FLAIR/post-contrast TIFFs carry three different sequences).
+
+    ``intensity`` (``none``, ``percentile``, ``equalize``) standardises the grey levels inside
+    the head after resizing, with ``percentiles`` for ``percentile``; pixels outside the head
+    (and the padding) are set to ``background``. ``brain_crop`` crops to the head's box,
+    keeping the aspect ratio (the crop is padded to a square).
     """
 
     image_size: int = 224
@@ -33,6 +49,21 @@ class PreprocessSpec:
     brain_crop: bool = False
     mean: list[float] = field(default_factory=lambda: [0.5])
     std: list[float] = field(default_factory=lambda: [0.25])
+    intensity: Intensity = "none"
+    percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])
+    background: int = 0
+
+    def __post_init__(self) -> None:
+        if self.intensity not in INTENSITY_MODES:
+            raise RecipeError(
+                f"preprocess.intensity must be one of {', '.join(INTENSITY_MODES)}, "
+                f"got {self.intensity!r}"
+            )
+        low, high = self.percentiles
+        if not 0 <= low < high <= 100:
+            raise RecipeError(f"preprocess.percentiles must be 0 <= low < high <= 100: {low, high}")
+        if not 0 <= self.background <= 255:
+            raise RecipeError(f"preprocess.background must be 0..255, got {self.background}")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
@@ -90,25 +121,21 @@ def rescale_to_uint8(array: np.ndarray) -> np.ndarray:
     return ((array - low) * (255.0 / (high - low))).round().astype(np.uint8)
 
 
-def brain_bbox(grey: np.ndarray, threshold: int | None = None) -> tuple[int, int, int, int]:
-    """Bounding box (y0, y1, x0, x1) of the largest bright blob: the head.
+def brain_bbox(grey: np.ndarray, standardised: bool = False) -> tuple[int, int, int, int]:
+    """Bounding box (y0, y1, x0, x1) of the head of a uint8 grey slice; the whole image when no
+    head is found. Specs with intensity standardisation use its export-robust head outline
+    (:func:`~.intensity.head_contour`), older ones system 004's Otsu contour."""
+    return _contour_box(_head_contour(grey, standardised), grey.shape)
 
-    System 004's "brain extraction by contour crop": blur, Otsu threshold, open, take the
-    largest external contour. Falls back to the whole image when nothing is found.
-    """
-    height, width = grey.shape
-    blurred = cv2.GaussianBlur(grey, (5, 5), 0)
-    if threshold is None:
-        _, binary = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    else:
-        _, binary = cv2.threshold(blurred, threshold, 255, cv2.THRESH_BINARY)
-    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8), iterations=2)
-    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    if not contours:
-        return 0, height, 0, width
-    x, y, w, h = cv2.boundingRect(max(contours, key=cv2.contourArea))
-    if w * h < 0.05 * height * width:
-        return 0, height, 0, width
+
+def _head_contour(grey: np.ndarray, standardised: bool) -> np.ndarray | None:
+    return head_contour(grey) if standardised else otsu_head_contour(grey)
+
+
+def _contour_box(contour: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    if contour is None:
+        return 0, shape[0], 0, shape[1]
+    x, y, w, h = cv2.boundingRect(contour)
     return y, y + h, x, x + w
 
 
@@ -142,14 +169,16 @@ def _as_uint8_channels(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return rescale_to_uint8(image[..., : spec.in_channels])
 
 
-def _box_of(image: np.ndarray) -> tuple[int, int, int, int]:
-    return brain_bbox(image[..., 0] if image.shape[-1] == 1 else to_grey_uint8(image))
+def _grey_of(image: np.ndarray) -> np.ndarray:
+    return image[..., 0] if image.shape[-1] == 1 else to_grey_uint8(image)
 
 
 def brain_box(array: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, int] | None:
     """The brain crop (y0, y1, x0, x1) :func:`prepare_slice` takes of ``array``; None when the
     spec does not crop. Masks and predicted maps use the same box."""
-    return _box_of(_as_uint8_channels(array, spec)) if spec.brain_crop else None
+    if not spec.brain_crop:
+        return None
+    return brain_bbox(_grey_of(_as_uint8_channels(array, spec)), spec.intensity != "none")
 
 
 def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -159,13 +188,25 @@ def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     the float network input.
     """
     image = _as_uint8_channels(array, spec)
+    standardised = spec.intensity != "none"
+    needs_head = spec.brain_crop or standardised
+    contour = _head_contour(_grey_of(image), standardised) if needs_head else None
+    head = fill_contour(contour, image.shape[:2]) if standardised else None
     if spec.brain_crop:
-        y0, y1, x0, x1 = _box_of(image)
+        y0, y1, x0, x1 = _contour_box(contour, image.shape)
         image = image[y0:y1, x0:x1]
+        head = head[y0:y1, x0:x1] if head is not None else None
     square, _ = pad_to_square(image)
     resized = resize(square, spec.image_size)
     if resized.ndim == 2:
         resized = resized[..., None]
+    if head is not None:
+        # Standardised after resizing: fewer pixels, and area averaging has already evened
+        # out JPEG noise and resampling differences between exports.
+        head_square, _ = pad_to_square(head.astype(np.uint8))
+        small_head = resize(head_square, spec.image_size, nearest=True).astype(bool)
+        low, high = spec.percentiles
+        resized = standardise(resized, small_head, spec.intensity, (low, high), spec.background)
     return np.ascontiguousarray(resized.transpose(2, 0, 1))
 
 

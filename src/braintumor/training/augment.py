@@ -5,6 +5,13 @@ once per batch as tensor ops: one random affine per image (rotation, shift, zoom
 applied with a single ``grid_sample`` to the image (bilinear) and its mask (nearest), then
 intensity jitter. torchvision.transforms.v2 and kornia both transform a batch with one shared
 parameter set or loop per item; a per-item affine over a batch in one call is not in either.
+
+The export-invariance families follow MONAI's intensity transforms (``RandAdjustContrast``,
+``RandHistogramShift``, ``RandBiasField``, ``RandGaussianNoise``, ``RandGaussianSmooth`` /
+``RandGaussianSharpen``) and a down-and-up resample, but draw one parameter set per image of
+the batch in a single tensor expression: MONAI's transforms take one image per call, which
+costs more than the network here. JPEG re-encoding cannot be batched; the dataset does it
+per image (:mod:`braintumor.training.datamodule`).
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ class AugmentConfig:
     gamma: float = 0.0
     noise: float = 0.0
     histogram_match: float = 0.0  # probability; applied per item by the dataset (needs numpy)
+    histogram_shift: float = 0.0  # probability of a random monotone intensity curve
+    bias_field: float = 0.0  # largest coefficient of a smooth multiplicative field
+    sharpen: float = 0.0  # unsharp-mask amount in [-sharpen, sharpen]; below 0 smooths
+    resample: float = 0.0  # probability of a down-and-up resample by 1.5-3x
+    jpeg: float = 0.0  # probability; JPEG re-encoding per item by the dataset
+    jpeg_quality: tuple[int, int] = (30, 95)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
@@ -42,6 +55,8 @@ class AugmentConfig:
             from braintumor.errors import RecipeError
 
             raise RecipeError(f"unknown augment keys {unknown}; known: {sorted(known)}")
+        if "jpeg_quality" in data:
+            data = {**data, "jpeg_quality": tuple(int(q) for q in data["jpeg_quality"])}
         return cls(**data)
 
     @property
@@ -100,6 +115,94 @@ def augment_batch(
         images = images.pow(
             torch.exp(_uniform(n, -cfg.gamma, cfg.gamma, images.device)).view(shape)
         )
+    if cfg.histogram_shift:
+        images = histogram_shift(images, cfg.histogram_shift)
+    if cfg.bias_field:
+        images = bias_field(images, cfg.bias_field)
+    if cfg.sharpen:
+        images = sharpen(images, cfg.sharpen)
+    if cfg.resample:
+        images = resample(images, cfg.resample)
     if cfg.noise:
         images = (images + torch.randn_like(images) * cfg.noise).clamp(0, 1)
     return images, masks
+
+
+def _chosen(n: int, probability: float, device: torch.device) -> torch.Tensor:
+    """Indices of the images of the batch a transform applies to, drawn with ``probability``."""
+    return torch.nonzero(torch.rand(n, device=device) < probability).flatten()
+
+
+def histogram_shift(images: torch.Tensor, probability: float, points: int = 8) -> torch.Tensor:
+    """A random monotone piecewise-linear grey-level curve per chosen image, 0 and 1 fixed.
+
+    As MONAI's ``RandHistogramShift``: the interior control points move to sorted random
+    levels, here blended with the identity by a random share so that mild curves are common.
+    The curve is tabulated at 256 levels and looked up, one gather for the batch.
+    """
+    chosen = _chosen(images.shape[0], probability, images.device)
+    if len(chosen) == 0:
+        return images
+    n, device = len(chosen), images.device
+    xs = torch.linspace(0, 1, points, device=device)
+    moved = torch.sort(torch.rand(n, points - 2, device=device), dim=1).values
+    ys = xs.expand(n, -1).clone()
+    share = torch.rand(n, 1, device=device)
+    ys[:, 1:-1] = (1 - share) * ys[:, 1:-1] + share * moved
+    levels = torch.linspace(0, points - 1, 256, device=device)
+    left = levels.floor().clamp(max=points - 2).long()
+    t = levels - left
+    table = ys[:, left] * (1 - t) + ys[:, left + 1] * t  # (n, 256)
+    index = (images[chosen].reshape(n, -1) * 255).round().long()
+    out = images.clone()
+    out[chosen] = torch.gather(table, 1, index).view_as(images[chosen])
+    return out
+
+
+def _legendre_basis(size: int, degree: int, device: torch.device) -> torch.Tensor:
+    """(terms, size, size) products P_i(y) P_j(x) of Legendre polynomials, 0 < i + j <= degree."""
+    coords = torch.linspace(-1, 1, size, device=device)
+    legendre = [torch.ones_like(coords), coords]
+    for k in range(1, degree):
+        legendre.append(((2 * k + 1) * coords * legendre[k] - k * legendre[k - 1]) / (k + 1))
+    terms = [
+        legendre[i][:, None] * legendre[j][None, :]
+        for i in range(degree + 1)
+        for j in range(degree + 1 - i)
+        if i + j > 0
+    ]
+    return torch.stack(terms)
+
+
+def bias_field(images: torch.Tensor, strength: float, degree: int = 3) -> torch.Tensor:
+    """Multiply each image by exp(a smooth random polynomial field), MONAI's ``RandBiasField``
+    (Legendre basis of degree 3, coefficients uniform in [-strength, strength])."""
+    n, _, height, width = images.shape
+    basis = _legendre_basis(max(height, width), degree, images.device)[:, :height, :width]
+    coeffs = _uniform(n * basis.shape[0], -strength, strength, images.device).view(n, -1)
+    field = torch.exp(torch.einsum("nt,thw->nhw", coeffs, basis)).unsqueeze(1)
+    return (images * field).clamp(0, 1)
+
+
+def sharpen(images: torch.Tensor, amount: float) -> torch.Tensor:
+    """Unsharp masking with a random amount per image in [-amount, amount]: negative values
+    blend towards a 3x3 box blur (smoothing), positive ones sharpen."""
+    n = images.shape[0]
+    factor = _uniform(n, -amount, amount, images.device).view(n, 1, 1, 1)
+    blurred = F.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
+    return (images + factor * (images - blurred)).clamp(0, 1)
+
+
+def resample(images: torch.Tensor, probability: float) -> torch.Tensor:
+    """Down-sample the chosen images by one random factor in [1.5, 3] (area) and back up
+    (bilinear): the softness of a slice exported at a lower resolution."""
+    chosen = _chosen(images.shape[0], probability, images.device)
+    if len(chosen) == 0:
+        return images
+    height, width = images.shape[2:]
+    factor = float(torch.empty(1).uniform_(1.5, 3.0))
+    small = (max(2, round(height / factor)), max(2, round(width / factor)))
+    low = F.interpolate(images[chosen], size=small, mode="area")
+    out = images.clone()
+    out[chosen] = F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)
+    return out

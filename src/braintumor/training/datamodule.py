@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cv2
 import lightning as L
 import numpy as np
 import torch
@@ -26,11 +27,15 @@ class SliceDataset(Dataset):
         labels: np.ndarray | None = None,
         histogram_match: float = 0.0,
         seed: int = 0,
+        jpeg: float = 0.0,
+        jpeg_quality: tuple[int, int] = (30, 95),
     ) -> None:
         self.images = decoded.images
         self.masks = decoded.masks
         self.labels = labels
         self.histogram_match = histogram_match
+        self.jpeg = jpeg
+        self.jpeg_quality = jpeg_quality
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -48,11 +53,30 @@ class SliceDataset(Dataset):
             images[i] = np.clip(matched, 0, 255).astype(np.uint8)
         return images
 
+    def _reencode_jpeg(self, images: np.ndarray) -> np.ndarray:
+        """Re-encode a random share of the uint8 (N, C, S, S) slices as JPEG at a random
+        quality: the blocks and ringing of JPEG exports. One image per call (OpenCV)."""
+        chosen = np.flatnonzero(self.rng.random(len(images)) < self.jpeg)
+        if len(chosen) == 0:
+            return images
+        images = images.copy()
+        low, high = self.jpeg_quality
+        for i in chosen:
+            quality = int(self.rng.integers(low, high + 1))
+            plane = images[i].transpose(1, 2, 0)
+            ok, data = cv2.imencode(".jpg", plane, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            if ok:
+                decoded = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+                images[i] = decoded.reshape(plane.shape).transpose(2, 0, 1)
+        return images
+
     def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
         order = np.asarray(indices)
         images = np.asarray(self.images[np.sort(order)])[np.argsort(np.argsort(order))]
         if self.histogram_match:
             images = self._match_histograms(images)
+        if self.jpeg:
+            images = self._reencode_jpeg(images)
         batch = {"image": torch.from_numpy(images)}
         if self.labels is not None:
             batch["label"] = torch.from_numpy(self.labels[order]).long()

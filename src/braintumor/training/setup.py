@@ -14,6 +14,7 @@ from braintumor.data.samples import Sample
 from braintumor.errors import DataError
 from braintumor.models import build_model
 from braintumor.tasks.registry import TaskSetup
+from braintumor.training.augment import AugmentConfig
 from braintumor.training.datamodule import SliceDataModule, SliceDataset
 from braintumor.training.module import ClassificationModule, SegmentationModule
 
@@ -34,6 +35,21 @@ def _decode(samples: list[Sample], spec: PreprocessSpec, masks: bool, split: str
     if len(decoded.failures) > 10:
         console.print(f"[yellow]... and {len(decoded.failures) - 10} more unreadable files")
     return decoded
+
+
+def _train_dataset(
+    recipe: Recipe, decoded: DecodedSlices, labels: np.ndarray | None = None
+) -> SliceDataset:
+    """The training split with the recipe's per-image (numpy) augmentations."""
+    augment = AugmentConfig.from_dict(recipe.augment)
+    return SliceDataset(
+        decoded,
+        labels,
+        histogram_match=augment.histogram_match,
+        seed=recipe.seed,
+        jpeg=augment.jpeg,
+        jpeg_quality=augment.jpeg_quality,
+    )
 
 
 def _class_weights(labels: np.ndarray, k: int) -> torch.Tensor:
@@ -67,9 +83,8 @@ def build_classification(recipe: Recipe, splits: dict[str, list[Sample]]) -> Tas
     )
     weights = _class_weights(labels["train"], len(class_names)) if recipe.class_weights else None
     module = ClassificationModule(recipe, model, class_names, spec, class_weights=weights)
-    hist = float(recipe.augment.get("histogram_match", 0.0))
     datamodule = SliceDataModule(
-        SliceDataset(decoded["train"], labels["train"], histogram_match=hist, seed=recipe.seed),
+        _train_dataset(recipe, decoded["train"], labels["train"]),
         SliceDataset(decoded["val"], labels["val"]),
         batch_size=recipe.batch_size,
         num_workers=recipe.num_workers,
@@ -84,7 +99,7 @@ def build_segmentation(recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskS
     decoded = {name: _decode(splits[name], spec, True, name) for name in ("train", "val")}
     module = SegmentationModule(recipe, 1, recipe.in_channels, multilabel=True, spec=spec)
     datamodule = SliceDataModule(
-        SliceDataset(decoded["train"], seed=recipe.seed),
+        _train_dataset(recipe, decoded["train"]),
         SliceDataset(decoded["val"]),
         batch_size=recipe.batch_size,
         num_workers=recipe.num_workers,

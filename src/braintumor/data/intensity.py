@@ -1,0 +1,127 @@
+"""Head mask and intensity standardisation: remove how a slice was exported, keep the anatomy.
+
+Public brain MRI slices come from converters that each window, scale and encode differently
+(min-max per slice, a fixed range, a darker window, a grey or black background). A model that
+sees the raw grey levels can learn the converter instead of the anatomy. Standardising inside
+the head and fixing the background level takes that fingerprint away, the same way at
+training and prediction time (the choice is part of :class:`~.preprocess.PreprocessSpec`).
+
+- ``percentile``: the head's ``percentiles`` (1-99 % by default) are mapped linearly to the
+  full range and clipped, as MONAI's ``ScaleIntensityRangePercentiles`` does; removes any
+  linear change (window/level, min-max against fixed scaling, darker exports).
+- ``equalize``: histogram equalisation inside the head (scikit-image's ``equalize_hist`` with
+  a mask); removes any monotone change, gamma included, at the price of the absolute contrast.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import cv2
+import numpy as np
+from skimage.exposure import equalize_hist
+
+Intensity = Literal["none", "percentile", "equalize"]
+INTENSITY_MODES: tuple[str, ...] = ("none", "percentile", "equalize")
+
+#: A head smaller than this share of the image is taken as a failed detection (whole image).
+MIN_HEAD_FRACTION = 0.05
+#: The head threshold: this share of the way from the background level to the bright end.
+HEAD_THRESHOLD = 0.08
+
+
+def head_contour(grey: np.ndarray) -> np.ndarray | None:
+    """The outline of the largest bright blob of a uint8 grey slice (the head), or None.
+
+    Smooth (median, then Gaussian), threshold at ``HEAD_THRESHOLD`` of the way from the
+    background level (the median of the image border) to the 99th percentile, open, take the
+    largest external contour. Measured on re-exports of real slices (gamma 0.5-2, windows,
+    darker, dark-grey background, JPEG 50), this threshold moves the head outline less than
+    Otsu's, which jumps between tissue classes when the gamma changes. A blob under
+    ``MIN_HEAD_FRACTION`` of the image counts as not found.
+    """
+    height, width = grey.shape
+    smooth = cv2.GaussianBlur(cv2.medianBlur(grey, 5), (5, 5), 0)
+    border = np.concatenate(
+        [smooth[:3].ravel(), smooth[-3:].ravel(), smooth[:, :3].ravel(), smooth[:, -3:].ravel()]
+    )
+    background = float(np.median(border))
+    bright = float(np.percentile(smooth, 99))
+    level = background + HEAD_THRESHOLD * max(bright - background, 1.0)
+    binary = (smooth > level).astype(np.uint8)
+    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8), iterations=2)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    largest = max(contours, key=cv2.contourArea)
+    _, _, w, h = cv2.boundingRect(largest)
+    if w * h < MIN_HEAD_FRACTION * height * width:
+        return None
+    return largest
+
+
+def otsu_head_contour(grey: np.ndarray) -> np.ndarray | None:
+    """System 004's "brain extraction by contour crop" (blur, Otsu, open, largest contour):
+    the head outline of specs without intensity standardisation, kept for their models."""
+    height, width = grey.shape
+    blurred = cv2.GaussianBlur(grey, (5, 5), 0)
+    _, binary = cv2.threshold(blurred, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8), iterations=2)
+    contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    largest = max(contours, key=cv2.contourArea)
+    _, _, w, h = cv2.boundingRect(largest)
+    return largest if w * h >= MIN_HEAD_FRACTION * height * width else None
+
+
+def fill_contour(contour: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean mask of the inside of ``contour`` (a :func:`head_contour`); all True if None.
+
+    Hand-written with OpenCV: MONAI's ``CropForeground``/``NormalizeIntensity(nonzero=True)``
+    take "foreground" as non-zero pixels, which a dark-grey or JPEG-noisy background defeats.
+    """
+    if contour is None:
+        return np.ones(shape, dtype=bool)
+    filled = np.zeros(shape, dtype=np.uint8)
+    cv2.drawContours(filled, [contour], -1, 1, thickness=cv2.FILLED)
+    return filled.astype(bool)
+
+
+def head_mask(grey: np.ndarray) -> np.ndarray:
+    """Boolean (H, W) mask of the head of a uint8 grey slice (all True when none is found)."""
+    return fill_contour(head_contour(grey), grey.shape)
+
+
+def standardise(
+    image: np.ndarray,
+    mask: np.ndarray,
+    mode: Intensity,
+    percentiles: tuple[float, float] = (1.0, 99.0),
+    background: int = 0,
+) -> np.ndarray:
+    """uint8 (H, W[, C]) -> uint8 of the same shape, standardised inside ``mask``.
+
+    Each channel is scaled on its own head pixels; pixels outside the mask become
+    ``background``. ``none`` returns the image unchanged.
+    """
+    if mode == "none":
+        return image
+    if mode not in INTENSITY_MODES:
+        raise ValueError(f"unknown intensity mode {mode!r}; known: {', '.join(INTENSITY_MODES)}")
+    planes = image[..., None] if image.ndim == 2 else image
+    out = np.full(planes.shape, background, dtype=np.uint8)
+    if not mask.any():
+        return image
+    for channel in range(planes.shape[-1]):
+        plane = planes[..., channel]
+        if mode == "percentile":
+            # MONAI's ScaleIntensityRangePercentiles has no mask: the percentiles of the head
+            # pixels alone are wanted, or the background's share of the image would set them.
+            low, high = np.percentile(plane[mask], percentiles)
+            scaled = (plane.astype(np.float32) - low) / max(float(high - low), 1e-6)
+        else:
+            scaled = equalize_hist(plane, nbins=256, mask=mask)
+        values = np.clip(scaled, 0.0, 1.0) * 255.0
+        out[..., channel] = np.where(mask, values.round(), background).astype(np.uint8)
+    return out if image.ndim == 3 else out[..., 0]

@@ -1,0 +1,1 @@
+"""Export invariance: re-export test slices in controlled ways and measure what changes."""
