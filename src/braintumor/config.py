@@ -64,6 +64,12 @@ class Recipe:
     # Segmenters: tta / keep_largest, each true, false or auto (chosen on validation)
     inference: dict[str, Any] = field(default_factory=dict)
     # Data
+    # Classes to train (None: those of the data). ``[no_tumor, tumor]`` makes a tumour /
+    # no-tumour recipe: glioma, meningioma and pituitary samples count as tumor.
+    classes: list[str] | None = None
+    # Order of training draws: auto (balanced over source x class when several datasets are
+    # pooled), balanced, or shuffle (data/balance.py).
+    sampling: str = "auto"
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     phash_threshold: int = 6
@@ -89,6 +95,11 @@ class Recipe:
                 raise RecipeError(f"recipe {self.name!r}: {name} must be a number, not {value!r}")
             if value <= 0:
                 raise RecipeError(f"recipe {self.name!r}: {name} must be positive")
+        if self.sampling not in ("auto", "shuffle", "balanced"):
+            raise RecipeError(
+                f"recipe {self.name!r}: sampling must be auto, shuffle or balanced, "
+                f"not {self.sampling!r}"
+            )
         if self.compile != "auto" and not isinstance(self.compile, bool):
             raise RecipeError(
                 f"recipe {self.name!r}: compile must be true, false or auto, not {self.compile!r}"

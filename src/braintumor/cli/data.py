@@ -3,6 +3,7 @@ a synthetic one."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import typer
@@ -10,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from braintumor.cli.errors import user_errors
-from braintumor.data.audit import NO_IMAGE, NO_MASK, AuditReport, audit_dataset, count_by_split
+from braintumor.data.audit import NO_IMAGE, NO_MASK, AuditReport, count_by_split
 from braintumor.data.audit_html import write_audit_html, write_audit_json
+from braintumor.data.cross_sources import CrossSourceReport, count_cross_source_groups
 from braintumor.data.splits import (
     EXCLUDED,
     check_no_leak,
@@ -100,29 +102,31 @@ def _show(value: object) -> str:
 
 
 def _audit(
-    path: Path, phash_threshold: int, workers: int, full_decode: bool
-) -> tuple[object, AuditReport]:
-    from braintumor.data.layouts import detect_layout
+    paths: list[str], phash_threshold: int, workers: int, full_decode: bool
+) -> tuple[object, AuditReport, list]:
+    """The layout of one or several sources, its audit, and the per-file results."""
+    from braintumor.data.audit import audit_results, check_samples
+    from braintumor.data.sources import load_data
 
-    layout = detect_layout(path)
+    start = time.perf_counter()
+    layout = load_data(paths, task=None)
     if not layout.samples:
-        raise DataError(f"{path}: the {layout.name} layout found no samples")
-    report = audit_dataset(
-        layout.samples,
-        layout.root,
-        phash_threshold,
-        workers,
-        progress=True,
-        use_draft=not full_decode,
-        orphan_masks=layout.orphan_masks,
+        raise DataError(f"{', '.join(paths)}: the {layout.name} layout found no samples")
+    results = check_samples(
+        layout.samples, layout.root, workers, progress=True, use_draft=not full_decode
+    )
+    report = audit_results(
+        layout.samples, layout.root, results, phash_threshold, start, layout.orphan_masks
     )
     report.layout = layout.name
-    return layout, report
+    return layout, report, results
 
 
 @data_app.command()
 def audit(
-    path: Path = typer.Argument(..., help="Dataset folder."),
+    paths: list[str] = typer.Argument(
+        ..., help="Dataset folder(s); several add the cross-dataset part (NAME=PATH names one)."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full report as JSON."),
     html_out: Path | None = typer.Option(None, "--html", help="Write the report as HTML."),
     phash_threshold: int = typer.Option(6, min=0, max=64, help="Near duplicate: pHash bits."),
@@ -131,19 +135,30 @@ def audit(
         False, help="Decode JPEGs at full size for pHash (slower; exact imagehash values)."
     ),
 ) -> None:
-    """Check integrity, duplicates, split leakage, label conflicts and masks."""
+    """Check integrity, duplicates, split leakage, label conflicts and masks; with several
+    folders, also the copies and label conflicts between them."""
     console = _console()
     with user_errors():
         for option, target in (("--json", json_out), ("--html", html_out)):
             if target is not None:
                 check_output_file(target, option)
-        _, report = _audit(path, phash_threshold, workers, full_decode)
-        if json_out:
-            write_audit_json(report, json_out)
-        if html_out:
-            write_audit_html(report, html_out)
+        layout, report, results = _audit(paths, phash_threshold, workers, full_decode)
+        cross = None
+        if len({s.source for s in layout.samples}) > 1:
+            from braintumor.data.cross_sources import cross_source_report
+            from braintumor.data.cross_sources_html import write_cross_audit
+
+            cross = cross_source_report(layout.samples, results, phash_threshold)
+            write_cross_audit(report, cross, json_out, html_out)
+        else:
+            if json_out:
+                write_audit_json(report, json_out)
+            if html_out:
+                write_audit_html(report, html_out)
     console.print(_counts_table("samples per split and class", report.counts))
     console.print(_summary_table(report))
+    if cross is not None:
+        _print_cross(console, cross)
     for row in report.unreadable[:10]:
         console.print(f"unreadable: {row['path']}: {row['error']}", markup=False)
     pairing = [r for r in report.mask_problems if r["problem"] in (NO_MASK, NO_IMAGE)]
@@ -153,6 +168,36 @@ def audit(
     for name, out in (("JSON", json_out), ("HTML", html_out)):
         if out:
             console.print(f"{name} report: {out}", markup=False)
+
+
+def _print_cross(console: Console, cross: CrossSourceReport) -> None:
+    """The overlap matrix, and the label conflicts between sources."""
+    from braintumor.data.balance import shortcut_warnings
+
+    table = Table(title="files of row source with an exact or near copy in column source")
+    table.add_column("source")
+    for name in cross.sources:
+        table.add_column(name, justify="right")
+    for name, row in cross.near_matrix.items():
+        table.add_row(name, *(str(row[col]) for col in cross.sources))
+    console.print(table)
+    console.print(
+        f"{cross.cross_source_groups} duplicate clusters ({cross.files_in_cross_source_groups} "
+        "files) span two or more sources"
+    )
+    for row in cross.label_conflicts[:10]:
+        console.print(
+            f"label conflict: {row['source_a']} {row['label_a']} ~ {row['source_b']} "
+            f"{row['label_b']}: {row['pairs']} pairs (e.g. {row['example']})",
+            markup=False,
+        )
+    for source, counts in cross.counts.items():
+        console.print(
+            f"{source} contributes: " + ", ".join(f"{c} {n}" for c, n in counts.items()),
+            markup=False,
+        )
+    for warning in shortcut_warnings(cross.counts):
+        console.print(f"warning: {warning}", markup=False)
 
 
 def _parse_fractions(text: str) -> tuple[float, float, float]:
@@ -169,7 +214,9 @@ def _parse_fractions(text: str) -> tuple[float, float, float]:
 
 @data_app.command()
 def split(
-    path: Path = typer.Argument(..., help="Dataset folder."),
+    paths: list[str] = typer.Argument(
+        ..., help="Dataset folder(s); several are split as one table (NAME=PATH names one)."
+    ),
     out: Path = typer.Option(..., "--out", help="splits.csv to write."),
     folds: int | None = typer.Option(None, min=2, help="K-fold instead of train/val/test."),
     fractions: str = typer.Option("0.7,0.15,0.15", help="train,val,test fractions."),
@@ -187,7 +234,7 @@ def split(
     console = _console()
     with user_errors():
         check_output_file(out)
-        layout, report = _audit(path, phash_threshold, workers, full_decode=False)
+        layout, report, _ = _audit(paths, phash_threshold, workers, full_decode=False)
         samples = layout.samples
         extra = layout_extra_groups(samples, layout.name, number_gap)
         groups = duplicate_groups(samples, report, extra_groups=extra)
@@ -200,6 +247,7 @@ def split(
             column = "split"
         check_no_leak(samples, assignment, groups)
         write_splits(out, samples, assignment, groups, column)
+        merged = count_cross_source_groups(samples, groups)
     console.print(
         _counts_table(f"samples per {column} and class", split_counts(samples, assignment), column)
     )
@@ -208,6 +256,8 @@ def split(
         f"(layout groups, exact and near duplicates"
         f"{', numbered neighbours' if extra else ''})"
     )
+    if len({s.source for s in samples}) > 1:
+        console.print(f"{merged} groups span two or more sources (merged across datasets)")
     excluded = assignment.count(EXCLUDED)
     if excluded:
         console.print(f"{excluded} samples excluded: duplicates of the given test split")
@@ -221,10 +271,29 @@ def synth(
     n: int | None = typer.Option(None, min=1, help="Images per class, pairs, or cases."),
     size: int | None = typer.Option(None, min=32, help="Slice side in pixels."),
     seed: int = typer.Option(0, help="Random seed."),
+    source_shift: int = typer.Option(
+        0,
+        min=0,
+        help="classify: write this many datasets that differ by source (contrast, bias "
+        "field, noise) under OUT instead of one.",
+    ),
 ) -> None:
     """Write a small synthetic dataset (phantoms) for trying things out."""
     from braintumor.data.synthetic import write_synthetic_dataset
 
     with user_errors():
+        if source_shift:
+            from braintumor.data.synth_sources import STYLES, write_source_shift_datasets
+
+            if task != "classify":
+                raise DataError("--source-shift writes classification datasets (--task classify)")
+            names = list(STYLES)
+            styles = [names[i % len(names)] for i in range(source_shift)]
+            folders = write_source_shift_datasets(
+                out, styles, n_per_class=n or 40, size=size or 128, seed=seed
+            )
+            for folder in folders:
+                _console().print(f"wrote source {folder}", markup=False)
+            return
         written = write_synthetic_dataset(out, task, n=n, size=size, seed=seed)
     _console().print(f"wrote a synthetic {task} dataset to {written}", markup=False)

@@ -12,10 +12,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from braintumor.cli.errors import user_errors
-from braintumor.data.layouts import detect_layout
-from braintumor.data.layouts_base import DATA_DESCRIPTIONS
+from braintumor.data.layouts import DetectedLayout
+from braintumor.data.layouts_base import CLASSIFY_DATA, DATA_DESCRIPTIONS
+from braintumor.data.sources import load_data
 from braintumor.data.splits import select_samples
 from braintumor.errors import DataError
 from braintumor.inference.predictor import resolve_device
@@ -30,14 +32,36 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
-def _one_dataset(positional: Path | None, option: Path | None) -> Path:
-    """The dataset folder, given either as the second argument or with ``--data``."""
-    if positional is not None and option is not None and positional != option:
-        raise DataError(f"two datasets given ({positional} and --data {option}); give one")
-    data = positional or option
-    if data is None:
+def _datasets(positional: list[str] | None, option: list[str] | None) -> list[str]:
+    """The dataset folder(s), given as arguments after MODEL or with ``--data`` (or both)."""
+    data = list(dict.fromkeys([*(positional or []), *(option or [])]))
+    if not data:
         raise DataError("no dataset given: braintumor evaluate MODEL DATA (or --data DATA)")
     return data
+
+
+def _load(kind: str, class_names: list[str], data: list[str]) -> DetectedLayout:
+    """The samples of one or several folders (of layout ``kind``); several are mapped onto the
+    model's classes."""
+    classes = class_names if len(data) > 1 and kind == CLASSIFY_DATA else None
+    return load_data(data, kind, classes)
+
+
+def per_source_table(per_source: dict[str, dict]) -> Table:
+    """Balanced accuracy, tumour AUC, sensitivity and specificity of each test source."""
+    from braintumor.metrics.per_source import HEADLINE
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    table = Table(title="per source", title_justify="left")
+    table.add_column("source")
+    table.add_column("n", justify="right")
+    for key in HEADLINE:
+        table.add_column(key.replace("_", " "), justify="right")
+    for source, m in per_source.items():
+        table.add_row(source, str(m["n"]), *(fmt(m.get(key)) for key in HEADLINE))
+    return table
 
 
 def evaluate_command(
@@ -45,11 +69,15 @@ def evaluate_command(
         Path, typer.Argument(help="Model folder (model.json + model.safetensors) or zoo:NAME.")
     ],
     data: Annotated[
-        Path | None, typer.Argument(help="Labelled dataset folder (any known layout).")
+        list[str] | None,
+        typer.Argument(
+            help="Labelled dataset folder(s) (any known layout); several give metrics per "
+            "source (NAME=PATH names one, PATH:CLASS keeps only that class)."
+        ),
     ] = None,
     data_option: Annotated[
-        Path | None,
-        typer.Option("--data", help="The dataset folder, given as in `train` (instead of DATA)."),
+        list[str] | None,
+        typer.Option("--data", help="A dataset folder, given as in `train` (instead of DATA)."),
     ] = None,
     out: Annotated[
         Path | None,
@@ -70,13 +98,14 @@ def evaluate_command(
 ) -> None:
     """Evaluate a model: metrics.json, predictions and report.html in the output folder."""
     with user_errors():
-        data = _one_dataset(data, data_option)
+        data = _datasets(data, data_option)
         loaded = load_model_dir(model, device=resolve_device(device))
-        layout = detect_layout(data)
+        task = task_of(loaded)
+        layout = _load(task.data_kinds[0], loaded.info.class_names, data)
         samples = select_samples(layout.samples, split, splits_csv)
         if out is None:
-            out = model.parent / (f"eval-{data.resolve().name}" + (f"-{split}" if split else ""))
-        task = task_of(loaded)
+            names = "+".join(sorted({s.source or "data" for s in layout.samples}))
+            out = model.parent / (f"eval-{names}" + (f"-{split}" if split else ""))
         if layout.task not in task.data_kinds:
             raise DataError(
                 f"{layout.root}: {loaded.path} is a {loaded.info.task} model, but this folder is "
@@ -95,6 +124,8 @@ def evaluate_command(
             )
     console = _console()
     console.print(task.summary_table(metrics))
+    if len(metrics.get("per_source") or {}) > 1:
+        console.print(per_source_table(metrics["per_source"]))
     for old, new in (metrics.get("label_mapping") or {}).items():
         console.print(f"label {old} counted as {new} (two-class tumour model)")
     if metrics.get("skipped"):

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from braintumor.cli.errors import run_cli
-from braintumor.config import load_recipe, recipe_names
+from braintumor.config import Recipe, load_recipe, recipe_names
 from braintumor.errors import DataError
 
 if TYPE_CHECKING:
@@ -25,7 +25,12 @@ def _devices(text: str) -> int | str:
 @run_cli
 def train_command(
     recipe: str = typer.Argument("fast-cpu-4class", help="Recipe name or YAML path."),
-    data: Path = typer.Option(..., "--data", help="Dataset folder (any supported layout)."),
+    data: list[str] = typer.Option(
+        ...,
+        "--data",
+        help="Dataset folder (any supported layout); repeat to pool several. NAME=PATH names "
+        "a source, PATH:CLASS[,CLASS] keeps only those classes of it.",
+    ),
     test_data: Path | None = typer.Option(
         None, help="Another dataset to evaluate on after training (cross-dataset test)."
     ),
@@ -42,6 +47,20 @@ def train_command(
     resume: bool = typer.Option(
         False, help="Resume the run in --run-dir from its last checkpoint."
     ),
+    protocol: str | None = typer.Option(
+        None, help="Evaluation protocol over several --data sources: loso (leave one out)."
+    ),
+    test_source: list[str] = typer.Option(
+        [], help="Protocol: hold out this source (repeat for one fold each)."
+    ),
+    val_source: list[str] = typer.Option(
+        [], help="Protocol: validate on this source instead of a carved split."
+    ),
+    copies: str = typer.Option(
+        "auto",
+        help="Protocol: remove cross-source copies of the held-out source from train, from "
+        "test, or auto (train unless that loses a class).",
+    ),
 ) -> None:
     """Train a recipe on your data; writes a run folder with the best model and a report."""
     from braintumor.training.interrupt import TrainingInterrupted
@@ -56,6 +75,20 @@ def train_command(
         raise DataError("--resume needs --run-dir: the run folder to resume")
     resolved = load_recipe(recipe, overrides)
     folder = run_dir or default_run_dir(resolved)
+    protocol = protocol or resolved.extra.get("protocol")
+    if protocol is None and (test_source or val_source):
+        protocol = "loso"
+    if protocol is not None:
+        options = {
+            "test_sources": list(test_source),
+            "val_sources": list(val_source),
+            "copies": copies,
+            "devices": _devices(devices),
+            "nodes": nodes,
+            "accelerator": accelerator,
+        }
+        _run_protocol(protocol, resolved, data, folder, options)
+        return
     try:
         result = train_run(
             resolved,
@@ -95,6 +128,30 @@ def _say_how_to_resume(stop: TrainingInterrupted) -> None:
     last = stop.run_dir / "checkpoints" / "last.ckpt"
     err.print(f"[yellow]interrupted ({stop}); last checkpoint: {last}")
     err.print(f"resume with: {resume_command(sys.argv[1:], stop.run_dir)}", markup=False)
+
+
+def _run_protocol(name: str, recipe: Recipe, data: list[str], folder: Path, options: dict) -> None:
+    """Run a registered protocol and print its per-source summary."""
+    from braintumor.protocols import PROTOCOLS  # trains: imports Lightning
+
+    if name not in PROTOCOLS:
+        raise typer.BadParameter(f"--protocol must be one of {', '.join(sorted(PROTOCOLS))}")
+    summary = PROTOCOLS[name](recipe, data, folder, **options)
+    console = Console()
+    for fold in summary.get("folds", []):
+        for source, m in fold.get("metrics", {}).items():
+            shown = "  ".join(
+                f"{k}={m[k]:.4g}"
+                for k in ("balanced_accuracy", "tumor_auc", "sensitivity", "specificity")
+                if m.get(k) is not None
+            )
+            console.print(f"[bold]{source}[/bold] (held out, n={m['n']}) {shown}")
+    for key, values in summary.get("summary", {}).items():
+        console.print(
+            f"{key}: mean {values['mean']:.4g}, worst {values['worst']:.4g} "
+            f"({values['worst_source']})"
+        )
+    console.print(f"[green]report[/green] {folder / 'report.html'}")
 
 
 def recipes_command() -> None:

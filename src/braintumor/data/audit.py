@@ -109,12 +109,38 @@ def audit_dataset(
     mask problems, as are the images of a segmentation set that have no mask.
     """
     start = time.perf_counter()
+    done = check_samples(samples, root, workers, progress, use_draft)
+    return audit_results(samples, root, done, phash_threshold, start, orphan_masks)
+
+
+def check_samples(
+    samples: list[Sample],
+    root: Path,
+    workers: int = 2,
+    progress: bool = True,
+    use_draft: bool = True,
+) -> list[ItemResult]:
+    """Hash and check every sample's files (the slow part of :func:`audit_dataset`); results
+    carry the sample's index and its fingerprint (SHA-256, pHash)."""
     root = Path(root)
     tasks = [_task(index, sample, root, use_draft) for index, sample in enumerate(samples)]
     results: list[ItemResult | None] = [None] * len(samples)
     for result in _run_checks(tasks, workers, progress):
         results[result.index] = result
-    done = [r for r in results if r is not None]
+    return [r for r in results if r is not None]
+
+
+def audit_results(
+    samples: list[Sample],
+    root: Path,
+    done: list[ItemResult],
+    phash_threshold: int = 6,
+    start: float | None = None,
+    orphan_masks: list[str] | None = None,
+) -> AuditReport:
+    """The audit report of :func:`check_samples`' results (``orphan_masks``: see
+    :func:`audit_dataset`)."""
+    start = time.perf_counter() if start is None else start
     report = AuditReport(root=str(root), n_samples=len(samples), phash_threshold=phash_threshold)
     report.counts = count_by_split(samples)
     _summarize_images(report, samples, done)

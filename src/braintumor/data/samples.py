@@ -15,7 +15,8 @@ class Sample:
     ``image`` is the image file, or the case folder for multimodal cases whose files are in
     ``modalities`` (modality name -> file). ``group`` ties samples that must share a split side
     (patient id, duplicate cluster). ``split`` is the split the dataset's own layout gives
-    (``train``/``val``/``test``) or None.
+    (``train``/``val``/``test``) or None. ``source`` names the dataset folder a sample comes
+    from when several are used together (ids are then prefixed ``<source>/``).
     """
 
     id: str
@@ -25,3 +26,4 @@ class Sample:
     group: str | None = None
     split: str | None = None
     modalities: dict[str, str] = field(default_factory=dict)
+    source: str | None = None

@@ -15,6 +15,7 @@ from braintumor.inference.inputs import is_volume
 from braintumor.inference.predictor import Predictor, model_device
 from braintumor.io import LoadedImage, read_image
 from braintumor.metrics.classification import classification_metrics
+from braintumor.metrics.per_source import source_metrics
 from braintumor.models.folder import LoadedModel
 from braintumor.report.evaluation import classification_report
 
@@ -80,6 +81,7 @@ def evaluate_classifier(
         "n_samples": len(samples),
         "skipped": skipped,
         "label_mapping": renamed,
+        "per_source": _per_source(samples, kept, y, probs, names),
     }
     rows = []
     for row_probs, index, label in zip(probs, kept, y, strict=True):
@@ -106,5 +108,18 @@ def evaluate_classifier(
         [samples[i].id for i in kept],
         curves_csv,
         title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})",
+        per_source=metrics["per_source"],
     )
     return metrics
+
+
+def _per_source(
+    samples: list[Sample], kept: list[int], y: np.ndarray, probs: np.ndarray, names: list[str]
+) -> dict[str, dict]:
+    """:func:`source_metrics` for each source of the test samples (empty if none is named)."""
+    sources = np.array([samples[i].source or "" for i in kept])
+    return {
+        source: source_metrics(y[sources == source], probs[sources == source], names)
+        for source in dict.fromkeys(sources.tolist())
+        if source
+    }

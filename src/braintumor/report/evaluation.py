@@ -38,13 +38,16 @@ def classification_report(
     ids: Sequence[str],
     curves_csv: Path | None = None,
     title: str = "Classification report",
+    per_source: dict[str, dict] | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and its PNGs for a classifier's test-set evaluation.
 
     ``metrics`` is :func:`braintumor.metrics.classification_metrics` of ``y_true``/``probs``.
     ``images_for_mistakes`` and ``ids`` are indexed like ``y_true`` (any sequence that supports
     ``len`` and indexing, so images can be loaded lazily); pass an empty sequence to leave out
-    the grid of mistakes. Returns the report's path.
+    the grid of mistakes. ``per_source`` (source -> :func:`braintumor.metrics.per_source.
+    source_metrics`) adds a table per test source when there are several. Returns the
+    report's path.
     """
     out = Path(out_dir)
     y = np.asarray(y_true).astype(int)
@@ -125,6 +128,8 @@ def classification_report(
             ],
         ),
     ]
+    if per_source and len(per_source) > 1:
+        sections.insert(1, per_source_section(per_source))
     if len(images_for_mistakes):
         chosen = plots.worst_mistakes(y, p)
         grid = plots.mistakes_grid(y, p, class_names, images_for_mistakes, ids)
@@ -144,6 +149,50 @@ def classification_report(
         )
     sections += _curves_section(out, curves_csv)
     return write_report(out / "report.html", title, sections, subtitle=", ".join(class_names))
+
+
+def per_source_section(per_source: dict[str, dict]) -> ReportSection:
+    """One row per test source: its size, classes and headline metrics with 95% CIs."""
+    from braintumor.metrics.per_source import HEADLINE, mean_and_worst
+
+    def cell(metrics: dict, key: str) -> str:
+        value, ci = metrics.get(key), (metrics.get("ci95") or {}).get(key)
+        if value is None:
+            return "-"
+        return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    rows = [
+        {
+            "source": source,
+            "n": str(m["n"]),
+            "classes": ", ".join(f"{k} {v}" for k, v in m["classes"].items()),
+            **{key.replace("_", " "): cell(m, key) for key in HEADLINE},
+        }
+        for source, m in per_source.items()
+    ]
+    summary = mean_and_worst(per_source)
+    for kind in ("mean", "worst"):
+        rows.append(
+            {
+                "source": kind,
+                "n": "",
+                "classes": "",
+                **{
+                    key.replace("_", " "): (
+                        f"{summary[key][kind]:.3f}"
+                        + (f" ({summary[key]['worst_source']})" if kind == "worst" else "")
+                        if key in summary
+                        else "-"
+                    )
+                    for key in HEADLINE
+                },
+            }
+        )
+    text = (
+        "Balanced accuracy is over the classes each source holds; tumour AUC, sensitivity and "
+        "specificity treat every class but no_tumor as tumour. 95% bootstrap intervals."
+    )
+    return ReportSection("Per source", text=text, table=rows)
 
 
 def pick_panel_ids(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -43,6 +43,8 @@ class TaskSetup:
     class_names: list[str]
     num_outputs: int
     preprocessing: dict[str, Any]
+    # How training draws were balanced over sources and classes (data/balance.py).
+    sampling: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 from skimage.exposure import match_histograms
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from braintumor.data.cache import DecodedSlices
 
@@ -105,19 +105,33 @@ class SliceDataModule(L.LightningDataModule):
         batch_size: int,
         num_workers: int = 0,
         seed: int = 0,
+        train_weights: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.train_set, self.val_set = train, val
+        # Per-sample draw weights (data/balance.py); None draws a plain shuffle.
+        self.train_weights = train_weights
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
 
-    def _loader(self, dataset: SliceDataset, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, dataset: SliceDataset, shuffle: bool, weights: np.ndarray | None = None
+    ) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
+        sampler = None
+        if weights is not None:
+            sampler = WeightedRandomSampler(
+                torch.as_tensor(weights, dtype=torch.double),
+                num_samples=len(dataset),
+                replacement=True,
+                generator=generator,
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=shuffle and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             collate_fn=_keep_batch,
@@ -126,7 +140,7 @@ class SliceDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self.train_set, shuffle=True, weights=self.train_weights)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set, shuffle=False)

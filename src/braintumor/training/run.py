@@ -25,8 +25,10 @@ from rich.console import Console
 from braintumor.atomic import write_text_atomic
 from braintumor.brats.modalities import fit_recipe_modalities
 from braintumor.config import Recipe
-from braintumor.data.layouts import DetectedLayout, detect_layout
+from braintumor.data.balance import contributions
+from braintumor.data.layouts import DetectedLayout
 from braintumor.data.samples import Sample
+from braintumor.data.sources import load_data
 from braintumor.errors import DataError
 from braintumor.models.card import write_card
 from braintumor.models.folder import LoadedModel, ModelInfo, build_network, save_model_dir
@@ -69,6 +71,7 @@ def data_fingerprint(root: Path, layout_name: str, samples: list[Sample]) -> dic
         "layout": layout_name,
         "n_samples": len(samples),
         "labels": labels,
+        "sources": contributions(samples),
         "ids_sha256": hashlib.sha256(ids).hexdigest(),
     }
 
@@ -96,7 +99,7 @@ def check_fits(task: Task, recipe: Recipe, layout: DetectedLayout) -> None:
 
 def train_run(
     recipe: Recipe,
-    data: Path,
+    data: Path | str | list[Path | str],
     run_dir: Path,
     test_data: Path | None = None,
     splits_csv: Path | None = None,
@@ -106,12 +109,13 @@ def train_run(
     accelerator: str = "auto",
     progress: bool = True,
 ) -> RunResult:
-    """Train ``recipe`` on the dataset at ``data`` and evaluate the best model on the test split."""
+    """Train ``recipe`` on the dataset at ``data`` (one folder, or several ``--data`` values:
+    see :mod:`braintumor.data.sources`) and evaluate the best model on the test split."""
     # Decided once, so the saved recipe and the model record say what the run did.
     recipe = dataclasses.replace(recipe, compile=resolve_compile(recipe, accelerator))
     task = get_task(recipe.task)
     run = RunFolder(run_dir)
-    layout = detect_layout(data)
+    layout = load_data(data, task.data_kinds[0], recipe.classes)
     recipe, note = fit_recipe_modalities(recipe, layout.samples)
     if note:
         console.print(f"note: {note}", markup=False)
@@ -150,7 +154,8 @@ def train_run(
         model_args=recipe.model_args,
         preprocessing=setup.preprocessing,
         recipe=recipe.to_dict(),
-        data_fingerprint=data_fingerprint(layout.root, layout.name, layout.samples),
+        data_fingerprint=data_fingerprint(layout.root, layout.name, layout.samples)
+        | ({"sampling": setup.sampling} if setup.sampling else {}),
         metrics={"best_" + recipe.monitor.replace("/", "_"): _best_score(trainer)},
     )
     # The best weights in a fresh (uncompiled, eval-mode) network: inference settings and the
@@ -203,7 +208,7 @@ def _evaluate_splits(
         if report.is_file():
             shutil.copyfile(report, run.report)
     if test_data is not None:
-        other = detect_layout(test_data)
+        other = load_data(test_data, task.data_kinds[0], loaded.info.class_names)
         results["external"] = task.evaluate(
             loaded, other.samples, run.external(test_data), run.curves()
         )

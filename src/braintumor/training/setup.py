@@ -3,11 +3,14 @@ from decoded slices; their :class:`~braintumor.tasks.Task` implementations call 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from rich.console import Console
 
 from braintumor.config import Recipe
+from braintumor.data.balance import sampling_plan
 from braintumor.data.cache import DecodedSlices, decode_slices
 from braintumor.data.preprocess import PreprocessSpec
 from braintumor.data.samples import Sample
@@ -83,14 +86,31 @@ def build_classification(recipe: Recipe, splits: dict[str, list[Sample]]) -> Tas
     )
     weights = _class_weights(labels["train"], len(class_names)) if recipe.class_weights else None
     module = ClassificationModule(recipe, model, class_names, spec, class_weights=weights)
+    draw_weights, sampling = sampling_plan(decoded["train"].samples, recipe.sampling)
+    _show_sampling(sampling)
     datamodule = SliceDataModule(
         _train_dataset(recipe, decoded["train"], labels["train"]),
         SliceDataset(decoded["val"], labels["val"]),
         batch_size=recipe.batch_size,
         num_workers=recipe.num_workers,
         seed=recipe.seed,
+        train_weights=draw_weights,
     )
-    return TaskSetup(module, datamodule, class_names, len(class_names), spec.to_dict())
+    return TaskSetup(
+        module, datamodule, class_names, len(class_names), spec.to_dict(), sampling=sampling
+    )
+
+
+def _show_sampling(sampling: dict[str, Any]) -> None:
+    """Per source: the classes it gives to training and their share of the draws."""
+    if len(sampling["counts"]) > 1 or sampling["mode"] != "shuffle":
+        console.print(f"training draws: {sampling['mode']}")
+        for source, counts in sampling["counts"].items():
+            shares = sampling["draw_share"][source]
+            cells = ", ".join(f"{c} {n} ({shares[c]:.1%} of draws)" for c, n in counts.items())
+            console.print(f"  {source}: {cells}", markup=False)
+    for warning in sampling["warnings"]:
+        console.print(f"[yellow]warning: {warning}")
 
 
 def build_segmentation(recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:

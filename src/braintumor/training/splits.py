@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from braintumor.config import Recipe
+from braintumor.data.cross_sources import count_cross_source_groups
 from braintumor.data.layouts_base import BRATS_DATA
 from braintumor.data.samples import Sample
 from braintumor.data.splits import (
@@ -38,7 +39,11 @@ def _groups(layout: Any, recipe: Recipe) -> list[str]:
 
         report = audit_dataset(samples, layout.root, phash_threshold=recipe.phash_threshold)
     extra = layout_extra_groups(samples, layout.name)
-    return duplicate_groups(samples, report, recipe.phash_threshold, extra_groups=extra)
+    groups = duplicate_groups(samples, report, recipe.phash_threshold, extra_groups=extra)
+    merged = count_cross_source_groups(samples, groups)
+    if len({s.source for s in samples}) > 1:
+        console.print(f"{merged} duplicate groups span two or more sources (kept on one side)")
+    return groups
 
 
 def _from_table(samples: list[Sample], path: Path, recipe: Recipe) -> tuple[list[str], list[str]]:
@@ -99,7 +104,7 @@ def resolve_splits(
     excluded = assignment.count(EXCLUDED)
     if excluded:
         console.print(
-            f"[yellow]{excluded} training samples duplicate a test sample and were left out"
+            f"[yellow]{excluded} samples share a duplicate group across the split and were left out"
         )
     for side, counts in split_counts(samples, assignment).items():
         console.print(f"{side}: {sum(counts.values())} {counts}")
