@@ -61,6 +61,8 @@ class Recipe:
     early_stopping_patience: int | None = 10
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
+    # Segmenters: share of training draws showing tumour (weighted sampler); None = uniform
+    positive_fraction: float | None = None
     # Segmenters: tta / keep_largest, each true, false or auto (chosen on validation)
     inference: dict[str, Any] = field(default_factory=dict)
     # Data
@@ -89,6 +91,12 @@ class Recipe:
                 raise RecipeError(f"recipe {self.name!r}: {name} must be a number, not {value!r}")
             if value <= 0:
                 raise RecipeError(f"recipe {self.name!r}: {name} must be positive")
+        fraction = self.positive_fraction
+        if fraction is not None and not (isinstance(fraction, float) and 0.0 < fraction < 1.0):
+            raise RecipeError(
+                f"recipe {self.name!r}: positive_fraction must be a number between 0 and 1 "
+                f"(exclusive) or null, not {fraction!r}"
+            )
         if self.compile != "auto" and not isinstance(self.compile, bool):
             raise RecipeError(
                 f"recipe {self.name!r}: compile must be true, false or auto, not {self.compile!r}"

@@ -12,6 +12,7 @@ from rich.table import Table
 from braintumor.cli.errors import user_errors
 from braintumor.data.audit import NO_IMAGE, NO_MASK, AuditReport, audit_dataset, count_by_split
 from braintumor.data.audit_html import write_audit_html, write_audit_json
+from braintumor.data.near_confirm import confirm_near_duplicates
 from braintumor.data.splits import (
     EXCLUDED,
     check_no_leak,
@@ -190,6 +191,7 @@ def split(
         layout, report = _audit(path, phash_threshold, workers, full_decode=False)
         samples = layout.samples
         extra = layout_extra_groups(samples, layout.name, number_gap)
+        report = confirm_near_duplicates(report, samples, layout.name)
         groups = duplicate_groups(samples, report, extra_groups=extra)
         if folds is not None:
             assignment, column = kfold_splits(samples, folds, seed, groups), "fold"

@@ -11,11 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from braintumor.cli.errors import run_cli
+<<<<<<< HEAD
 from braintumor.config import load_recipe, recipe_names
 from braintumor.errors import DataError
 
 if TYPE_CHECKING:
     from braintumor.training.interrupt import TrainingInterrupted
+=======
+from braintumor.config import Recipe, load_recipe, recipe_names
+>>>>>>> 55b901d (LGG: channels preprocessing (grey takes FLAIR on LGG), per-patient volume Dice + slice detection in segmenter evaluation, tumour-weighted sampling, near duplicates confirmed by pixel correlation on LGG, --protocol kfold, fast-cpu-lgg recipe, benchmarks/lgg.py)
 
 
 def _devices(text: str) -> int | str:
@@ -42,6 +46,10 @@ def train_command(
     resume: bool = typer.Option(
         False, help="Resume the run in --run-dir from its last checkpoint."
     ),
+    protocol: str | None = typer.Option(
+        None, help="Several runs under one folder: kfold (patient-grouped k-fold)."
+    ),
+    folds: int = typer.Option(5, min=2, help="Number of folds for --protocol kfold."),
 ) -> None:
     """Train a recipe on your data; writes a run folder with the best model and a report."""
     from braintumor.training.interrupt import TrainingInterrupted
@@ -56,6 +64,7 @@ def train_command(
         raise DataError("--resume needs --run-dir: the run folder to resume")
     resolved = load_recipe(recipe, overrides)
     folder = run_dir or default_run_dir(resolved)
+<<<<<<< HEAD
     try:
         result = train_run(
             resolved,
@@ -74,6 +83,24 @@ def train_command(
     except KeyboardInterrupt:  # before or after the training loop: nothing to resume from
         Console(stderr=True).print("[yellow]interrupted")
         raise typer.Exit(130) from None
+=======
+    if protocol is not None:
+        _run_protocol(
+            protocol, resolved, data, folder, splits, resume, folds, devices, nodes, accelerator
+        )
+        return
+    result = train_run(
+        resolved,
+        data,
+        folder,
+        test_data=test_data,
+        splits_csv=splits,
+        resume=resume,
+        devices=_devices(devices),
+        nodes=nodes,
+        accelerator=accelerator,
+    )
+>>>>>>> 55b901d (LGG: channels preprocessing (grey takes FLAIR on LGG), per-patient volume Dice + slice detection in segmenter evaluation, tumour-weighted sampling, near duplicates confirmed by pixel correlation on LGG, --protocol kfold, fast-cpu-lgg recipe, benchmarks/lgg.py)
     if result.model_dir is None:
         return
     console = Console()
@@ -88,6 +115,7 @@ def train_command(
         console.print(f"[green]report[/green] {report}")
 
 
+<<<<<<< HEAD
 def _say_how_to_resume(stop: TrainingInterrupted) -> None:
     from braintumor.training.interrupt import resume_command
 
@@ -95,6 +123,50 @@ def _say_how_to_resume(stop: TrainingInterrupted) -> None:
     last = stop.run_dir / "checkpoints" / "last.ckpt"
     err.print(f"[yellow]interrupted ({stop}); last checkpoint: {last}")
     err.print(f"resume with: {resume_command(sys.argv[1:], stop.run_dir)}", markup=False)
+=======
+def _run_protocol(
+    name: str,
+    recipe: Recipe,
+    data: Path,
+    folder: Path,
+    splits: Path | None,
+    resume: bool,
+    folds: int,
+    devices: str,
+    nodes: int,
+    accelerator: str,
+) -> None:
+    from braintumor.protocols import PROTOCOLS  # trains: imports Lightning
+
+    if name not in PROTOCOLS:
+        raise typer.BadParameter(f"--protocol must be one of {', '.join(sorted(PROTOCOLS))}")
+    summary = PROTOCOLS[name](
+        recipe,
+        data,
+        folder,
+        folds=folds,
+        splits_csv=splits,
+        resume=resume,
+        devices=_devices(devices),
+        nodes=nodes,
+        accelerator=accelerator,
+    )
+    console = Console()
+    for fold in summary.get("per_fold", []):
+        dice = (fold.get("patient_dice") or {}).get("mean")
+        shown = "n/a" if dice is None else f"{dice:.4f}"
+        console.print(
+            f"fold {fold['fold']}: per-patient Dice {shown} ({len(fold['patients'])} patients)"
+        )
+    pooled = summary.get("pooled", {}).get("patient_dice") or {}
+    if pooled.get("mean") is not None:
+        low, high = pooled["ci95"] or (pooled["mean"], pooled["mean"])
+        console.print(
+            f"[bold]pooled[/bold] per-patient Dice mean {pooled['mean']:.4f} "
+            f"(95% CI {low:.4f} to {high:.4f}), median {pooled['median']:.4f}, n={pooled['n']}"
+        )
+    console.print(f"[green]summary[/green] {folder / 'kfold.json'}")
+>>>>>>> 55b901d (LGG: channels preprocessing (grey takes FLAIR on LGG), per-patient volume Dice + slice detection in segmenter evaluation, tumour-weighted sampling, near duplicates confirmed by pixel correlation on LGG, --protocol kfold, fast-cpu-lgg recipe, benchmarks/lgg.py)
 
 
 def recipes_command() -> None:

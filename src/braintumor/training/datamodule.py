@@ -8,7 +8,7 @@ import lightning as L
 import numpy as np
 import torch
 from skimage.exposure import match_histograms
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from braintumor.data.cache import DecodedSlices
 
@@ -66,6 +66,23 @@ class SliceDataset(Dataset):
         return {key: value[0] for key, value in batch.items()}
 
 
+def tumour_weights(masks: np.ndarray, positive_fraction: float) -> np.ndarray:
+    """Sampling weights that draw slices showing tumour ``positive_fraction`` of the time.
+
+    LGG stacks are two-thirds empty slices; uniform draws spend most steps on them. Returns
+    uniform weights when the masks are all empty or all positive.
+    """
+    if not 0.0 < positive_fraction < 1.0:
+        raise ValueError(f"positive_fraction must lie in (0, 1), got {positive_fraction}")
+    positive = np.asarray(masks).reshape(len(masks), -1).any(axis=1)
+    n_pos = int(positive.sum())
+    if n_pos in (0, len(positive)):
+        return np.ones(len(positive))
+    return np.where(
+        positive, positive_fraction / n_pos, (1.0 - positive_fraction) / (len(positive) - n_pos)
+    )
+
+
 def _keep_batch(batch: Any) -> Any:
     """``__getitems__`` already returns a collated batch."""
     return batch
@@ -81,19 +98,31 @@ class SliceDataModule(L.LightningDataModule):
         batch_size: int,
         num_workers: int = 0,
         seed: int = 0,
+        sample_weights: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         self.train_set, self.val_set = train, val
+        # Training draws by these weights (with replacement, an epoch's worth) when given.
+        self.sample_weights = sample_weights
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
 
     def _loader(self, dataset: SliceDataset, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
+        sampler = None
+        if shuffle and self.sample_weights is not None:
+            sampler = WeightedRandomSampler(
+                torch.as_tensor(self.sample_weights, dtype=torch.double),
+                num_samples=len(dataset),
+                replacement=True,
+                generator=generator,
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=shuffle and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             collate_fn=_keep_batch,
