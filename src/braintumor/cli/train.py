@@ -11,15 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from braintumor.cli.errors import run_cli
-<<<<<<< HEAD
-from braintumor.config import load_recipe, recipe_names
+from braintumor.config import Recipe, load_recipe, recipe_names
 from braintumor.errors import DataError
 
 if TYPE_CHECKING:
     from braintumor.training.interrupt import TrainingInterrupted
-=======
-from braintumor.config import Recipe, load_recipe, recipe_names
->>>>>>> 55b901d (LGG: channels preprocessing (grey takes FLAIR on LGG), per-patient volume Dice + slice detection in segmenter evaluation, tumour-weighted sampling, near duplicates confirmed by pixel correlation on LGG, --protocol kfold, fast-cpu-lgg recipe, benchmarks/lgg.py)
 
 
 def _devices(text: str) -> int | str:
@@ -64,7 +60,11 @@ def train_command(
         raise DataError("--resume needs --run-dir: the run folder to resume")
     resolved = load_recipe(recipe, overrides)
     folder = run_dir or default_run_dir(resolved)
-<<<<<<< HEAD
+    if protocol is not None:
+        _run_protocol(
+            protocol, resolved, data, folder, splits, resume, folds, devices, nodes, accelerator
+        )
+        return
     try:
         result = train_run(
             resolved,
@@ -83,24 +83,6 @@ def train_command(
     except KeyboardInterrupt:  # before or after the training loop: nothing to resume from
         Console(stderr=True).print("[yellow]interrupted")
         raise typer.Exit(130) from None
-=======
-    if protocol is not None:
-        _run_protocol(
-            protocol, resolved, data, folder, splits, resume, folds, devices, nodes, accelerator
-        )
-        return
-    result = train_run(
-        resolved,
-        data,
-        folder,
-        test_data=test_data,
-        splits_csv=splits,
-        resume=resume,
-        devices=_devices(devices),
-        nodes=nodes,
-        accelerator=accelerator,
-    )
->>>>>>> 55b901d (LGG: channels preprocessing (grey takes FLAIR on LGG), per-patient volume Dice + slice detection in segmenter evaluation, tumour-weighted sampling, near duplicates confirmed by pixel correlation on LGG, --protocol kfold, fast-cpu-lgg recipe, benchmarks/lgg.py)
     if result.model_dir is None:
         return
     console = Console()
@@ -115,7 +97,6 @@ def train_command(
         console.print(f"[green]report[/green] {report}")
 
 
-<<<<<<< HEAD
 def _say_how_to_resume(stop: TrainingInterrupted) -> None:
     from braintumor.training.interrupt import resume_command
 
@@ -123,7 +104,8 @@ def _say_how_to_resume(stop: TrainingInterrupted) -> None:
     last = stop.run_dir / "checkpoints" / "last.ckpt"
     err.print(f"[yellow]interrupted ({stop}); last checkpoint: {last}")
     err.print(f"resume with: {resume_command(sys.argv[1:], stop.run_dir)}", markup=False)
-=======
+
+
 def _run_protocol(
     name: str,
     recipe: Recipe,
@@ -166,7 +148,6 @@ def _run_protocol(
             f"(95% CI {low:.4f} to {high:.4f}), median {pooled['median']:.4f}, n={pooled['n']}"
         )
     console.print(f"[green]summary[/green] {folder / 'kfold.json'}")
->>>>>>> 55b901d (LGG: channels preprocessing (grey takes FLAIR on LGG), per-patient volume Dice + slice detection in segmenter evaluation, tumour-weighted sampling, near duplicates confirmed by pixel correlation on LGG, --protocol kfold, fast-cpu-lgg recipe, benchmarks/lgg.py)
 
 
 def recipes_command() -> None:
