@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 LGG_LAYOUT = "lgg-kaggle-3m"
 #: The TIFF channels, in order (the data set's README).
 LGG_CHANNELS = ("pre-contrast", "FLAIR", "post-contrast")
@@ -39,3 +41,8 @@ def lgg_preprocess(layout_name: str, preprocess: dict[str, Any]) -> tuple[dict[s
         "(preprocess.channels=[1]); set preprocess.color=keep for all three"
     )
     return {**preprocess, "channels": [FLAIR]}, note
+
+
+def flair_view(array: np.ndarray) -> np.ndarray:
+    """What an LGG slice is shown as: its FLAIR channel (other rasters are returned as they are)."""
+    return array[..., FLAIR] if array.ndim == 3 and array.shape[2] == 3 else array
