@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from braintumor.data.lgg import LGG_LAYOUT, flair_view
 from braintumor.data.preprocess import to_grey_uint8
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
@@ -143,13 +144,15 @@ def evaluate_segmenter(
     }
     write_outputs(out_dir, metrics, details)
     panels = []
+    lgg = (loaded.info.data_fingerprint or {}).get("layout") == LGG_LAYOUT
     chosen = [by_id[i] for i in pick_panel_ids(rows)]
     if chosen:
         images_truths = [read_pair(sample) for sample in chosen]
         probs = predictor.segment([image for image, _ in images_truths])
         for sample, (image, truth), prob in zip(chosen, images_truths, probs, strict=True):
             pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)
-            panels.append((sample.id, to_grey_uint8(image.array), truth, pred))
+            shown = flair_view(image.array) if lgg else image.array  # never a mix of sequences
+            panels.append((sample.id, to_grey_uint8(shown), truth, pred))
     segmentation_report(
         out_dir,
         rows,
