@@ -20,16 +20,16 @@ PATIENTS = [f"TCGA_AA_{i:04d}_20000101" for i in range(4)]
 
 
 def _write_stack(root: Path, patient: str, seed: int, n: int = 6, size: int = 32) -> None:
-    """A patient folder: dark slices, a bright disk (FLAIR brightest) on slices 2..4."""
+    """A patient folder: dark noisy slices, a bright disk (FLAIR brightest) on slices 2..4."""
     rng = np.random.default_rng(seed)
     folder = root / "kaggle_3m" / patient
     folder.mkdir(parents=True)
     yy, xx = np.mgrid[:size, :size]
     for index in range(1, n + 1):
-        image = rng.integers(0, 40, (size, size, 3), dtype=np.uint8)
+        image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
         mask = np.zeros((size, size), np.uint8)
         if 2 <= index <= 4:
-            cy, cx = rng.integers(10, size - 10, 2)
+            cy, cx = 8 + 3 * index, 8 + 5 * seed  # each patient's tumour in its own place
             disk = (yy - cy) ** 2 + (xx - cx) ** 2 <= 25
             image[disk] = (120, 230, 150)
             mask[disk] = 255
