@@ -83,8 +83,8 @@ def _step_seconds(name: str, batch: int, steps: int, overrides: list[str]) -> di
     module.model = model
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
     batch_data = {
-        "image": torch.from_numpy(np.asarray(decoded.images)),
-        "mask": torch.from_numpy(np.asarray(decoded.masks)),
+        "image": torch.from_numpy(np.array(decoded.images)),
+        "mask": torch.from_numpy(np.array(decoded.masks)),
     }
     times = []
     for step in range(steps + 1):  # the first step (allocation, autotuning) is not timed
