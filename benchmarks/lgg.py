@@ -66,11 +66,11 @@ def _step_seconds(name: str, batch: int, steps: int, overrides: list[str]) -> di
     slices (the recipe's preprocessing, augmentation, loss, optimiser and bf16 autocast)."""
     import torch
 
+    from braintumor.data.cache import decode_slices
     from braintumor.data.layouts import detect_layout
-    from braintumor.engine.cache import decode_slices
-    from braintumor.engine.module import SegmentationModule
-    from braintumor.engine.tasks import preprocess_spec
     from braintumor.models import build_model
+    from braintumor.training.module import SegmentationModule
+    from braintumor.training.setup import preprocess_spec
 
     recipe = load_recipe(name, ["pretrained=false", *overrides])
     spec = preprocess_spec(recipe)

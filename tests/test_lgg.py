@@ -13,12 +13,12 @@ from braintumor.data.audit import AuditReport, DuplicateGroup
 from braintumor.data.layouts import detect_layout
 from braintumor.data.lgg import lgg_preprocess
 from braintumor.data.near_confirm import confirm_near_duplicates
+from braintumor.data.preprocess import PreprocessSpec, prepare_slice
 from braintumor.data.samples import Sample
-from braintumor.engine.datamodule import tumour_weights
-from braintumor.engine.preprocess import PreprocessSpec, prepare_slice
-from braintumor.engine.tasks import preprocess_spec
 from braintumor.errors import DataError, RecipeError
 from braintumor.metrics.patient import detection_scores, patient_rows, slice_counts
+from braintumor.training.datamodule import tumour_weights
+from braintumor.training.setup import preprocess_spec
 
 PATIENT = "TCGA_CS_4941_19960909"
 

@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 
 from braintumor.cli.main import app
 from braintumor.config import load_recipe
+from braintumor.data.cache import decode_slices
 from braintumor.data.layouts import detect_layout
+from braintumor.data.preprocess import PreprocessSpec, resize
 from braintumor.data.splits import write_splits
-from braintumor.engine.cache import decode_slices
-from braintumor.engine.preprocess import PreprocessSpec, resize
-from braintumor.engine.run import train_run
-from braintumor.engine.tasks import preprocess_spec
 from braintumor.metrics.patient import patient_rows, slice_counts
+from braintumor.training.run import train_run
+from braintumor.training.setup import preprocess_spec
 
 pytestmark = pytest.mark.realdata
 

@@ -21,11 +21,11 @@ from braintumor.atomic import write_text_atomic
 from braintumor.config import Recipe
 from braintumor.data.layouts import detect_layout
 from braintumor.data.splits import check_no_leak, kfold_splits, read_splits, write_splits
-from braintumor.engine.run import train_run
-from braintumor.engine.run_splits import leak_groups
 from braintumor.errors import DataError
 from braintumor.metrics.patient import detection_scores
 from braintumor.metrics.segmentation import value_summary
+from braintumor.training.run import train_run
+from braintumor.training.splits import leak_groups
 
 console = Console(stderr=True)
 FOLDS_FILE = "folds.csv"
