@@ -26,6 +26,7 @@ from braintumor.errors import DataError
 from braintumor.inference.inputs import expand_inputs
 from braintumor.inference.outputs import csv_text
 from braintumor.patient_stack import is_reference_mask, stack_summaries
+from braintumor.preflight import check_output_folder
 from braintumor.tasks import CLASSES, PredictOptions
 from braintumor.tasks.predict import open_predictor, predict_cases, predict_images, takes_images
 
