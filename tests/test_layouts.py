@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+import tifffile
 from PIL import Image
 
 from braintumor.data.layouts import (
@@ -146,16 +147,13 @@ def test_image_mask_under_splits_with_mask_suffix(tmp_path: Path) -> None:
 
 def test_lgg_kaggle_3m(tmp_path: Path) -> None:
     patient = "TCGA_CS_4941_19960909"
-    _touch(
-        tmp_path,
-        f"kaggle_3m/{patient}/{patient}_10.tif",
-        f"kaggle_3m/{patient}/{patient}_10_mask.tif",
-        f"kaggle_3m/{patient}/{patient}_2.tif",
-        f"kaggle_3m/{patient}/{patient}_2_mask.tif",
-        "kaggle_3m/TCGA_DU_7010_19860307/TCGA_DU_7010_19860307_1.tif",
-        "kaggle_3m/TCGA_DU_7010_19860307/TCGA_DU_7010_19860307_1_mask.tif",
-        "kaggle_3m/data.csv",
-    )
+    base = tmp_path / "kaggle_3m"
+    for folder, n in ((patient, 10), (patient, 2), ("TCGA_DU_7010_19860307", 1)):
+        (base / folder).mkdir(parents=True, exist_ok=True)
+        stem = base / folder / f"{folder}_{n}"
+        tifffile.imwrite(f"{stem}.tif", np.zeros((8, 8, 3), np.uint8), photometric="rgb")
+        tifffile.imwrite(f"{stem}_mask.tif", np.zeros((8, 8), np.uint8))
+    (base / "data.csv").write_text("Patient\n")
     layout = detect_layout(tmp_path)
     assert (layout.name, layout.task) == ("lgg-kaggle-3m", "segment")
     assert len(layout.samples) == 3

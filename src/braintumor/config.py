@@ -61,6 +61,8 @@ class Recipe:
     early_stopping_patience: int | None = 10
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
+    # Segmenters: share of training draws showing tumour (weighted sampler); None = uniform
+    positive_fraction: float | None = None
     # Segmenters: tta / keep_largest, each true, false or auto (chosen on validation)
     inference: dict[str, Any] = field(default_factory=dict)
     # Data
@@ -99,6 +101,12 @@ class Recipe:
             raise RecipeError(
                 f"recipe {self.name!r}: sampling must be auto, shuffle or balanced, "
                 f"not {self.sampling!r}"
+            )
+        fraction = self.positive_fraction
+        if fraction is not None and not (isinstance(fraction, float) and 0.0 < fraction < 1.0):
+            raise RecipeError(
+                f"recipe {self.name!r}: positive_fraction must be a number between 0 and 1 "
+                f"(exclusive) or null, not {fraction!r}"
             )
         if self.compile != "auto" and not isinstance(self.compile, bool):
             raise RecipeError(

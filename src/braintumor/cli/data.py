@@ -14,6 +14,7 @@ from braintumor.cli.errors import user_errors
 from braintumor.data.audit import NO_IMAGE, NO_MASK, AuditReport, count_by_split
 from braintumor.data.audit_html import write_audit_html, write_audit_json
 from braintumor.data.cross_sources import CrossSourceReport, count_cross_source_groups
+from braintumor.data.near_confirm import confirm_near_duplicates
 from braintumor.data.splits import (
     EXCLUDED,
     check_no_leak,
@@ -237,6 +238,7 @@ def split(
         layout, report, _ = _audit(paths, phash_threshold, workers, full_decode=False)
         samples = layout.samples
         extra = layout_extra_groups(samples, layout.name, number_gap)
+        report = confirm_near_duplicates(report, samples, layout.name)
         groups = duplicate_groups(samples, report, extra_groups=extra)
         if folds is not None:
             assignment, column = kfold_splits(samples, folds, seed, groups), "fold"

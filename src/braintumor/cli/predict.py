@@ -1,7 +1,9 @@
 """``braintumor predict MODEL INPUTS... --out DIR``: run a trained model on files and folders.
 
 Classification writes ``predictions.csv`` and ``predictions.json``; segmentation writes a mask,
-an overlay and a localisation JSON per input plus ``summary.csv``/``summary.json``. Inputs that
+an overlay and a localisation JSON per input plus ``summary.csv``/``summary.json``; slices of
+patient folders (LGG ``<patient>/<patient>_N.tif``) also get a per-patient summary
+(``patients.csv``, a PNG strip each). Inputs that
 cannot be read are listed in those files with their error; the others are still predicted.
 Models whose task takes cases (BraTS) are given case folders. The model's task does the work
 (:mod:`braintumor.tasks.predict`, shared with the web app).
@@ -23,6 +25,7 @@ from braintumor.cli.errors import user_errors
 from braintumor.errors import DataError, ImageReadError, LayoutError
 from braintumor.inference.inputs import expand_inputs
 from braintumor.inference.outputs import csv_text
+from braintumor.patient_stack import is_reference_mask, stack_summaries
 from braintumor.preflight import check_output_folder
 from braintumor.tasks import CLASSES, PredictOptions
 from braintumor.tasks.predict import open_predictor, predict_cases, predict_images, takes_images
@@ -98,6 +101,13 @@ def predict_command(
             help="Probability at which a pixel (or a two-class model's positive class) is tumour.",
         ),
     ] = 0.5,
+    spacing: Annotated[
+        str | None,
+        typer.Option(
+            "--spacing",
+            help="Patient stacks: voxel size DY,DX,DZ in mm, for tumour volumes in mL.",
+        ),
+    ] = None,
     backend: Annotated[str, typer.Option("--backend", help="torch or onnx.")] = "torch",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1...")] = "auto",
 ) -> None:
@@ -207,7 +217,11 @@ def _predict_with(
             )
             _finish(out, len(done), failures)
             return
-        paths = expand_inputs(inputs)
+        voxel = _parse_spacing(spacing)
+        # A patient folder's reference masks (<patient>_N_mask.tif) are not inputs.
+        paths = [p for p in expand_inputs(inputs) if not is_reference_mask(p)]
+        if not paths:
+            raise DataError(f"no image files found in {' '.join(inputs)} (only reference masks)")
         out.mkdir(parents=True, exist_ok=True)  # only once there is something to predict
         with _progress() as progress:
             bar = progress.add_task("predict", total=len(paths))
@@ -234,15 +248,31 @@ def _predict_with(
             payload = {**meta, "predictions": records, "errors": failures}
         else:
             rows = records + [{**f, "status": "error"} for f in failures]
+            patients = stack_summaries(records, out, voxel)
             payload = {
                 **meta,
                 "min_area": min_area,
                 "keep_largest": predictor.keep_largest,
                 "images": records,
+                "patients": patients,
                 "errors": failures,
             }
+            if patients:
+                write_text_atomic(out / "patients.csv", csv_text(patients))
         _write_table(out, task.table, rows, payload)
         _finish(out, len(records), failures)
+
+
+def _parse_spacing(text: str | None) -> tuple[float, float, float] | None:
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or not all(v > 0 for v in values):
+        raise DataError(f"--spacing must be three positive numbers DY,DX,DZ in mm, got {text!r}")
+    return values  # type: ignore[return-value]
 
 
 def _flatten(records: list[dict], failures: list[dict], class_names: list[str]) -> list[dict]:

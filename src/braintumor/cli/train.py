@@ -48,7 +48,7 @@ def train_command(
         False, help="Resume the run in --run-dir from its last checkpoint."
     ),
     protocol: str | None = typer.Option(
-        None, help="Evaluation protocol over several --data sources: loso (leave one out)."
+        None, help="Evaluation protocol over several --data sources: loso (leave one source out) or kfold (patient-grouped k-fold)."
     ),
     test_source: list[str] = typer.Option(
         [], help="Protocol: hold out this source (repeat for one fold each)."
@@ -61,6 +61,7 @@ def train_command(
         help="Protocol: remove cross-source copies of the held-out source from train, from "
         "test, or auto (train unless that loses a class).",
     ),
+    folds: int = typer.Option(5, min=2, help="Number of folds for --protocol kfold."),
 ) -> None:
     """Train a recipe on your data; writes a run folder with the best model and a report."""
     from braintumor.training.interrupt import TrainingInterrupted
@@ -83,6 +84,9 @@ def train_command(
             "test_sources": list(test_source),
             "val_sources": list(val_source),
             "copies": copies,
+            "folds": folds,
+            "splits_csv": splits,
+            "resume": resume,
             "devices": _devices(devices),
             "nodes": nodes,
             "accelerator": accelerator,
@@ -138,6 +142,14 @@ def _run_protocol(name: str, recipe: Recipe, data: list[str], folder: Path, opti
         raise typer.BadParameter(f"--protocol must be one of {', '.join(sorted(PROTOCOLS))}")
     summary = PROTOCOLS[name](recipe, data, folder, **options)
     console = Console()
+    _print_source_folds(console, summary)
+    _print_patient_folds(console, summary)
+    report = folder / "report.html"
+    console.print(f"[green]report[/green] {report if report.is_file() else folder / 'kfold.json'}")
+
+
+def _print_source_folds(console: Console, summary: dict) -> None:
+    """Leave-one-source-out: each held-out source's metrics, then mean and worst."""
     for fold in summary.get("folds", []):
         for source, m in fold.get("metrics", {}).items():
             shown = "  ".join(
@@ -151,7 +163,23 @@ def _run_protocol(name: str, recipe: Recipe, data: list[str], folder: Path, opti
             f"{key}: mean {values['mean']:.4g}, worst {values['worst']:.4g} "
             f"({values['worst_source']})"
         )
-    console.print(f"[green]report[/green] {folder / 'report.html'}")
+
+
+def _print_patient_folds(console: Console, summary: dict) -> None:
+    """k-fold: each fold's per-patient Dice, then the pooled figure with its interval."""
+    for fold in summary.get("per_fold", []):
+        dice = (fold.get("patient_dice") or {}).get("mean")
+        shown = "n/a" if dice is None else f"{dice:.4f}"
+        console.print(
+            f"fold {fold['fold']}: per-patient Dice {shown} ({len(fold['patients'])} patients)"
+        )
+    pooled = summary.get("pooled", {}).get("patient_dice") or {}
+    if pooled.get("mean") is not None:
+        low, high = pooled["ci95"] or (pooled["mean"], pooled["mean"])
+        console.print(
+            f"[bold]pooled[/bold] per-patient Dice mean {pooled['mean']:.4f} "
+            f"(95% CI {low:.4f} to {high:.4f}), median {pooled['median']:.4f}, n={pooled['n']}"
+        )
 
 
 def recipes_command() -> None:

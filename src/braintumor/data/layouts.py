@@ -26,7 +26,8 @@ from braintumor.data.layouts_brats import (
 )
 from braintumor.data.layouts_classes import detect_class_folders, detect_image_mask
 from braintumor.data.layouts_hints import no_layout_reason
-from braintumor.data.layouts_segment import detect_coco, detect_figshare_mat, detect_lgg_kaggle_3m
+from braintumor.data.layouts_lgg import detect_lgg_kaggle_3m
+from braintumor.data.layouts_segment import detect_coco, detect_figshare_mat
 from braintumor.errors import LayoutError
 from braintumor.io.coco import coco_polygons_to_mask
 

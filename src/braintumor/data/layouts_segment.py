@@ -1,10 +1,9 @@
-"""2D segmentation layouts told by file names or annotation files: LGG kaggle_3m patient
-folders, a folder of Figshare ``.mat`` files, and COCO polygon annotations.
+"""2D segmentation layouts told by file names or annotation files: a folder of Figshare
+``.mat`` files, and COCO polygon annotations (LGG patient folders: ``layouts_lgg``).
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from braintumor.data.layouts_base import (
@@ -21,61 +20,7 @@ from braintumor.errors import BrainTumorError, LayoutError
 from braintumor.io.coco import coco_mask_ref, load_coco
 from braintumor.io.mat import read_figshare_label
 
-_LGG_PATIENT = re.compile(r"^TCGA_[A-Z0-9]{2}_[A-Z0-9]{4}_\d{8}$", re.IGNORECASE)
-_LGG_SLICE = re.compile(r"^(?P<stem>.+_(?P<n>\d+))(?P<mask>_mask)?\.tiff?$", re.IGNORECASE)
 COCO_FILES = ("_annotations.coco.json", "annotations.json")
-
-
-def detect_lgg_kaggle_3m(root: Path) -> DetectedLayout | None:
-    """``TCGA_xx_xxxx_YYYYMMDD/<name>_N.tif`` + ``<name>_N_mask.tif`` (Buda et al., Kaggle).
-
-    The root may be ``kaggle_3m`` itself or a folder holding it. Group = patient folder.
-    """
-    base = root
-    for candidate in (root / "kaggle_3m", root / "lgg-mri-segmentation" / "kaggle_3m"):
-        if candidate.is_dir():
-            base = candidate
-            break
-    dirs, _ = list_dir(base)
-    patients = [d for d in dirs if _LGG_PATIENT.match(d)]
-    if not patients:
-        return None
-    samples: list[Sample] = []
-    notes: list[str] = []
-    if base != root:
-        notes.append(f"patient folders found under {relative_id(base, root)}/")
-    missing_masks: list[str] = []
-    for patient in patients:
-        _, files = list_dir(base / patient)
-        slices: dict[str, tuple[int, Path]] = {}
-        masks: dict[str, Path] = {}
-        for name in files:
-            match = _LGG_SLICE.match(name)
-            if match is None:
-                continue
-            if match["mask"]:
-                masks[match["stem"]] = base / patient / name
-            else:
-                slices[match["stem"]] = (int(match["n"]), base / patient / name)
-        for stem, (_, path) in sorted(slices.items(), key=lambda item: item[1][0]):
-            mask = masks.get(stem)
-            if mask is None:
-                missing_masks.append(relative_id(path, root))
-            samples.append(
-                Sample(
-                    id=relative_id(path, root),
-                    image=str(path),
-                    mask=None if mask is None else str(mask),
-                    group=patient,
-                )
-            )
-    if not samples:
-        return None
-    if missing_masks:
-        shown = ", ".join(missing_masks)
-        notes.append(f"{len(missing_masks)} slices have no _mask.tif: {shown}")
-    notes.append(f"{len(patients)} patients; group = patient folder")
-    return DetectedLayout("lgg-kaggle-3m", SEGMENT_DATA, root, samples, [], notes)
 
 
 def detect_figshare_mat(root: Path) -> DetectedLayout | None:

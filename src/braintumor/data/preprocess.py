@@ -23,7 +23,7 @@ from braintumor.data.intensity import (
     otsu_head_contour,
     standardise,
 )
-from braintumor.errors import RecipeError
+from braintumor.errors import DataError, RecipeError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -41,12 +41,17 @@ class PreprocessSpec:
     the head after resizing, with ``percentiles`` for ``percentile``; pixels outside the head
     (and the padding) are set to ``background``. ``brain_crop`` crops to the head's box,
     keeping the aspect ratio (the crop is padded to a square).
+
+    ``channels``: the file channels to use (0-based, in order), taken before the colour step;
+    ``None`` takes them all. ``[1]`` on an LGG slice is FLAIR alone, so ``grey`` with one chosen
+    channel is that sequence, never a mix of sequences.
     """
 
     image_size: int = 224
     in_channels: int = 3
     color: Literal["grey", "keep"] = "grey"
     brain_crop: bool = False
+    channels: list[int] | None = None
     mean: list[float] = field(default_factory=lambda: [0.5])
     std: list[float] = field(default_factory=lambda: [0.25])
     intensity: Intensity = "none"
@@ -161,8 +166,25 @@ def resize(array: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
     return cv2.resize(array, (size, size), interpolation=interpolation)
 
 
+def select_channels(array: np.ndarray, channels: list[int] | None) -> np.ndarray:
+    """The chosen file channels of a raster, (H, W, len(channels)); all of them for ``None``.
+
+    Raises :class:`DataError` when the raster has fewer channels than the choice needs.
+    """
+    if channels is None:
+        return array
+    image = array if array.ndim == 3 else array[..., None]
+    if not channels or max(channels) >= image.shape[-1] or min(channels) < 0:
+        raise DataError(
+            f"preprocess.channels {list(channels)} does not fit an image with "
+            f"{image.shape[-1]} channel(s)"
+        )
+    return image[..., list(channels)]
+
+
 def _as_uint8_channels(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """The raster as uint8 (H, W, C): grey, or the spec's first ``in_channels`` rescaled."""
+    array = select_channels(array, spec.channels)
     if spec.color == "grey":
         return to_grey_uint8(array)[..., None]
     image = array if array.ndim == 3 else array[..., None]

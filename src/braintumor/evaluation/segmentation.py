@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from braintumor.data.lgg import LGG_LAYOUT, flair_view
 from braintumor.data.preprocess import to_grey_uint8
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
@@ -13,6 +14,7 @@ from braintumor.inference.inputs import read_pair
 from braintumor.inference.outputs import tumour_mask
 from braintumor.inference.predictor import Predictor, model_device
 from braintumor.io import LoadedImage
+from braintumor.metrics.patient import patient_summary, slice_counts
 from braintumor.metrics.segmentation import (
     SEGMENTATION_METRICS,
     EmptyRule,
@@ -40,6 +42,19 @@ def _headline(summary: dict) -> dict:
                 prefix = "patient_" if level == "per_group" else ""
                 out[f"{prefix}{name}"] = block["mean"]
     return out
+
+
+def _patient_headline(per_patient: dict | None) -> dict:
+    """Volume Dice per patient (mean, median) and slice detection, for tables and the card."""
+    if per_patient is None:
+        return {}
+    detection = per_patient["detection"]
+    return {
+        "patient_volume_dice": per_patient["dice"]["mean"],
+        "patient_volume_dice_median": per_patient["dice"]["median"],
+        "detection_sensitivity": detection["sensitivity"],
+        "detection_specificity": detection["specificity"],
+    }
 
 
 def _mask_rule(predictor: Predictor) -> str:
@@ -96,8 +111,7 @@ def evaluate_segmenter(
                     "mask": sample.mask,
                     "group": sample.group,
                     **scores,
-                    "truth_px": int(truth.sum()),
-                    "predicted_px": int(pred.sum()),
+                    **slice_counts(pred, truth),
                 }
             )
     if not rows:
@@ -108,6 +122,9 @@ def evaluate_segmenter(
         # A sample without a group is its own patient.
         groups = [by_id[r["id"]].group or r["id"] for r in rows]
     summary = aggregate(rows, groups, n_bootstrap=N_BOOTSTRAP, seed=0)
+    per_patient = None
+    if groups is not None:
+        per_patient = patient_summary(details, groups, empty_rule, N_BOOTSTRAP, seed=0)
     metrics = {
         "task": loaded.info.task,
         "model": str(loaded.path),
@@ -120,18 +137,22 @@ def evaluate_segmenter(
         "empty_rule": dataclasses.asdict(empty_rule),
         "metrics": list(SEGMENTATION_METRICS),
         **_headline(summary),
+        **_patient_headline(per_patient),
         "summary": summary,
+        "per_patient": per_patient,
         "skipped": skipped,
     }
     write_outputs(out_dir, metrics, details)
     panels = []
+    lgg = (loaded.info.data_fingerprint or {}).get("layout") == LGG_LAYOUT
     chosen = [by_id[i] for i in pick_panel_ids(rows)]
     if chosen:
         images_truths = [read_pair(sample) for sample in chosen]
         probs = predictor.segment([image for image, _ in images_truths])
         for sample, (image, truth), prob in zip(chosen, images_truths, probs, strict=True):
             pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)
-            panels.append((sample.id, to_grey_uint8(image.array), truth, pred))
+            shown = flair_view(image.array) if lgg else image.array  # never a mix of sequences
+            panels.append((sample.id, to_grey_uint8(shown), truth, pred))
     segmentation_report(
         out_dir,
         rows,
@@ -141,5 +162,6 @@ def evaluate_segmenter(
         title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})",
         empty_rule=empty_rule,
         mask_rule=_mask_rule(predictor),
+        per_patient=per_patient,
     )
     return metrics

@@ -14,6 +14,7 @@ import numpy as np
 from skimage.measure import label
 
 from braintumor.atomic import write_text_atomic
+from braintumor.data.lgg import flair_view
 from braintumor.io import LoadedImage, to_grey, to_rgb, write_png
 from braintumor.localize import draw_overlay, localize, to_json
 from braintumor.models.folder import ModelInfo
@@ -92,18 +93,21 @@ def segmentation_record(
     threshold: float = 0.5,
     min_area: int = 0,
     keep_largest: bool = False,
+    flair: bool = False,
 ) -> dict:
     """Write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``<stem>_localization.json``.
 
     The mask is :func:`tumour_mask` of ``prob`` at the image's original size; areas are in
-    mm² too when the image has a pixel spacing.
+    mm² too when the image has a pixel spacing. ``flair``: the overlay shows an LGG slice's
+    FLAIR channel rather than its three sequences as a colour picture.
     """
     stem, path, index, image = item
     mask = tumour_mask(prob, threshold, min_area, keep_largest)
     spacing = image.spacing if image.spacing is not None and len(image.spacing) == 2 else None
     found = localize(mask, spacing=spacing, min_area=min_area)
     write_png(mask, out / f"{stem}_mask.png")
-    write_png(draw_overlay(_display(image.array), mask, found), out / f"{stem}_overlay.png")
+    shown = _display(flair_view(image.array) if flair else image.array)
+    write_png(draw_overlay(shown, mask, found), out / f"{stem}_overlay.png")
     height, width = mask.shape
     details = {
         "id": stem,

@@ -185,6 +185,11 @@ def _summary(values: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> 
     }
 
 
+def value_summary(values: Sequence[float], n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """n, mean, median, std and percentile-bootstrap 95% CI of the mean of ``values``."""
+    return _summary(np.asarray(values, dtype=float), n_bootstrap, np.random.default_rng(seed))
+
+
 def _metric_names(rows: list[dict]) -> list[str]:
     names: list[str] = []
     for row in rows:

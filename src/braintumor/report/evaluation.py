@@ -215,6 +215,29 @@ def _empty_rule_text(rule: EmptyRule) -> str:
     )
 
 
+def _patient_sections(per_patient: dict) -> list[ReportSection]:
+    """Volume Dice per patient (Buda et al.'s figure) and slice-level detection."""
+    det = per_patient["detection"]
+
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    text = (
+        f"{per_patient['n_patients']} patients. Each patient's Dice is that of the stacked "
+        "volume (pixel counts summed over its slices), not the mean of its slices' Dice. "
+        f"Tumour detection per slice: sensitivity {shown(det['sensitivity'])} "
+        f"(TP {det['tp']}, FN {det['fn']}), specificity {shown(det['specificity'])} "
+        f"(TN {det['tn']}, FP {det['fp']})."
+    )
+    table = [{"metric": f"volume {name}", **per_patient[name]} for name in ("dice", "iou")] + [
+        {"metric": "dice, tumour slices only", **per_patient["tumour_slice_dice"]}
+    ]
+    return [
+        ReportSection("Per patient (volume)", text=text, table=table),
+        ReportSection("Patients", table=per_patient["patients"]),
+    ]
+
+
 def segmentation_report(
     out_dir: str | Path,
     per_image_rows: list[dict],
@@ -224,8 +247,12 @@ def segmentation_report(
     title: str = "Segmentation report",
     empty_rule: EmptyRule = EmptyRule(),
     mask_rule: str = "",
+    per_patient: dict | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and its PNGs for a segmenter's test-set evaluation.
+
+    ``per_patient`` (:func:`braintumor.metrics.patient.patient_summary`) adds the patients'
+    volume Dice and slice-level detection.
 
     ``mask_rule`` says how probabilities became masks (threshold, TTA, largest component).
     ``per_image_rows`` hold an ``"id"`` and metric values (from ``segmentation_scores``);
@@ -257,6 +284,8 @@ def segmentation_report(
                 table=summary_table(summary["per_group"]),
             )
         )
+    if per_patient is not None:
+        sections.extend(_patient_sections(per_patient))
     metric_names = [m for m in SEG_KEY_ORDER if m in summary["per_image"]] or list(
         summary["per_image"]
     )

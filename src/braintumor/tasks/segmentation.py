@@ -10,6 +10,7 @@ from rich.table import Table
 
 from braintumor.config import Recipe
 from braintumor.data.layouts_base import SEGMENT_DATA
+from braintumor.data.lgg import LGG_LAYOUT
 from braintumor.data.samples import Sample
 from braintumor.evaluation.tables import segmentation_table
 from braintumor.inference.choice import choose_inference
@@ -65,9 +66,12 @@ class SegmentationTask(ImageTask):
     ) -> list[dict]:
         """Writes ``<stem>_mask.png``, ``_overlay.png`` and ``_localization.json`` per image."""
         probs = predictor.segment([image for _, _, _, image in items])
+        info = getattr(predictor, "info", None)
+        # Overlays of a model trained on LGG show FLAIR, not three sequences as colours.
+        flair = info is not None and (info.data_fingerprint or {}).get("layout") == LGG_LAYOUT
         return [
             segmentation_record(
-                item, prob, out, options.threshold, options.min_area, predictor.keep_largest
+                item, prob, out, options.threshold, options.min_area, predictor.keep_largest, flair
             )
             for item, prob in zip(items, probs, strict=True)
         ]

@@ -90,6 +90,23 @@ class SliceDataset(Dataset):
         return {key: value[0] for key, value in batch.items()}
 
 
+def tumour_weights(masks: np.ndarray, positive_fraction: float) -> np.ndarray:
+    """Sampling weights that draw slices showing tumour ``positive_fraction`` of the time.
+
+    LGG stacks are two-thirds empty slices; uniform draws spend most steps on them. Returns
+    uniform weights when the masks are all empty or all positive.
+    """
+    if not 0.0 < positive_fraction < 1.0:
+        raise ValueError(f"positive_fraction must lie in (0, 1), got {positive_fraction}")
+    positive = np.asarray(masks).reshape(len(masks), -1).any(axis=1)
+    n_pos = int(positive.sum())
+    if n_pos in (0, len(positive)):
+        return np.ones(len(positive))
+    return np.where(
+        positive, positive_fraction / n_pos, (1.0 - positive_fraction) / (len(positive) - n_pos)
+    )
+
+
 def _keep_batch(batch: Any) -> Any:
     """``__getitems__`` already returns a collated batch."""
     return batch

@@ -69,11 +69,13 @@ def warmup_then_decay(
     warmup = max(1, int(total_steps * warmup_fraction)) if warmup_fraction > 0 else 0
 
     def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        if time_progress is not None:
-            progress = max(progress, min(1.0, time_progress()))
+        used = min(1.0, time_progress()) if time_progress is not None else 0.0
+        # The warm-up ends after its share of the steps or of the time budget, whichever
+        # comes first: on a slow machine the step count alone would keep it warming up.
+        if step < warmup and used < warmup_fraction:
+            return max((step + 1) / warmup, used / warmup_fraction)
+        progress = min(1.0, max(0.0, (step - warmup) / max(1, total_steps - warmup)))
+        progress = max(progress, used)
         if decay == "linear":
             return max(0.0, 1.0 - progress)
         return 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -26,7 +26,8 @@ from braintumor.atomic import write_text_atomic
 from braintumor.brats.modalities import fit_recipe_modalities
 from braintumor.config import Recipe
 from braintumor.data.balance import contributions
-from braintumor.data.layouts import DetectedLayout
+from braintumor.data.layouts import DetectedLayout, detect_layout
+from braintumor.data.lgg import lgg_preprocess
 from braintumor.data.samples import Sample
 from braintumor.data.sources import load_data
 from braintumor.errors import DataError
@@ -122,6 +123,10 @@ def train_run(
     if not resume and not _launched_by_ddp() and not run.is_empty():
         raise DataError(f"{run_dir}: run folder exists; pass --resume or choose another --run-dir")
     check_fits(task, recipe, layout)
+    preprocess, note = lgg_preprocess(layout.name, recipe.preprocess)
+    if note:  # a grey recipe on LGG takes FLAIR rather than a mix of three sequences
+        console.print(f"[yellow]{note}")
+        recipe = dataclasses.replace(recipe, preprocess=preprocess)
     check_train_inputs(recipe, run_dir, test_data, splits_csv, resume)
     with removed_on_user_error(run_dir):  # a run that cannot start leaves no folder behind
         _write_run_header(run, recipe, resume)

@@ -14,21 +14,34 @@ from braintumor.data.balance import sampling_plan
 from braintumor.data.cache import DecodedSlices, decode_slices
 from braintumor.data.preprocess import PreprocessSpec
 from braintumor.data.samples import Sample
-from braintumor.errors import DataError
+from braintumor.errors import DataError, RecipeError
 from braintumor.models import build_model
 from braintumor.tasks.registry import TaskSetup
 from braintumor.training.augment import AugmentConfig
-from braintumor.training.datamodule import SliceDataModule, SliceDataset
+from braintumor.training.datamodule import SliceDataModule, SliceDataset, tumour_weights
 from braintumor.training.module import ClassificationModule, SegmentationModule
 
 console = Console(stderr=True)
 
 
 def preprocess_spec(recipe: Recipe) -> PreprocessSpec:
-    """The recipe's preprocessing with its input size and channel count."""
-    return PreprocessSpec.from_dict(
+    """The recipe's preprocessing with its input size and channel count.
+
+    A ``keep`` recipe that chooses ``channels`` must feed that many to the network.
+    """
+    spec = PreprocessSpec.from_dict(
         {**recipe.preprocess, "image_size": recipe.image_size, "in_channels": recipe.in_channels}
     )
+    chosen = spec.channels
+    if chosen is not None:
+        if not isinstance(chosen, list) or not all(isinstance(c, int) for c in chosen):
+            raise RecipeError(f"preprocess.channels must be a list of channel numbers: {chosen!r}")
+        if spec.color == "keep" and len(chosen) != recipe.in_channels:
+            raise RecipeError(
+                f"preprocess.channels {chosen} gives {len(chosen)} channel(s) but in_channels is "
+                f"{recipe.in_channels} (add --set in_channels={len(chosen)})"
+            )
+    return spec
 
 
 def _decode(samples: list[Sample], spec: PreprocessSpec, masks: bool, split: str) -> DecodedSlices:
@@ -118,11 +131,15 @@ def build_segmentation(recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskS
     spec = preprocess_spec(recipe)
     decoded = {name: _decode(splits[name], spec, True, name) for name in ("train", "val")}
     module = SegmentationModule(recipe, 1, recipe.in_channels, multilabel=True, spec=spec)
+    weights = None
+    if recipe.positive_fraction is not None:
+        weights = tumour_weights(decoded["train"].masks, recipe.positive_fraction)
     datamodule = SliceDataModule(
         _train_dataset(recipe, decoded["train"]),
         SliceDataset(decoded["val"]),
         batch_size=recipe.batch_size,
         num_workers=recipe.num_workers,
         seed=recipe.seed,
+        train_weights=weights,
     )
     return TaskSetup(module, datamodule, ["background", "tumor"], 1, spec.to_dict())

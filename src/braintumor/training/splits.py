@@ -30,14 +30,16 @@ from braintumor.runfolder import RunFolder
 console = Console(stderr=True)
 
 
-def _groups(layout: Any, recipe: Recipe) -> list[str]:
+def leak_groups(layout: Any, recipe: Recipe) -> list[str]:
     """Patient/case groups merged with exact and near-duplicate clusters (pHash)."""
     samples = layout.samples
     report = None
     if layout.task != BRATS_DATA:  # no pixel hashing of whole BraTS volumes
         from braintumor.data.audit import audit_dataset
+        from braintumor.data.near_confirm import confirm_near_duplicates
 
         report = audit_dataset(samples, layout.root, phash_threshold=recipe.phash_threshold)
+        report = confirm_near_duplicates(report, samples, layout.name)
     extra = layout_extra_groups(samples, layout.name)
     groups = duplicate_groups(samples, report, recipe.phash_threshold, extra_groups=extra)
     merged = count_cross_source_groups(samples, groups)
@@ -87,7 +89,7 @@ def resolve_splits(
     elif splits_csv is not None:
         assignment, groups = _from_table(samples, splits_csv, recipe)
     else:
-        groups = _groups(layout, recipe)
+        groups = leak_groups(layout, recipe)
         has_test = any(s.split == TEST for s in samples)
         fractions = (
             1 - recipe.val_fraction - recipe.test_fraction,

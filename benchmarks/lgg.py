@@ -1,0 +1,149 @@
+"""LGG benchmarks on the shared 20 patients (Buda et al.'s per-patient protocol).
+
+    python benchmarks/lgg.py cv --set max_minutes=10     # 5-fold patient-grouped CV, fast-cpu-lgg
+    python benchmarks/lgg.py recipes                     # system-003 recipes: params, s/epoch
+
+``cv`` trains one run per fold (``braintumor train fast-cpu-lgg --protocol kfold``) and writes
+``benchmarks/results/lgg_cv.json``: per-fold and pooled per-patient volume Dice (mean, median,
+bootstrap 95% CI), slice-level Dice/IoU, slice detection sensitivity/specificity and wall time.
+``recipes`` times real training steps of each system-003 recipe on LGG slices (3 channels, no
+pretrained weights) and writes ``benchmarks/results/lgg_recipes.json``: parameter counts,
+seconds per step and per image, and the epoch time they give for a fold's training slices.
+Both record the machine's load average at the start and the exact overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from braintumor.atomic import write_text_atomic
+from braintumor.config import load_recipe
+from braintumor.protocols.kfold import run_kfold
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED = Path(os.environ.get("BRAINTUMOR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+LGG = SHARED / "lgg-kaggle3m"
+SYSTEM_003 = ("unet-lgg", "resnet50-unet-lgg", "resnet50-attention-unet-lgg")
+TRAIN_SLICES = 520  # fold 0 of the 5-fold CV (seed 42): 520 train, 111 val, 145 test slices
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def _cv(args: argparse.Namespace) -> dict[str, Any]:
+    recipe = load_recipe(args.recipe, args.set)
+    start = time.perf_counter()
+    summary = run_kfold(
+        recipe, LGG, args.work / "cv", folds=args.folds, resume=args.resume, progress=False
+    )
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "recipe": recipe.name,
+        "overrides": args.set,
+        "machine": _machine(),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        **summary,
+    }
+
+
+def _step_seconds(name: str, batch: int, steps: int, overrides: list[str]) -> dict[str, Any]:
+    """Parameters and measured seconds per training step of recipe ``name`` on real LGG
+    slices (the recipe's preprocessing, augmentation, loss, optimiser and bf16 autocast)."""
+    import torch
+
+    from braintumor.data.cache import decode_slices
+    from braintumor.data.layouts import detect_layout
+    from braintumor.models import build_model
+    from braintumor.training.module import SegmentationModule
+    from braintumor.training.setup import preprocess_spec
+
+    recipe = load_recipe(name, ["pretrained=false", *overrides])
+    spec = preprocess_spec(recipe)
+    samples = [s for s in detect_layout(LGG).samples if s.group == "TCGA_DU_6401_19831001"]
+    decoded = decode_slices(samples[20 : 20 + batch], spec, with_masks=True)
+    model = build_model(
+        recipe.model, num_classes=1, in_channels=recipe.in_channels, **recipe.model_args
+    )
+    module = SegmentationModule(recipe, 1, recipe.in_channels, multilabel=True, spec=spec)
+    module.model = model
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
+    batch_data = {
+        "image": torch.from_numpy(np.array(decoded.images)),
+        "mask": torch.from_numpy(np.array(decoded.masks)),
+    }
+    times = []
+    for step in range(steps + 1):  # the first step (allocation, autotuning) is not timed
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            images, masks = module._prepare(batch_data, train=True)
+            loss = module.loss_fn(model(images).float(), masks)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        if step:
+            times.append(time.perf_counter() - start)
+    per_step = float(np.median(times))
+    return {
+        "recipe": name,
+        "model": recipe.model,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "image_size": recipe.image_size,
+        "in_channels": recipe.in_channels,
+        "timed_batch": batch,
+        "recipe_batch_size": recipe.batch_size,
+        "seconds_per_step": round(per_step, 3),
+        "seconds_per_image": round(per_step / batch, 4),
+    }
+
+
+def _recipes(args: argparse.Namespace) -> dict[str, Any]:
+    rows = [_step_seconds(n, args.batch, args.steps, args.set) for n in SYSTEM_003]
+    for row in rows:
+        # An epoch of the 5-fold CV's training side: about 4/5 x 85% of the 776 slices.
+        row["train_slices_per_fold"] = TRAIN_SLICES
+        row["epoch_seconds_extrapolated"] = round(row["seconds_per_image"] * TRAIN_SLICES, 1)
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "overrides": args.set,
+        "machine": _machine(),
+        "note": "seconds per epoch = measured seconds per image x training slices of a fold",
+        "recipes": rows,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=("cv", "recipes"))
+    parser.add_argument("--recipe", default="fast-cpu-lgg")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--set", action="append", default=[], help="recipe override key=value")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/braintumor-lgg-bench"))
+    parser.add_argument("--resume", action="store_true", help="keep finished folds")
+    parser.add_argument("--batch", type=int, default=4, help="recipes: images per timed step")
+    parser.add_argument("--steps", type=int, default=2, help="recipes: timed steps")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    result = _cv(args) if args.what == "cv" else _recipes(args)
+    out = args.out or RESULTS / f"lgg_{args.what}.json"
+    write_text_atomic(out, json.dumps(result, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
