@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,6 +23,7 @@ from braintumor.atomic import write_text_atomic
 from braintumor.cli.errors import user_errors
 from braintumor.errors import DataError
 from braintumor.inference.inputs import expand_inputs
+from braintumor.inference.ood import OODScorer, ood_summary
 from braintumor.inference.outputs import csv_text
 from braintumor.preflight import check_output_folder
 from braintumor.tasks import CLASSES, PredictOptions
@@ -143,6 +145,10 @@ def predict_command(
             "tta": predictor.tta,
             "threshold": threshold,
         }
+        ood = ood_summary(_scores(records), predictor.ood)
+        if ood is not None:
+            meta["ood"] = ood
+            _warn_ood(records, predictor.ood)
         if task.outputs == CLASSES:
             rows = _flatten(records, failures, info.class_names)
             payload = {**meta, "predictions": records, "errors": failures}
@@ -157,6 +163,40 @@ def predict_command(
             }
         _write_table(out, task.table, rows, payload)
         _finish(out, len(records), failures)
+
+
+def _scores(records: list[dict]) -> np.ndarray | None:
+    """The OOD scores of the predicted records (None when the model has no statistics)."""
+    if not records or "ood_score" not in records[0]:
+        return None
+    return np.asarray([record["ood_score"] for record in records])
+
+
+#: flagged inputs named one per line; more are counted
+MAX_OOD_LINES = 10
+
+
+def _warn_ood(records: list[dict], scorer: OODScorer) -> None:
+    """One warning line per input beyond the model's OOD threshold (the first few), then a count."""
+    flagged = [record for record in records if record.get("ood")]
+    err = _console(stderr=True)
+    for record in flagged[:MAX_OOD_LINES]:
+        err.print(
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" {record['path']}: unlike the model's training images (out-of-distribution "
+                f"score {record['ood_score']:.4g} > {scorer.threshold:.4g}); "
+                "its prediction may be meaningless",
+            )
+        )
+    if len(flagged) > MAX_OOD_LINES:
+        err.print(
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" {len(flagged) - MAX_OOD_LINES} more inputs out of distribution "
+                "(column ood in the outputs)",
+            )
+        )
 
 
 def _flatten(records: list[dict], failures: list[dict], class_names: list[str]) -> list[dict]:

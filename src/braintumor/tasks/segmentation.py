@@ -13,6 +13,7 @@ from braintumor.data.layouts_base import SEGMENT_DATA
 from braintumor.data.samples import Sample
 from braintumor.evaluation.tables import segmentation_table
 from braintumor.inference.choice import choose_inference
+from braintumor.inference.ood import ood_fields
 from braintumor.inference.outputs import Item, segmentation_record
 from braintumor.models.folder import LoadedModel
 from braintumor.models.registry import SEGMENTER_2D
@@ -63,11 +64,13 @@ class SegmentationTask(ImageTask):
     def predict(
         self, predictor: Any, items: Sequence[Item], out: Path, options: PredictOptions
     ) -> list[dict]:
-        """Writes ``<stem>_mask.png``, ``_overlay.png`` and ``_localization.json`` per image."""
-        probs = predictor.segment([image for _, _, _, image in items])
+        """Writes ``<stem>_mask.png``, ``_overlay.png`` and ``_localization.json`` per image;
+        records carry the out-of-distribution flag and score when the model has statistics."""
+        probs, scores = predictor.segment_scored([image for _, _, _, image in items])
         return [
             segmentation_record(
                 item, prob, out, options.threshold, options.min_area, predictor.keep_largest
             )
-            for item, prob in zip(items, probs, strict=True)
+            | ood_fields(None if scores is None else scores[n], predictor.ood)
+            for n, (item, prob) in enumerate(zip(items, probs, strict=True))
         ]
