@@ -45,12 +45,12 @@ from braintumor.atomic import write_text_atomic
 from braintumor.data.layouts import detect_layout
 from braintumor.data.samples import Sample
 from braintumor.data.splits import read_splits
-from braintumor.models.folder import load_model_dir
-from braintumor.inference.predictor import Predictor
 from braintumor.errors import DataError
 from braintumor.inference.ood import FeatureTap
 from braintumor.inference.ood_fit import extract_images, read_slice
+from braintumor.inference.predictor import Predictor
 from braintumor.io import LoadedImage
+from braintumor.models.folder import load_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -21,13 +21,13 @@ from braintumor.cli.main import app as main_app
 from braintumor.cli.predict import predict_command
 from braintumor.data.layouts import detect_layout
 from braintumor.data.synthetic import write_synthetic_dataset
-from braintumor.models.folder import load_model_dir, read_model_info
-from braintumor.inference.predictor import Predictor
 from braintumor.errors import ModelFormatError
 from braintumor.inference.ood import feature_layer, mahalanobis_score
 from braintumor.inference.ood_fit import calibrate_model_dir, gaussian
+from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
 from braintumor.models import build_model
+from braintumor.models.folder import load_model_dir, read_model_info
 from braintumor.models.ood_stats import OOD_FILE, OODStats
 from serve_support import make_model_dir
 
@@ -193,7 +193,7 @@ def test_trained_model_flags_foreign_images_and_accepts_new_phantoms(tmp_path) -
     from braintumor.config import load_recipe
     from braintumor.training.run import train_run
 
-    data = write_synthetic_dataset(tmp_path / "train", "classify", n=80, seed=11)
+    data = write_synthetic_dataset(tmp_path / "train", "classify", n=60, seed=11)
     recipe = load_recipe(
         "fast-cpu-4class",
         # an epoch count, not a time budget: the test must not depend on the machine's load
@@ -202,7 +202,7 @@ def test_trained_model_flags_foreign_images_and_accepts_new_phantoms(tmp_path) -
             "model_args={layers: [1, 1, 1, 1]}",
             "image_size=48",
             "batch_size=16",
-            "max_epochs=40",
+            "max_epochs=30",
             "max_minutes=null",
         ],
     )

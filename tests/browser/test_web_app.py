@@ -111,8 +111,8 @@ def test_out_of_distribution_upload_shows_the_badge(browser, tmp_path: Path) -> 
     from braintumor.atomic import write_text_atomic
     from braintumor.data.layouts import detect_layout
     from braintumor.data.synthetic import write_synthetic_dataset
-    from braintumor.models.folder import read_model_info
     from braintumor.inference.ood_fit import calibrate_model_dir
+    from braintumor.models.folder import read_model_info
 
     folder = make_model_dir(tmp_path / "classifier")
     samples = detect_layout(write_synthetic_dataset(tmp_path / "ph", "classify", n=8)).samples
