@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +21,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import matmul_peak  # noqa: E402
+import ood as ood_benchmark  # noqa: E402
 import speed_classify  # noqa: E402
 import speed_common  # noqa: E402
 import speed_pipelines  # noqa: E402
@@ -177,3 +179,18 @@ def test_loader_feed_stops_workers_on_pause_and_restarts() -> None:
     in_process.pause()  # no workers: keeps its place, then wraps around
     assert in_process.next()[0].tolist() == [4, 5]
     assert in_process.next()[0].tolist() == [0, 1, 2, 3]
+
+
+def test_ood_benchmark_builds_foreign_sets_and_scores_them() -> None:
+    rng = np.random.default_rng(0)
+    natural = ood_benchmark.natural_images(rng)
+    textures = ood_benchmark.textures(rng)
+    ct = ood_benchmark.ct_like(rng, n=3)
+    assert len(natural) == len(ood_benchmark.NATURAL) * ood_benchmark.CROPS_PER_IMAGE
+    for image in natural + textures + ct:
+        assert image.array.dtype == np.uint8 and image.array.shape[:2] == (256, 256)
+    damaged = ood_benchmark.corrupted(ct[:2], rng)
+    assert set(damaged) == set(ood_benchmark.CORRUPTIONS)
+    assert not np.array_equal(damaged["inverted"][0].array, ct[0].array)
+    assert ood_benchmark.auroc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0
+    assert ood_benchmark.auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 0.0

@@ -105,3 +105,38 @@ def test_upload_shows_probabilities_and_overlay(browser, tmp_path: Path) -> None
         assert "unsupported" in browser.find_element(By.ID, "status").text
     finally:
         server.stop()
+
+
+def test_out_of_distribution_upload_shows_the_badge(browser, tmp_path: Path) -> None:
+    from braintumor.atomic import write_text_atomic
+    from braintumor.data.layouts import detect_layout
+    from braintumor.data.synthetic import write_synthetic_dataset
+    from braintumor.inference.ood_fit import calibrate_model_dir
+    from braintumor.models.folder import read_model_info
+
+    folder = make_model_dir(tmp_path / "classifier")
+    samples = detect_layout(write_synthetic_dataset(tmp_path / "ph", "classify", n=8)).samples
+    calibrate_model_dir(folder, samples[::2], samples[1::2])
+    # Every input is beyond a threshold below any distance: the red badge must show.
+    info = read_model_info(folder)
+    info.ood["thresholds"]["mahalanobis"] = info.ood["threshold"] = -1.0
+    write_text_atomic(folder / "model.json", info.to_json())
+    image = tmp_path / "slice.png"
+    image.write_bytes(png_bytes(120, 120))
+    server = LiveServer(create_app([folder]))
+    try:
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 90)
+        wait.until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "card"), "mahalanobis")
+        )
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        browser.find_element(By.ID, "run").click()
+        wait.until(expected_conditions.text_to_be_present_in_element((By.ID, "status"), "Done"))
+        badge = browser.find_element(By.ID, "ood-badge")
+        assert badge.is_displayed()
+        assert badge.get_attribute("data-ood") == "true"
+        assert "Unusual input" in badge.text
+        assert "threshold -1.000" in badge.get_attribute("title")
+    finally:
+        server.stop()

@@ -128,6 +128,14 @@ def evaluate_command(
         console.print(per_source_table(metrics["per_source"]))
     for old, new in (metrics.get("label_mapping") or {}).items():
         console.print(f"label {old} counted as {new} (two-class tumour model)")
+    ood = metrics.get("ood")
+    if ood and ood["n_flagged"]:
+        _console(stderr=True).print(
+            f"[yellow]warning:[/yellow] {ood['n_flagged']} of {metrics['n']} images "
+            f"({ood['flagged_rate']:.1%}) look unlike the model's training images "
+            f"(out-of-distribution score above {ood['threshold']:.4g}; column ood in "
+            "predictions.csv); about 5% of in-distribution images are flagged by design"
+        )
     if metrics.get("skipped"):
         err = _console(stderr=True)
         err.print(f"[yellow]{len(metrics['skipped'])} unreadable samples left out (metrics.json)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,7 +13,8 @@ from rich.table import Table
 from braintumor.cli.errors import user_errors
 
 models_app = typer.Typer(
-    help="List the registered networks (--zoo: the shipped reference models); print a card.",
+    help="List the registered networks (--zoo: the shipped reference models); print a card; "
+    "add out-of-distribution statistics to a model folder.",
     invoke_without_command=True,
 )
 
@@ -163,3 +165,35 @@ def card_command(
     with user_errors():
         text = read_card(model)
     typer.echo(text, nl=False)
+
+
+@models_app.command("calibrate-ood")
+def calibrate_ood_command(
+    model: Annotated[Path, typer.Argument(help="Model folder (model.json + model.safetensors).")],
+    data: Annotated[Path, typer.Option("--data", help="The images the model was trained on.")],
+    splits_csv: Annotated[
+        Path | None,
+        typer.Option(
+            "--splits",
+            help="A run's splits.csv (train and val splits). Default: the model's run folder's, "
+            "else a grouped 80/20 split of the data without its test samples.",
+        ),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+) -> None:
+    """Add out-of-distribution statistics to a model folder (e.g. one made before they existed)."""
+    with user_errors():
+        from braintumor.data.layouts import detect_layout
+        from braintumor.inference.ood_fit import calibrate_model_dir, calibration_splits
+
+        pinned = model.parent / "splits.csv"
+        if splits_csv is None and pinned.is_file():
+            splits_csv = pinned
+        train, val = calibration_splits(detect_layout(data), splits_csv)
+        stats = calibrate_model_dir(model, train, val, batch_size=batch_size)
+    Console(highlight=False).print(
+        f"{model}: out-of-distribution statistics from {stats.details['n_train']} training "
+        f"images ({stats.method} on {stats.layer!r}); threshold {stats.threshold:.4g} accepts "
+        f"{stats.details['val_accepted']:.1%} of {stats.details['n_val']} validation images"
+        + (f" (splits from {splits_csv})" if splits_csv else "")
+    )

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,6 +25,7 @@ from braintumor.atomic import write_text_atomic
 from braintumor.cli.errors import user_errors
 from braintumor.errors import DataError, ImageReadError, LayoutError
 from braintumor.inference.inputs import expand_inputs
+from braintumor.inference.ood import OODScorer, ood_summary
 from braintumor.inference.outputs import csv_text
 from braintumor.patient_stack import is_reference_mask, stack_summaries
 from braintumor.preflight import check_output_folder
@@ -121,6 +123,7 @@ def predict_command(
         "threshold": threshold,
         "backend": backend,
         "device": device,
+        "spacing": spacing,
     }
     with user_errors():
         model, inputs = split_model_argument(arguments)
@@ -189,6 +192,7 @@ def _predict_with(
     threshold: float,
     backend: str,
     device: str,
+    spacing: str | None,
 ) -> None:
     """One model on all inputs; writes the tables for its task into ``out``."""
     with user_errors():
@@ -243,6 +247,10 @@ def _predict_with(
             "tta": predictor.tta,
             "threshold": threshold,
         }
+        ood = ood_summary(_scores(records), predictor.ood)
+        if ood is not None:
+            meta["ood"] = ood
+            _warn_ood(records, predictor.ood)
         if task.outputs == CLASSES:
             rows = _flatten(records, failures, info.class_names)
             payload = {**meta, "predictions": records, "errors": failures}
@@ -273,6 +281,40 @@ def _parse_spacing(text: str | None) -> tuple[float, float, float] | None:
     if len(values) != 3 or not all(v > 0 for v in values):
         raise DataError(f"--spacing must be three positive numbers DY,DX,DZ in mm, got {text!r}")
     return values  # type: ignore[return-value]
+
+
+def _scores(records: list[dict]) -> np.ndarray | None:
+    """The OOD scores of the predicted records (None when the model has no statistics)."""
+    if not records or "ood_score" not in records[0]:
+        return None
+    return np.asarray([record["ood_score"] for record in records])
+
+
+#: flagged inputs named one per line; more are counted
+MAX_OOD_LINES = 10
+
+
+def _warn_ood(records: list[dict], scorer: OODScorer) -> None:
+    """One warning line per input beyond the model's OOD threshold (the first few), then a count."""
+    flagged = [record for record in records if record.get("ood")]
+    err = _console(stderr=True)
+    for record in flagged[:MAX_OOD_LINES]:
+        err.print(
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" {record['path']}: unlike the model's training images (out-of-distribution "
+                f"score {record['ood_score']:.4g} > {scorer.threshold:.4g}); "
+                "its prediction may be meaningless",
+            )
+        )
+    if len(flagged) > MAX_OOD_LINES:
+        err.print(
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" {len(flagged) - MAX_OOD_LINES} more inputs out of distribution "
+                "(column ood in the outputs)",
+            )
+        )
 
 
 def _flatten(records: list[dict], failures: list[dict], class_names: list[str]) -> list[dict]:

@@ -48,7 +48,8 @@ def train_command(
         False, help="Resume the run in --run-dir from its last checkpoint."
     ),
     protocol: str | None = typer.Option(
-        None, help="Evaluation protocol over several --data sources: loso (leave one source out) or kfold (patient-grouped k-fold)."
+        None,
+        help="Protocol: loso (leave one --data source out) or kfold (patient-grouped k-fold).",
     ),
     test_source: list[str] = typer.Option(
         [], help="Protocol: hold out this source (repeat for one fold each)."

@@ -12,6 +12,7 @@ from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
 from braintumor.evaluation.common import batches, label_indices, skip_record, write_outputs
 from braintumor.inference.inputs import is_volume
+from braintumor.inference.ood import ood_fields, ood_summary
 from braintumor.inference.predictor import Predictor, model_device
 from braintumor.io import LoadedImage, read_image
 from braintumor.metrics.classification import classification_metrics
@@ -62,16 +63,20 @@ def evaluate_classifier(
     predictor = Predictor(loaded, device=model_device(loaded), batch_size=batch_size)
     kept: list[int] = []
     parts: list[np.ndarray] = []
+    ood_parts: list[np.ndarray] = []
     skipped: list[dict] = []
     for chunk in batches(list(range(len(samples))), batch_size):
         images = {i: _read(samples[i], skipped) for i in chunk}
         ok = [i for i in chunk if images[i] is not None]
         if ok:
-            parts.append(predictor.classify([images[i] for i in ok]))
+            probs, scores = predictor.classify_scored([images[i] for i in ok])
+            parts.append(probs)
+            ood_parts += [] if scores is None else [scores]
             kept += ok
     if not kept:
         raise DataError(f"none of the {len(samples)} samples could be read (first: {skipped[0]})")
     probs = np.concatenate(parts)
+    ood_scores = np.concatenate(ood_parts) if ood_parts else None
     y = truth[kept]
     metrics = classification_metrics(y, probs, names, n_bootstrap=N_BOOTSTRAP, seed=0)
     metrics |= {
@@ -83,8 +88,11 @@ def evaluate_classifier(
         "label_mapping": renamed,
         "per_source": _per_source(samples, kept, y, probs, names),
     }
+    ood = ood_summary(ood_scores, predictor.ood)
+    if ood is not None:
+        metrics["ood"] = ood
     rows = []
-    for row_probs, index, label in zip(probs, kept, y, strict=True):
+    for n, (row_probs, index, label) in enumerate(zip(probs, kept, y, strict=True)):
         sample, predicted = samples[index], int(np.argmax(row_probs))
         rows.append(
             {
@@ -95,6 +103,7 @@ def evaluate_classifier(
                 "predicted": names[predicted],
                 "correct": int(predicted == label),
                 **{f"prob_{name}": float(p) for name, p in zip(names, row_probs, strict=True)},
+                **ood_fields(None if ood_scores is None else ood_scores[n], predictor.ood),
             }
         )
     write_outputs(out_dir, metrics, rows)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
+
 from braintumor.data.lgg import LGG_LAYOUT, flair_view
 from braintumor.data.preprocess import to_grey_uint8
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
 from braintumor.evaluation.common import batches, skip_record, write_outputs
 from braintumor.inference.inputs import read_pair
+from braintumor.inference.ood import ood_fields, ood_summary
 from braintumor.inference.outputs import tumour_mask
 from braintumor.inference.predictor import Predictor, model_device
 from braintumor.io import LoadedImage
@@ -90,6 +93,7 @@ def evaluate_segmenter(
     rows: list[dict] = []
     details: list[dict] = []
     skipped: list[dict] = []
+    ood_parts: list[np.ndarray] = []
     for chunk in batches(samples, batch_size):
         pairs = []
         for sample in chunk:
@@ -99,8 +103,9 @@ def evaluate_segmenter(
                 skipped.append(skip_record(sample, error))
         if not pairs:
             continue
-        probs = predictor.segment([image for _, image, _ in pairs])
-        for (sample, image, truth), prob in zip(pairs, probs, strict=True):
+        probs, ood_scores = predictor.segment_scored([image for _, image, _ in pairs])
+        ood_parts += [] if ood_scores is None else [ood_scores]
+        for n, ((sample, image, truth), prob) in enumerate(zip(pairs, probs, strict=True)):
             pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)
             scores = segmentation_scores(pred, truth, _spacing(image), empty_rule)
             rows.append({"id": sample.id, **scores})
@@ -112,6 +117,7 @@ def evaluate_segmenter(
                     "group": sample.group,
                     **scores,
                     **slice_counts(pred, truth),
+                    **ood_fields(None if ood_scores is None else ood_scores[n], predictor.ood),
                 }
             )
     if not rows:
@@ -142,6 +148,9 @@ def evaluate_segmenter(
         "per_patient": per_patient,
         "skipped": skipped,
     }
+    ood = ood_summary(np.concatenate(ood_parts) if ood_parts else None, predictor.ood)
+    if ood is not None:
+        metrics["ood"] = ood
     write_outputs(out_dir, metrics, details)
     panels = []
     lgg = (loaded.info.data_fingerprint or {}).get("layout") == LGG_LAYOUT

@@ -22,6 +22,7 @@ from braintumor.data.preprocess import (
 )
 from braintumor.errors import DataError, ModelFormatError
 from braintumor.inference.inputs import DECODE_THREADS
+from braintumor.inference.ood import OODScorer, scorer_of
 from braintumor.io.base import LoadedImage
 from braintumor.models.folder import LoadedModel, ModelInfo
 from braintumor.models.registry import logits_to_probs
@@ -91,7 +92,12 @@ class Predictor:
     ``tta=True`` averages the prediction of each image and of its horizontal mirror (a
     segmentation map of the mirror is flipped back before averaging); ``None`` takes the
     model folder's own setting (:class:`InferenceSettings`), as does :attr:`keep_largest`.
+    With ``ood=True`` and a model that holds OOD statistics, :meth:`classify_scored` and
+    :meth:`segment_scored` also return each image's out-of-distribution score (:attr:`ood`).
     """
+
+    #: the OOD scorer; None without statistics (and for the ONNX predictor)
+    ood: OODScorer | None = None
 
     def __init__(
         self,
@@ -99,6 +105,7 @@ class Predictor:
         device: str = "cpu",
         tta: bool | None = None,
         batch_size: int = 16,
+        ood: bool = True,
     ) -> None:
         self.outputs = check_2d(loaded.path, loaded.info)
         if batch_size < 1:
@@ -112,6 +119,8 @@ class Predictor:
         self.tta = settings.tta if tta is None else tta
         self.keep_largest = settings.keep_largest
         self.batch_size = batch_size
+        if ood:
+            self.ood = scorer_of(loaded)
 
     @property
     def task(self) -> str:
@@ -142,36 +151,63 @@ class Predictor:
         with torch.inference_mode():
             return _first_output(self.model(x)).float()
 
+    def raw_outputs(self, images: list[LoadedImage]) -> torch.Tensor:
+        """Raw network outputs of one batch (logits; with TTA the mirrored half follows)."""
+        return self._forward(images)
+
+    def _scored_forward(self, images: list[LoadedImage]) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Raw outputs, and the OOD score of each (unmirrored) image when the model has one."""
+        if self.ood is None:
+            return self._forward(images), None
+        with self.ood.tap.attached() as tap:
+            out = self._forward(images)
+        n = len(images)
+        return out, self.ood.score(tap.features[:n], out[:n])
+
     def _batches(self, images: list[LoadedImage]) -> list[list[LoadedImage]]:
         return [images[i : i + self.batch_size] for i in range(0, len(images), self.batch_size)]
 
     def classify(self, images: list[LoadedImage]) -> np.ndarray:
         """Class probabilities (N, K) in the order of ``class_names``; rows sum to 1."""
+        return self.classify_scored(images)[0]
+
+    def classify_scored(self, images: list[LoadedImage]) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`classify`, and the OOD scores (N,) (None without statistics)."""
         if self.outputs != CLASSES:
             raise ModelFormatError(f"{self.loaded.path}: a {self.task} model cannot classify")
-        parts = []
+        parts, scores = [], []
         for chunk in self._batches(images):
-            probs = logits_to_probs(self._forward(chunk))
+            logits, score = self._scored_forward(chunk)
+            probs = logits_to_probs(logits)
             if self.tta:
                 probs = 0.5 * (probs[: len(chunk)] + probs[len(chunk) :])
             parts.append(probs.cpu().numpy())
+            scores.append(score)
         if not parts:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
+            return np.zeros((0, len(self.class_names)), dtype=np.float32), None
         probs = np.concatenate(parts).astype(np.float32)
         if probs.shape[1] != len(self.class_names):
             raise ModelFormatError(
                 f"{self.loaded.path}: model gives {probs.shape[1]} probabilities but "
                 f"model.json names {len(self.class_names)} classes"
             )
-        return probs
+        return probs, _joined(scores)
 
     def segment(self, images: list[LoadedImage]) -> list[np.ndarray]:
         """Tumour probability maps, float32 (H, W) at each image's original size."""
+        return self.segment_scored(images)[0]
+
+    def segment_scored(
+        self, images: list[LoadedImage]
+    ) -> tuple[list[np.ndarray], np.ndarray | None]:
+        """:meth:`segment`, and the OOD scores (N,) (None without statistics)."""
         if self.outputs != MASK:
             raise ModelFormatError(f"{self.loaded.path}: a {self.task} model cannot segment")
         maps: list[np.ndarray] = []
+        scores = []
         for chunk in self._batches(images):
-            logits = self._forward(chunk)
+            logits, score = self._scored_forward(chunk)
+            scores.append(score)
             if logits.ndim != 4:
                 raise ModelFormatError(
                     f"{self.loaded.path}: segmentation output has shape {tuple(logits.shape)}, "
@@ -185,7 +221,7 @@ class Predictor:
                 prob = 0.5 * (prob[: len(chunk)] + torch.flip(prob[len(chunk) :], dims=[2]))
             for image, square in zip(chunk, prob.cpu().numpy(), strict=True):
                 maps.append(self.restore(square, image.array))
-        return maps
+        return maps, _joined(scores)
 
     def restore(self, square: np.ndarray, array: np.ndarray) -> np.ndarray:
         """Undo resize, padding and (when the spec crops) the brain crop."""
@@ -197,3 +233,10 @@ class Predictor:
         full = np.zeros((height, width), dtype=np.float32)
         full[y0:y1, x0:x1] = restore_mask_size(square, y1 - y0, x1 - x0)
         return full
+
+
+def _joined(scores: list[np.ndarray | None]) -> np.ndarray | None:
+    """Per-batch OOD scores as one array; None when the model has no statistics."""
+    if not scores or any(part is None for part in scores):
+        return None
+    return np.concatenate([part for part in scores if part is not None])

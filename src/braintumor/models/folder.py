@@ -23,6 +23,7 @@ from safetensors.torch import load_model, save_model
 from braintumor import __version__
 from braintumor.atomic import current_umask
 from braintumor.errors import ModelFormatError
+from braintumor.models.ood_stats import OODStats
 from braintumor.models.registry import build_model
 from braintumor.zoo.registry import resolve_model_ref
 
@@ -48,6 +49,8 @@ class ModelInfo:
     data_fingerprint: dict[str, Any] = field(default_factory=dict)
     # Segmenters: TTA and largest-component choice (inference/choice.py).
     inference: dict[str, Any] = field(default_factory=dict)
+    # Out-of-distribution statistics (inference/ood.py); empty in folders made before them.
+    ood: dict[str, Any] = field(default_factory=dict)
     created: str = ""
     braintumor_version: str = __version__
     format_version: int = FORMAT_VERSION
@@ -59,15 +62,23 @@ class ModelInfo:
 
 @dataclass
 class LoadedModel:
-    """A rebuilt network (in eval mode) with its description."""
+    """A rebuilt network (in eval mode) with its description and out-of-distribution
+    statistics (None for folders made before them)."""
 
     model: torch.nn.Module
     info: ModelInfo
     path: Path
+    ood: OODStats | None = None
 
 
-def save_model_dir(model: torch.nn.Module, info: ModelInfo, folder: str | Path) -> Path:
-    """Write ``folder`` atomically: built beside it, then renamed into place."""
+def save_model_dir(
+    model: torch.nn.Module, info: ModelInfo, folder: str | Path, ood: OODStats | None = None
+) -> Path:
+    """Write ``folder`` atomically: built beside it, then renamed into place.
+
+    ``ood`` statistics are written beside the weights and ``info.ood`` set to their block;
+    without them ``info.ood`` is emptied, so model.json never names a file the folder lacks.
+    """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     info.created = info.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -75,6 +86,7 @@ def save_model_dir(model: torch.nn.Module, info: ModelInfo, folder: str | Path) 
     os.chmod(staging, 0o777 & ~current_umask())
     try:
         save_model(model, str(staging / WEIGHTS_FILE))
+        info.ood = ood.save(staging) if ood is not None else {}
         (staging / INFO_FILE).write_text(info.to_json())
         for path in staging.iterdir():
             os.chmod(path, 0o666 & ~current_umask())
@@ -153,4 +165,5 @@ def load_model_dir(folder: str | Path, device: str | torch.device = "cpu") -> Lo
             f"(missing {len(missing)}, unexpected {len(unexpected)} tensors)"
         )
     model.to(device).eval()
-    return LoadedModel(model=model, info=info, path=folder)
+    ood = OODStats.load(folder, info.ood) if info.ood else None
+    return LoadedModel(model=model, info=info, path=folder, ood=ood)

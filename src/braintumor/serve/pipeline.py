@@ -58,7 +58,16 @@ class ServedModel:
             "metrics": info.metrics,
             "recipe": info.recipe,
             "created": info.created,
+            "ood": _ood_card(info.ood),
         }
+
+
+def _ood_card(block: dict[str, Any]) -> dict[str, Any] | None:
+    """The out-of-distribution check as the page describes it (None: the model has none)."""
+    if not block:
+        return None
+    keys = ("method", "threshold", "accept_rate", "val_accepted", "n_train", "n_val")
+    return {key: block.get(key) for key in keys}
 
 
 def load_models(model_dirs: list[Path]) -> dict[str, ServedModel]:
@@ -276,5 +285,10 @@ def predict_upload(
     if volume is not None:
         head["n_slices"] = int(image.meta["volume_shape"][image.meta["slice_axis"]])
     if served.task.outputs == CLASSES:
-        return head | _classify(served, item, target, volume)
-    return head | _segment(served, item, work, volume)
+        record = _classify(served, item, target, volume)
+    else:
+        record = _segment(served, item, work, volume)
+    scorer = getattr(served.predictor, "ood", None)
+    if "ood" in record and scorer is not None:
+        record["ood_threshold"] = scorer.threshold
+    return head | record

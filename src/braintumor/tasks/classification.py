@@ -12,6 +12,7 @@ from braintumor.config import Recipe
 from braintumor.data.layouts_base import CLASSIFY_DATA, SEGMENT_DATA
 from braintumor.data.samples import Sample
 from braintumor.evaluation.tables import classification_table
+from braintumor.inference.ood import ood_fields
 from braintumor.inference.outputs import Item, classification_records
 from braintumor.models.folder import LoadedModel
 from braintumor.models.registry import CLASSIFIER
@@ -58,6 +59,10 @@ class ClassificationTask(ImageTask):
     def predict(
         self, predictor: Any, items: Sequence[Item], out: Path, options: PredictOptions
     ) -> list[dict]:
-        """One record per image: the predicted class, its probability and all probabilities."""
-        probs = predictor.classify([image for _, _, _, image in items])
-        return classification_records(list(items), probs, predictor.info, options.threshold)
+        """One record per image: the predicted class, its probability and all probabilities,
+        and the out-of-distribution flag and score when the model has statistics."""
+        probs, scores = predictor.classify_scored([image for _, _, _, image in items])
+        records = classification_records(list(items), probs, predictor.info, options.threshold)
+        for n, record in enumerate(records):
+            record.update(ood_fields(None if scores is None else scores[n], predictor.ood))
+        return records

@@ -14,6 +14,7 @@ from braintumor.data.lgg import LGG_LAYOUT
 from braintumor.data.samples import Sample
 from braintumor.evaluation.tables import segmentation_table
 from braintumor.inference.choice import choose_inference
+from braintumor.inference.ood import ood_fields
 from braintumor.inference.outputs import Item, segmentation_record
 from braintumor.models.folder import LoadedModel
 from braintumor.models.registry import SEGMENTER_2D
@@ -64,8 +65,9 @@ class SegmentationTask(ImageTask):
     def predict(
         self, predictor: Any, items: Sequence[Item], out: Path, options: PredictOptions
     ) -> list[dict]:
-        """Writes ``<stem>_mask.png``, ``_overlay.png`` and ``_localization.json`` per image."""
-        probs = predictor.segment([image for _, _, _, image in items])
+        """Writes ``<stem>_mask.png``, ``_overlay.png`` and ``_localization.json`` per image;
+        records carry the out-of-distribution flag and score when the model has statistics."""
+        probs, scores = predictor.segment_scored([image for _, _, _, image in items])
         info = getattr(predictor, "info", None)
         # Overlays of a model trained on LGG show FLAIR, not three sequences as colours.
         flair = info is not None and (info.data_fingerprint or {}).get("layout") == LGG_LAYOUT
@@ -73,5 +75,6 @@ class SegmentationTask(ImageTask):
             segmentation_record(
                 item, prob, out, options.threshold, options.min_area, predictor.keep_largest, flair
             )
-            for item, prob in zip(items, probs, strict=True)
+            | ood_fields(None if scores is None else scores[n], predictor.ood)
+            for n, (item, prob) in enumerate(zip(items, probs, strict=True))
         ]

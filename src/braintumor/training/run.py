@@ -26,16 +26,19 @@ from braintumor.atomic import write_text_atomic
 from braintumor.brats.modalities import fit_recipe_modalities
 from braintumor.config import Recipe
 from braintumor.data.balance import contributions
-from braintumor.data.layouts import DetectedLayout, detect_layout
+from braintumor.data.layouts import DetectedLayout
 from braintumor.data.lgg import lgg_preprocess
 from braintumor.data.samples import Sample
 from braintumor.data.sources import load_data
 from braintumor.errors import DataError
+from braintumor.inference.ood_fit import fit_ood
 from braintumor.models.card import write_card
 from braintumor.models.folder import LoadedModel, ModelInfo, build_network, save_model_dir
+from braintumor.models.ood_stats import OODStats
 from braintumor.preflight import removed_on_user_error
 from braintumor.runfolder import RunFolder
 from braintumor.tasks import Task, get_task
+from braintumor.tasks.registry import IMAGES
 from braintumor.training.checks import check_train_inputs
 from braintumor.training.interrupt import raise_if_interrupted
 from braintumor.training.splits import resolve_splits
@@ -171,12 +174,13 @@ def train_run(
     try:
         info.inference = task.tune(loaded, recipe, splits.get("val", []))
         _report_inference(info.inference)
+        loaded.ood = _fit_ood(task, loaded, splits)
         metrics = _evaluate_splits(task, loaded, splits, run, test_data)
         info.metrics.update(_headline(metrics))
     finally:  # a failed evaluation still leaves the trained model behind
         # The predictor made the weights channels_last; safetensors stores contiguous tensors.
         network = network.cpu().to(memory_format=torch.contiguous_format)
-        model_dir = save_model_dir(network, info, run.model)
+        model_dir = save_model_dir(network, info, run.model, ood=loaded.ood)
     write_text_atomic(run.metrics_json, json.dumps(metrics, indent=2, default=str))
     write_card(model_dir, info, metrics)
     return RunResult(run_dir=run_dir, model_dir=model_dir, metrics=metrics)
@@ -189,6 +193,22 @@ def _report_inference(inference: dict[str, Any]) -> None:
             f"inference settings by validation Dice ({scores}): "
             f"tta={inference['tta']}, keep_largest={inference['keep_largest']}"
         )
+
+
+def _fit_ood(task: Task, loaded: LoadedModel, splits: dict[str, list[Sample]]) -> OODStats | None:
+    """What the training inputs looked like, thresholded on validation (inference/ood_fit)."""
+    if task.inputs != IMAGES:  # BraTS cases: no out-of-distribution statistics yet
+        return None
+    try:
+        stats = fit_ood(loaded, splits.get("train", []), splits.get("val", []))
+    except DataError as error:
+        console.print(f"[yellow]no out-of-distribution statistics: {error}")
+        return None
+    console.print(
+        f"out-of-distribution statistics: {stats.method} on {stats.layer!r}, threshold "
+        f"{stats.threshold:.4g} ({stats.details['val_accepted']:.1%} of validation accepted)"
+    )
+    return stats
 
 
 def _best_score(trainer: L.Trainer) -> float | None:
