@@ -48,6 +48,8 @@ class ModelInfo:
     data_fingerprint: dict[str, Any] = field(default_factory=dict)
     # Segmenters: TTA and largest-component choice (inference/choice.py).
     inference: dict[str, Any] = field(default_factory=dict)
+    # A readable, unique-enough name (``train --name``, default the run folder's name).
+    name: str = ""
     created: str = ""
     braintumor_version: str = __version__
     format_version: int = FORMAT_VERSION
