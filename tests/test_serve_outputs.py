@@ -52,6 +52,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     test = {"accuracy": 0.875, "ci95": {"accuracy": [0.8, 0.93]}}
     (root / "sartaj-resnet18" / "metrics.json").write_text(json.dumps({"test": test}))
+    (root / "sartaj-resnet18" / "recipe.yaml").write_text("name: test\n")  # marks a run folder
     seg = make_model_dir(root / "figshare-unet" / "model", "segment")
     _rewrite_info(seg, name="tumour-outliner")
     return root

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from braintumor.models.folder import ModelInfo
+from braintumor.runfolder import RunFolder
 
 INTENDED_USE = (
     "Research and teaching only; not a medical device and not for diagnosis or any clinical "
@@ -56,10 +57,10 @@ def _dig(data: Any, path: tuple[str, ...]) -> Any:
 
 
 def _run_metrics(folder: Path) -> dict[str, Any]:
-    """The run's evaluation (``<run>/metrics.json`` beside ``<run>/model``), or {}."""
-    path = Path(folder) / ".." / "metrics.json"
+    """The evaluations of the run the model folder was saved in (its ``metrics.json``), or {}."""
+    run = RunFolder.of_model(folder)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(run.metrics_json.read_text()) if run is not None else {}
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
