@@ -68,3 +68,27 @@ def model_folder(recipe: Recipe, module, preprocessing: dict, folder: Path) -> L
     )
     save_model_dir(module.model.to(torch.device("cpu")), info, folder)
     return load_model_dir(folder)
+
+
+def brats_model_and_zip(root: Path) -> tuple[Path, Path]:
+    """A small seeded 2D BraTS model folder (untrained) and a zip of one synthetic case."""
+    import zipfile
+
+    cases = synthetic_cases(root / "data", 1)
+    recipe = load_recipe(
+        "fast-cpu-brats",
+        [
+            f"extra.cache_dir={root / 'cache'}",
+            "image_size=64",
+            "model_args={channels: [4, 8], num_res_units: 0}",
+        ],
+    )
+    torch.manual_seed(0)
+    module, _, pre = build_brats_task(recipe, {"train": cases})
+    model_folder(recipe, module, pre, root / "brats-unet2d" / "model")
+    case = Path(cases[0].modalities["flair"]).parent
+    archive = root / "case.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in sorted(case.iterdir()):
+            zipped.write(path, f"{case.name}/{path.name}")
+    return root / "brats-unet2d" / "model", archive

@@ -90,6 +90,16 @@ def test_asked_convention_and_tta(cases, tmp_path):
     labels = np.asarray(nib.load(record["segmentation"]).dataobj)
     assert (labels == 4).any() and not (labels == 3).any()
     assert record["tta"] is True and record["overlays"] == []
+    # Colour tables beside the NIfTI name every label value it holds, in its convention.
+    ctbl, snap = (Path(p) for p in record["colour_tables"])
+    assert ctbl.name == f"{cases[0].id}_seg.ctbl" and snap.name == f"{cases[0].id}_seg.itksnap.txt"
+    rows = [line.split() for line in ctbl.read_text().splitlines() if not line.startswith("#")]
+    assert {int(r[0]) for r in rows} == {0, 1, 2, 4} >= set(np.unique(labels).tolist())
+    assert all(len(r) == 6 and min(map(int, r[2:])) >= 0 for r in rows)
+    assert [r[1] for r in rows if r[0] == "4"] == ["enhancing_tumour"]
+    described = [line for line in snap.read_text().splitlines() if not line.startswith("#")]
+    assert [int(line.split()[0]) for line in described] == [0, 1, 2, 4]
+    assert described[3].split()[1:4] == ["255", "40", "40"] and '"enhancing tumour"' in described[3]
 
 
 def test_sliding_window_output_matches_the_working_grid(cases, tmp_path):

@@ -13,6 +13,7 @@ from braintumor.cli.main import app
 from braintumor.config import load_recipe
 from braintumor.data.synthetic import write_synthetic_dataset
 from braintumor.models.folder import load_model_dir
+from braintumor.serve.card import model_card
 from braintumor.training.run import train_run
 
 pytestmark = pytest.mark.slow
@@ -38,10 +39,15 @@ def test_classifier_learns_synthetic_classes_within_a_minute(classify_data, tmp_
         "fast-cpu-4class",
         ["model=small-resnet", "image_size=96", "max_epochs=40", "lr=3e-3", "max_minutes=1.0"],
     )
-    result = train_run(recipe, classify_data, tmp_path / "run", progress=False)
+    result = train_run(recipe, classify_data, tmp_path / "run", progress=False, name="phantoms")
     accuracy = result.metrics["test"]["accuracy"]
     assert accuracy >= 0.90, f"test accuracy {accuracy:.3f} after a minute of training"
     loaded = load_model_dir(result.model_dir)
+    assert loaded.info.name == "phantoms"
+    # The web card reads the run's test interval from metrics.json beside the model folder.
+    card = model_card(loaded.info.name, loaded.info, result.model_dir)
+    shown = next(m for m in card["metrics"] if m["name"] == "test accuracy")
+    assert shown["value"] == accuracy and shown["interval"][0] <= accuracy <= shown["interval"][1]
     assert loaded.info.class_names == ["glioma", "meningioma", "no_tumor", "pituitary"]
     assert loaded.info.data_fingerprint["n_samples"] == 480
     assert (result.run_dir / "report.html").stat().st_size > 10_000
@@ -84,6 +90,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(classify_data, tmp_path) ->
     assert (run_dir / "splits.csv").read_text() == splits_before
     info = json.loads((run_dir / "model" / "model.json").read_text())
     assert info["task"] == "classify"
+    assert info["name"] == "run"  # no --name: the run folder's name
 
 
 def test_compiled_segmenter_trains_and_saves_plain_weights(segment_data, tmp_path) -> None:

@@ -21,6 +21,7 @@ from braintumor.brats.labels import (
     CONVENTIONS,
     activate,
     from_working,
+    label_table,
     probabilities_to_labels,
     region_masks,
 )
@@ -30,6 +31,7 @@ from braintumor.brats.slices import from_plane, to_plane
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ModelFormatError
 from braintumor.io import write_nifti, write_png
+from braintumor.io.label_tables import write_label_tables
 from braintumor.localize import draw_overlay
 from braintumor.models.folder import LoadedModel
 
@@ -189,14 +191,17 @@ def region_volumes(labels: np.ndarray, spacing: tuple[float, ...]) -> dict[str, 
 def write_prediction(
     loaded: LoadedModel, sample: Sample, pred: CasePrediction, out_dir: Path, overlays: bool = True
 ) -> dict[str, Any]:
-    """Write ``<case>_seg.nii.gz``, the overlay PNGs and ``<case>_seg.json``; returns the record."""
+    """Write ``<case>_seg.nii.gz`` with its colour tables (``.ctbl``, ``.itksnap.txt``), the
+    overlay PNGs and ``<case>_seg.json``; returns the record."""
     out_dir = Path(out_dir)
     name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in sample.id)
     seg_path = out_dir / f"{name}_seg.nii.gz"
     write_nifti(from_working(pred.labels, pred.convention), seg_path, reference=pred.case.reference)
+    tables = write_label_tables(seg_path, label_table(pred.convention))
     record: dict[str, Any] = {
         "case": sample.id,
         "segmentation": str(seg_path),
+        "colour_tables": [str(path) for path in tables],
         "convention": pred.convention,
         "spacing_mm": list(pred.case.spacing),
         "volumes_ml": region_volumes(pred.labels, pred.case.spacing),

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from braintumor.errors import DataError
+from braintumor.io.label_tables import LabelEntry
 from braintumor.metrics.brats import (
     REGION_LABELS,
     detect_convention,
@@ -30,6 +31,26 @@ LABEL_MODES = ("regions", "labels")
 CONVENTIONS = tuple(REGION_LABELS)
 REGION_NAMES = ["WT", "TC", "ET"]
 LABEL_NAMES = ["background", "necrosis", "oedema", "enhancing"]
+# Label names and colours per convention for viewers' colour tables; the colours follow the
+# overlays (oedema = WT only: green, core: yellow, enhancing = ET: red).
+_NAMED_LABELS: dict[str, list[tuple[int, str, tuple[int, int, int]]]] = {
+    "brats2017": [
+        (1, "necrotic and non-enhancing core", (255, 220, 0)),
+        (2, "oedema", (0, 200, 0)),
+        (4, "enhancing tumour", (255, 40, 40)),
+    ],
+    "brats2023": [
+        (1, "necrotic core", (255, 220, 0)),
+        (2, "oedema", (0, 200, 0)),
+        (3, "enhancing tumour", (255, 40, 40)),
+    ],
+    "brats2013": [
+        (1, "necrosis", (255, 220, 0)),
+        (2, "oedema", (0, 200, 0)),
+        (3, "non-enhancing tumour", (255, 140, 0)),
+        (4, "enhancing tumour", (255, 40, 40)),
+    ],
+}
 
 
 def check_label_mode(label_mode: str) -> str:
@@ -103,3 +124,11 @@ def region_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
         "TC": (labels == 1) | (labels == 3),
         "ET": labels == 3,
     }
+
+
+def label_table(convention: str) -> list[LabelEntry]:
+    """Background and the tumour labels of ``convention``, named and coloured for viewers."""
+    if convention not in _NAMED_LABELS:
+        raise DataError(f"BraTS: unknown convention {convention!r}; use one of {CONVENTIONS}")
+    named = [LabelEntry(value, name, rgb) for value, name, rgb in _NAMED_LABELS[convention]]
+    return [LabelEntry(0, "background", (0, 0, 0)), *named]

@@ -25,8 +25,10 @@ from braintumor.atomic import write_text_atomic
 from braintumor.cli.errors import user_errors
 from braintumor.errors import DataError, ImageReadError, LayoutError
 from braintumor.inference.inputs import expand_inputs
+from braintumor.inference.mask_formats import MASK_FORMATS, check_mask_format, write_dicom_segs
 from braintumor.inference.ood import OODScorer, ood_summary
 from braintumor.inference.outputs import csv_text
+from braintumor.models.folder import read_model_info
 from braintumor.patient_stack import is_reference_mask, stack_summaries
 from braintumor.preflight import check_output_folder
 from braintumor.tasks import CLASSES, PredictOptions
@@ -110,6 +112,14 @@ def predict_command(
             help="Patient stacks: voxel size DY,DX,DZ in mm, for tumour volumes in mL.",
         ),
     ] = None,
+    mask_format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="Segmenters: mask files beside the PNG mask and overlay: "
+            f"{' or '.join(MASK_FORMATS)} (adds a DICOM SEG over the DICOM input).",
+        ),
+    ] = "png",
     backend: Annotated[str, typer.Option("--backend", help="torch or onnx.")] = "torch",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1...")] = "auto",
 ) -> None:
@@ -135,11 +145,14 @@ def predict_command(
                 + " (reference models shipped with braintumor; see braintumor models --zoo)"
             )
     if model is not None:
-        _predict_with(model, inputs, out, **settings)
+        _predict_with(model, inputs, out, mask_format=mask_format, **settings)
         return
     for name in names:
         target = out / name if len(names) > 1 else out
-        _predict_with(f"{ZOO_PREFIX}{name}", inputs, target, **settings)
+        ref = f"{ZOO_PREFIX}{name}"
+        # --format applies to the reference segmenters; the classifiers beside them ignore it.
+        fitting = mask_format if read_model_info(ref).task == "segment" else "png"
+        _predict_with(ref, inputs, target, mask_format=fitting, **settings)
 
 
 def split_model_argument(arguments: list[str]) -> tuple[str | None, list[str]]:
@@ -193,6 +206,7 @@ def _predict_with(
     backend: str,
     device: str,
     spacing: str | None,
+    mask_format: str = "png",
 ) -> None:
     """One model on all inputs; writes the tables for its task into ``out``."""
     with user_errors():
@@ -207,6 +221,8 @@ def _predict_with(
         )
         check_output_folder(out)
         task, predictor, info = open_predictor(model, options, backend, device)
+        paths = expand_inputs(inputs) if takes_images(task) else []
+        check_mask_format(mask_format, info.task, paths)
         if not takes_images(task):
             out.mkdir(parents=True, exist_ok=True)
             options.tta = bool(tta)
@@ -239,6 +255,8 @@ def _predict_with(
                 on_skip=_skipped,
                 on_progress=lambda n: progress.advance(bar, n),
             )
+        if mask_format == "dicom-seg":
+            records = write_dicom_segs(records, failures, out, info.name or "braintumor")
         meta = {
             "model": str(model),
             "task": info.task,

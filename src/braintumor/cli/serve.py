@@ -24,10 +24,12 @@ def reference_models() -> list[Path]:
 
 def serve_command(
     model_dirs: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Argument(
-            help="Model folders (model.json + model.safetensors) or zoo:NAME; "
-            "none: every reference model shipped with braintumor."
+            metavar="[NAME=]MODEL",
+            help="Model folders (model.json + model.safetensors) or zoo:NAME; NAME=MODEL names "
+            "one on the page (default: the name given at training, else the run folder's name); "
+            "none: every reference model shipped with braintumor.",
         ),
     ] = None,
     host: Annotated[

@@ -36,6 +36,9 @@ def train_command(
     ),
     splits: Path | None = typer.Option(None, help="splits.csv from `braintumor data split`."),
     run_dir: Path | None = typer.Option(None, help="Run folder (default runs/<recipe>-<time>)."),
+    name: str | None = typer.Option(
+        None, "--name", help="The model's name on the web page (default: the run folder's name)."
+    ),
     set_: list[str] = typer.Option([], "--set", help="Override a recipe key: key=value."),
     weights: Path | None = typer.Option(None, help="Local weights file to start from."),
     pretrained: bool | None = typer.Option(
@@ -105,6 +108,7 @@ def train_command(
             devices=_devices(devices),
             nodes=nodes,
             accelerator=accelerator,
+            name=name,
         )
     except TrainingInterrupted as stop:
         _say_how_to_resume(stop)

@@ -37,7 +37,8 @@ def _has_dicom_magic(path: Path) -> bool:
         return False
 
 
-def _is_dicom(path: Path) -> bool:
+def is_dicom_path(path: Path) -> bool:
+    """A DICOM file by its name (``.dcm``) or by its magic bytes."""
     return path.name.lower().endswith(".dcm") or _has_dicom_magic(path)
 
 
@@ -48,7 +49,7 @@ def _walk(folder: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         here = Path(root)
         visible = [here / name for name in sorted(files) if not name.startswith(".")]
-        dicoms = [p for p in visible if _is_dicom(p)]
+        dicoms = [p for p in visible if is_dicom_path(p)]
         others = [p for p in visible if p not in dicoms and is_image_file(p)]
         if len(dicoms) >= 2 and not others:
             found.append(here)

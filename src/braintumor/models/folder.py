@@ -51,6 +51,8 @@ class ModelInfo:
     inference: dict[str, Any] = field(default_factory=dict)
     # Out-of-distribution statistics (inference/ood.py); empty in folders made before them.
     ood: dict[str, Any] = field(default_factory=dict)
+    # A readable, unique-enough name (``train --name``, default the run folder's name).
+    name: str = ""
     created: str = ""
     braintumor_version: str = __version__
     format_version: int = FORMAT_VERSION

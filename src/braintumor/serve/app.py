@@ -92,17 +92,18 @@ def _save_upload(upload: UploadFile, dest: Path) -> int:
 
 
 def create_app(
-    model_dirs: list[Path],
+    model_dirs: list[str | Path],
     max_upload_mb: float = 20,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_concurrent: int = DEFAULT_MAX_CONCURRENT,
 ) -> FastAPI:
-    """The FastAPI app serving ``model_dirs`` (loaded now; a bad folder fails here).
+    """The FastAPI app serving ``model_dirs`` (``PATH`` or ``NAME=PATH``; loaded now, so a bad
+    folder fails here).
 
     ``max_pixels`` bounds an upload's decoded size (checked from its header); at most
     ``max_concurrent`` requests decode and infer at once (see :mod:`braintumor.serve.limits`).
     """
-    models: dict[str, ServedModel] = load_models([Path(d) for d in model_dirs])
+    models: dict[str, ServedModel] = load_models(list(model_dirs))
     heavy = HeavyWork(max_concurrent)
     app = FastAPI(title="braintumor", version=__version__, docs_url=None, redoc_url=None)
 

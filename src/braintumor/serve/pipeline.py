@@ -5,6 +5,7 @@ plus the pictures (base64 PNG) and, for volumes, a small stack of slices and the
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import threading
@@ -20,12 +21,15 @@ from braintumor.inference.inputs import axial_slice, is_volume
 from braintumor.inference.outputs import tumour_mask
 from braintumor.io import LoadedImage, read_dicom_series, read_image, write_nifti
 from braintumor.models.folder import LoadedModel, load_model_dir
+from braintumor.serve.card import model_card
 from braintumor.serve.limits import (
     DEFAULT_MAX_PIXELS,
     VOLUME_FACTOR,
     check_pixels,
     header_shape,
 )
+from braintumor.serve.naming import default_name, parse_model_arg, unique_name
+from braintumor.serve.outputs import area_fields, file_download, mask_download
 from braintumor.serve.security import UploadError, safe_extract_zip
 from braintumor.tasks import CLASSES, PredictOptions, Task, task_of
 from braintumor.tasks.predict import takes_images
@@ -45,21 +49,9 @@ class ServedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def card(self) -> dict[str, Any]:
-        """What the page shows about the model: task, network, classes, data, metrics, recipe."""
-        info = self.loaded.info
-        return {
-            "name": self.name,
-            "task": info.task,
-            "architecture": info.architecture,
-            "class_names": list(info.class_names),
-            "image_size": info.image_size,
-            "in_channels": info.in_channels,
-            "data_fingerprint": info.data_fingerprint,
-            "metrics": info.metrics,
-            "recipe": info.recipe,
-            "created": info.created,
-            "ood": _ood_card(info.ood),
-        }
+        """What the page shows about the model: task, classes, data, metrics, recipe, use."""
+        card = model_card(self.name, self.loaded.info, self.loaded.path)
+        return {**card, "ood": _ood_card(self.loaded.info.ood)}
 
 
 def _ood_card(block: dict[str, Any]) -> dict[str, Any] | None:
@@ -70,14 +62,17 @@ def _ood_card(block: dict[str, Any]) -> dict[str, Any] | None:
     return {key: block.get(key) for key in keys}
 
 
-def load_models(model_dirs: list[Path]) -> dict[str, ServedModel]:
-    """Load every model folder; names are folder names, numbered when two are alike."""
+def load_models(model_args: list[str | Path]) -> dict[str, ServedModel]:
+    """Load every model (``PATH`` or ``NAME=PATH``); see :mod:`braintumor.serve.naming`."""
     served: dict[str, ServedModel] = {}
-    for folder in model_dirs:
+    parsed = [parse_model_arg(str(arg)) for arg in model_args]
+    chosen = [name for name, _ in parsed if name is not None]
+    if len(chosen) != len(set(chosen)):
+        raise DataError(f"serve: a NAME is given twice in {' '.join(map(str, model_args))}")
+    for given, folder in parsed:
         loaded = load_model_dir(folder)
-        name, n = Path(folder).resolve().name, 2
-        while name in served:
-            name, n = f"{Path(folder).resolve().name}-{n}", n + 1
+        # Names the user chose are kept as given; the others step aside.
+        name = given or unique_name(default_name(folder, loaded.info), set(served) | set(chosen))
         task = task_of(loaded)
         predictor = task.predictor(loaded, PredictOptions(), "cpu")
         served[name] = ServedModel(name=name, loaded=loaded, task=task, predictor=predictor)
@@ -206,7 +201,10 @@ def _segment(served: ServedModel, item: tuple, work: Path, volume: Any) -> dict:
     record["overlay_png"] = file_base64(out / record["overlay"])
     record["mask_png"] = file_base64(out / record["mask"])
     record["image_png"] = png_base64(_display(image.array))
+    record |= area_fields(record)
+    mask = np.asarray(Image.open(out / record["mask"])) > 0
     if volume is None:
+        record["mask_download"] = mask_download(stem, out, image, mask, algorithm=served.name)
         return record
     slices = _slice_items(volume)
     masks: list[np.ndarray] = []
@@ -224,6 +222,9 @@ def _segment(served: ServedModel, item: tuple, work: Path, volume: Any) -> dict:
     )
     nifti = write_nifti(mask_volume, out / f"{stem}_mask.nii.gz", reference=volume)
     record["mask_nifti"] = file_base64(nifti)
+    record["mask_download"] = mask_download(
+        stem, out, image, mask, volume, mask_volume, algorithm=served.name
+    )
     stack = []
     for i in _stack_indices(len(slices)):
         plane, mask = slices[i], masks[i]
@@ -236,12 +237,15 @@ def _segment(served: ServedModel, item: tuple, work: Path, volume: Any) -> dict:
     return record
 
 
-def _brats(served: ServedModel, folder: Path, work: Path) -> dict:
+def _brats(served: ServedModel, folder: Path, work: Path, stem: str) -> dict:
     from braintumor.data.layouts import detect_layout
+    from braintumor.serve.brats_view import brats_stack
 
     samples = [s for s in detect_layout(folder).samples if s.modalities]
     if len(samples) != 1:
         raise UploadError(422, f"the zip should hold one BraTS case; found {len(samples)}")
+    if samples[0].id == folder.name:  # named after the unpacking folder: use the upload's name
+        samples[0] = dataclasses.replace(samples[0], id=stem)
     out = work / "out"
     out.mkdir(exist_ok=True)
     record = served.task.predict(served.predictor, samples[:1], out, PredictOptions())[0]
@@ -252,8 +256,18 @@ def _brats(served: ServedModel, folder: Path, work: Path) -> dict:
         "convention": record.get("convention"),
         "spacing_mm": record.get("spacing_mm"),
         "mask_nifti": file_base64(Path(record["segmentation"])),
+        "mask_download": file_download("nifti", Path(record["segmentation"])),
         "overlay_png": file_base64(overlays[0]) if overlays else None,
-        "stack": [{"index": i, "png": file_base64(p)} for i, p in enumerate(overlays)],
+        "stack": [
+            {
+                "index": s["index"],
+                "png": png_base64(s["picture"], STACK_SIDE),
+                "area_px": s["area_px"],
+            }
+            for s in brats_stack(
+                samples[0], Path(record["segmentation"]), record["convention"], STACK_SLICES
+            )
+        ],
     }
 
 
@@ -274,7 +288,7 @@ def predict_upload(
     if not takes_images(served.task):
         if not isinstance(loaded, Path):
             raise UploadError(422, "a BraTS model wants a zip of one case's NIfTI modalities")
-        return head | _brats(served, loaded, work)
+        return head | _brats(served, loaded, work, Path(filename).name.split(".")[0] or "case")
     if isinstance(loaded, Path):
         raise UploadError(422, "a zip of NIfTI files is for BraTS models; upload the volume itself")
     stem = Path(filename).name.split(".")[0] or "upload"

@@ -112,9 +112,13 @@ def train_run(
     nodes: int = 1,
     accelerator: str = "auto",
     progress: bool = True,
+    name: str | None = None,
 ) -> RunResult:
     """Train ``recipe`` on the dataset at ``data`` (one folder, or several ``--data`` values:
-    see :mod:`braintumor.data.sources`) and evaluate the best model on the test split."""
+    see :mod:`braintumor.data.sources`) and evaluate the best model on the test split.
+
+    ``name`` is the model's readable name (web page, cards); default: the run folder's name.
+    """
     # Decided once, so the saved recipe and the model record say what the run did.
     recipe = dataclasses.replace(recipe, compile=resolve_compile(recipe, accelerator))
     task = get_task(recipe.task)
@@ -153,6 +157,7 @@ def train_run(
         raise DataError(f"{run_dir}: training ended before the first checkpoint")
     load_best_weights(setup.module, best)
     info = ModelInfo(
+        name=name or run_dir.resolve().name,
         task=recipe.task,
         architecture=recipe.model,
         num_outputs=setup.num_outputs,
