@@ -23,3 +23,11 @@ def shared_data() -> Path:
     if not root.is_dir():
         pytest.skip(f"real-data test: {root} is absent (set BRAINTUMOR_SHARED_DATA)")
     return root
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that uses ``shared_data`` as ``realdata``, so ``-m "not realdata"``
+    (``make test-fast``) never depends on a test's author remembering the marker."""
+    for item in items:
+        if "shared_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.realdata)
