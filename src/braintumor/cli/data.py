@@ -164,7 +164,7 @@ def _parse_fractions(text: str) -> tuple[float, float, float]:
         ) from error
     if len(values) != 3:
         raise DataError(f"--fractions must be three numbers like 0.7,0.15,0.15, not {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 @data_app.command()
