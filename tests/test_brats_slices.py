@@ -108,6 +108,7 @@ def test_unknown_augment_key_and_wrong_task_are_refused(cases, tmp_path):
         build_brats_task(load_recipe("fast-cpu-seg"), {"train": cases[:1]})
 
 
+@pytest.mark.slow  # an optimiser step of a 3D network and a whole-volume validation
 def test_dynunet_trains_one_step_and_validates_by_sliding_window(cases, tmp_path):
     recipe = load_recipe(
         "fast-cpu-brats3d", [f"extra.cache_dir={tmp_path}", "model=dynunet", "batch_size=1"]
