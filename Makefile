@@ -22,7 +22,8 @@ test: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/pytest -q
 
-# Unit tests only: no training, no real data (under 2 minutes on 2 cores).
+# Unit tests only, no training and no real data: meant to stay under 2 minutes on a quiet
+# 2-core machine.
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow and not realdata"
 
