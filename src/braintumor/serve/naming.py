@@ -1,8 +1,8 @@
 """What the web page calls each served model: readable, unique, and the user's choice.
 
 ``serve NAME=PATH`` names a model; otherwise the name given at training (``train --name``,
-kept in ``model.json``), else the run folder's name (``runs/<run>/model`` -> ``<run>``), else
-the folder's own name. Two alike get ``-2``, ``-3``...
+kept in ``model.json``), a reference model's ``zoo:NAME``, else the run folder's name
+(``runs/<run>/model`` -> ``<run>``), else the folder's own name. Two alike get ``-2``...
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def default_name(folder: str | Path, info: ModelInfo) -> str:
         return info.name
     text = str(folder)
     if text.startswith("zoo:"):
-        return text[len("zoo:") :]
+        return text  # a shipped reference model goes by the name the command line uses
     path = Path(text).resolve()
     if path.name.lower() in _GENERIC and path.parent.name:
         return path.parent.name
