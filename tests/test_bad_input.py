@@ -3,9 +3,8 @@ and nothing written (no output folder, no run folder, a run folder left byte for
 
 from __future__ import annotations
 
-import json
-
 import contextlib
+import json
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -150,9 +149,10 @@ def test_evaluate_takes_data_as_an_option_too(classifier, images, tmp_path) -> N
     # DATA and --data together are several sources; a folder named twice counts once.
     again = _invoke("evaluate", classifier, images, "--data", images, "--out", tmp_path / "f")
     assert again.exit_code == 0, again.output
-    assert json.loads((tmp_path / "f" / "metrics.json").read_text())["n"] == json.loads(
-        (tmp_path / "e" / "metrics.json").read_text()
-    )["n"]
+    assert (
+        json.loads((tmp_path / "f" / "metrics.json").read_text())["n"]
+        == json.loads((tmp_path / "e" / "metrics.json").read_text())["n"]
+    )
 
 
 def test_evaluate_splits_file_not_utf8(classifier, images, tmp_path) -> None:

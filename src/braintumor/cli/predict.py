@@ -298,7 +298,7 @@ def _parse_spacing(text: str | None) -> tuple[float, float, float] | None:
         values = ()
     if len(values) != 3 or not all(v > 0 for v in values):
         raise DataError(f"--spacing must be three positive numbers DY,DX,DZ in mm, got {text!r}")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def _scores(records: list[dict]) -> np.ndarray | None:

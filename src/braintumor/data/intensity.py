@@ -48,7 +48,7 @@ def head_contour(grey: np.ndarray) -> np.ndarray | None:
     background = float(np.median(border))
     bright = float(np.percentile(smooth, 99))
     level = background + HEAD_THRESHOLD * max(bright - background, 1.0)
-    binary = (smooth > level).astype(np.uint8)
+    binary: np.ndarray = (smooth > level).astype(np.uint8)
     binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8), iterations=2)
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     if not contours:

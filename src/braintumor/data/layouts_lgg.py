@@ -82,14 +82,14 @@ def _patient_slices(folder: Path, skips: list[str]) -> list[tuple[int, Path, Pat
     pairs = []
     for stem, (index, image) in sorted(images.items(), key=lambda item: item[1][0]):
         mask = masks.get(stem)
-        problem = (f"{image}: no mask {stem}_mask.tif" if mask is None else None) or image_problem(
-            image
-        )
-        problem = problem or mask_problem(mask, image)  # type: ignore[arg-type]
+        if mask is None:
+            skips.append(f"{image}: no mask {stem}_mask.tif")
+            continue
+        problem = image_problem(image) or mask_problem(mask, image)
         if problem:
             skips.append(problem)
         else:
-            pairs.append((index, image, mask))  # type: ignore[arg-type]
+            pairs.append((index, image, mask))
     orphans = sorted(set(masks) - set(images))
     skips.extend(f"{masks[stem]}: mask without an image" for stem in orphans)
     return pairs

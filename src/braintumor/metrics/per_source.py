@@ -89,7 +89,7 @@ def mean_and_worst(per_source: dict[str, dict], keys: Sequence[str] = HEADLINE) 
         values = {s: m[key] for s, m in per_source.items() if m.get(key) is not None}
         if not values:
             continue
-        worst = min(values, key=values.get)
+        worst = min(values, key=lambda source: values[source])
         out[key] = {
             "mean": float(np.mean(list(values.values()))),
             "worst": values[worst],
