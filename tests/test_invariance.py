@@ -224,7 +224,15 @@ def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -
 
     data = write_synthetic_dataset(tmp_path / "data", "classify", n=60, seed=4)
     # Bounded by epochs, not minutes, so that a loaded machine gives the same model.
-    recipe = load_recipe("fast-cpu-4class", ["image_size=64", "max_epochs=12", "max_minutes=5"])
+    invariance = [
+        "preprocess.intensity=equalize",
+        "augment.gamma=0.4",
+        "augment.histogram_shift=0.3",
+        "augment.jpeg=0.3",
+    ]
+    recipe = load_recipe(
+        "fast-cpu-4class", ["image_size=64", "max_epochs=12", "max_minutes=5", *invariance]
+    )
     result = train_run(recipe, data, tmp_path / "run", progress=False)
     test = select_samples(detect_layout(data).samples, "test", result.run_dir / "splits.csv")
     report = run_invariance(load_model_dir(result.model_dir), test, select_variants(list(REDUCED)))
