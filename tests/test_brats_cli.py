@@ -67,4 +67,4 @@ def test_evaluate_command_refuses_a_folder_of_slices(brats_model, tmp_path):
     slices = write_segmentation_dataset(tmp_path / "slices", n=3, size=32)
     result = runner.invoke(app, [str(root / "model"), str(slices), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
-    assert "brats3d model" in result.stderr and "not BraTS cases" in result.stderr
+    assert str(slices) in result.stderr and "cannot serve a brats recipe" in result.stderr

@@ -104,7 +104,8 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
                 Source("figshare-seg", _BINARY),
             ),
             minutes=9,
-            overrides=(*_INVARIANT, "class_weights=true"),  # about four tumour slices to one without
+            # about four tumour slices to one without
+            overrides=(*_INVARIANT, "class_weights=true"),
             notes=(
                 "lgg-kaggle3m slices are not among the sources yet: their patient grouping "
                 "needs multi-source training (a folder of links would let one patient's "

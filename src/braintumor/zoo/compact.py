@@ -18,10 +18,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from braintumor.atomic import write_text_atomic
+from braintumor.models.ood_stats import OOD_FILE
 from braintumor.zoo.registry import INDEX_FILE, ZOO_DIR, sha256_file
 
 WEIGHTS_FILE = "model.safetensors"
 SHIPPED_FILES = ("model.safetensors", "model.json", "README.md")
+# Shipped too when the model has out-of-distribution statistics (kept in float32: they are
+# small and the threshold was set on their exact values).
+OPTIONAL_FILES = (OOD_FILE,)
 FP16_MAX = float(torch.finfo(torch.float16).max)
 
 
@@ -64,7 +68,8 @@ def install_zoo_model(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     counts = compact_weights(model_dir / WEIGHTS_FILE, staging / WEIGHTS_FILE)
-    for file_name in SHIPPED_FILES[1:]:
+    shipped = [*SHIPPED_FILES, *(f for f in OPTIONAL_FILES if (model_dir / f).is_file())]
+    for file_name in shipped[1:]:
         shutil.copyfile(model_dir / file_name, staging / file_name)
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
@@ -77,7 +82,7 @@ def install_zoo_model(
         "summary": summary,
         "headline": headline,
         "storage_dtype": "float16" if set(counts) <= {"float16", "int64"} else "mixed",
-        "files": {f: sha256_file(folder / f) for f in SHIPPED_FILES},
+        "files": {f: sha256_file(folder / f) for f in shipped},
     }
     index["models"] = dict(sorted(index["models"].items()))
     write_text_atomic(index_path, json.dumps(index, indent=2) + "\n")
