@@ -19,7 +19,8 @@ import yaml
 from rich.console import Console
 
 from braintumor.errors import RecipeError
-from braintumor.tasks.registry import list_tasks
+from braintumor.recipe_options import RunOptions, options_from_dict
+from braintumor.tasks.registry import list_tasks, task_options
 
 _console = Console(stderr=True)
 
@@ -84,11 +85,18 @@ class Recipe:
     # (training.trainer.resolve_compile).
     compile: bool | Literal["auto"] = False
     seed: int = 42
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The task's own settings (braintumor.recipe_options): a flat mapping in YAML, the task's
+    # dataclass once loaded.
+    extra: RunOptions = field(default_factory=RunOptions)
 
     def __post_init__(self) -> None:
         if self.task not in list_tasks():
             raise RecipeError(f"recipe {self.name!r}: task must be one of {tuple(list_tasks())}")
+        kind = task_options(self.task)
+        if type(self.extra) is not kind:
+            extra = self.extra
+            given = dataclasses.asdict(extra) if isinstance(extra, RunOptions) else extra
+            self.extra = options_from_dict(kind, given, f"recipe {self.name!r}")
         if self.monitor_mode not in ("min", "max"):
             raise RecipeError(f"recipe {self.name!r}: monitor_mode must be 'min' or 'max'")
         for name in ("lr", "batch_size", "max_epochs", "image_size", "in_channels"):

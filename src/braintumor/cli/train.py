@@ -80,7 +80,7 @@ def train_command(
         raise DataError("--resume needs --run-dir: the run folder to resume")
     resolved = load_recipe(recipe, overrides)
     folder = run_dir or default_run_dir(resolved)
-    protocol = protocol or resolved.extra.get("protocol")
+    protocol = protocol or resolved.extra.protocol
     if protocol is None and (test_source or val_source):
         protocol = "loso"
     if protocol is not None:

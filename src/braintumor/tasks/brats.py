@@ -30,13 +30,19 @@ class BratsTask:
     outputs = LABELS
     table = "summary"
 
+    def resolve(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> Recipe:
+        """See :func:`braintumor.brats.task.resolve_brats_recipe` (convention, channels, net)."""
+        from braintumor.brats.task import resolve_brats_recipe  # Lightning, MONAI
+
+        return resolve_brats_recipe(recipe, splits)
+
     def build(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
-        """See :func:`braintumor.brats.task.build_brats_task` (it completes ``recipe``)."""
+        """See :func:`braintumor.brats.task.build_brats_task`."""
         from braintumor.brats.task import build_brats_task, info_class_names  # Lightning, MONAI
 
         module, datamodule, preprocessing = build_brats_task(recipe, splits)
         names = info_class_names(recipe)
-        return TaskSetup(module, datamodule, names, module.num_outputs, preprocessing)
+        return TaskSetup(module, datamodule, names, len(names), preprocessing)
 
     def tune(self, loaded: LoadedModel, recipe: Recipe, val: list[Sample]) -> dict[str, Any]:
         """Nothing is chosen on validation for BraTS models."""
