@@ -59,7 +59,12 @@ def brats_preprocessing(loaded: LoadedModel) -> dict[str, Any]:
 
 
 def _flips(ndim: int, tta: bool) -> list[tuple[int, ...]]:
-    """Spatial axes (of a (B, C, ...) tensor) to mirror: none, or every combination."""
+    """Spatial axes (of a (B, C, ...) tensor) to mirror: none, or every combination.
+
+    Not the 2D images' TTA (inference/predictor.py): that one mirrors left-right only, in the
+    same batched forward pass that the out-of-distribution hook reads; a case is mirrored on
+    every axis, nnU-Net's way, around a slice loop or a sliding window.
+    """
     axes = tuple(range(2, 2 + ndim))
     if not tta:
         return [()]
