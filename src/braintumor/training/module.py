@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
+from monai.metrics import compute_dice
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from braintumor.config import Recipe
@@ -191,10 +192,8 @@ class SegmentationModule(_RecipeModule):
         loss = self.loss_fn(logits, masks)
         pred = self.hard_prediction(logits.float())
         truth = masks if self.multilabel else masks[:, 1:]
-        dims = tuple(range(2, pred.ndim))
-        intersection = (pred * truth).sum(dims)
-        total = pred.sum(dims) + truth.sum(dims)
-        # Empty truth and empty prediction count as a perfect 1 (the documented empty rule).
-        dice = torch.where(total > 0, 2 * intersection / total.clamp(min=1), torch.ones_like(total))
+        # ignore_empty=False: empty truth and empty prediction count as a perfect 1 (the
+        # documented empty rule; torchmetrics' Dice gives NaN there).
+        dice = compute_dice(pred, truth, include_background=True, ignore_empty=False)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val/dice", dice.mean(), on_epoch=True, prog_bar=True, sync_dist=True)
