@@ -19,13 +19,10 @@ import yaml
 from rich.console import Console
 
 from braintumor.errors import RecipeError
-from braintumor.recipe_options import RunOptions, options_from_dict
+from braintumor.recipe_options import InferenceOptions, RunOptions, options_from_dict
 from braintumor.tasks.registry import list_tasks, task_options
 
 _console = Console(stderr=True)
-
-#: Segmenter inference settings a recipe fixes (true/false) or leaves to validation (auto).
-INFERENCE_KEYS = ("tta", "keep_largest")
 
 
 @dataclass
@@ -65,7 +62,7 @@ class Recipe:
     # Segmenters: share of training draws showing tumour (weighted sampler); None = uniform
     positive_fraction: float | None = None
     # Segmenters: tta / keep_largest, each true, false or auto (chosen on validation)
-    inference: dict[str, Any] = field(default_factory=dict)
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
     # Data
     # Classes to train (None: those of the data). ``[no_tumor, tumor]`` makes a tumour /
     # no-tumour recipe: glioma, meningioma and pituitary samples count as tumor.
@@ -120,17 +117,11 @@ class Recipe:
             raise RecipeError(
                 f"recipe {self.name!r}: compile must be true, false or auto, not {self.compile!r}"
             )
-        for key, value in self.inference.items():
-            if key not in INFERENCE_KEYS:
-                raise RecipeError(
-                    f"recipe {self.name!r}: inference.{key} is unknown; "
-                    f"known: {', '.join(INFERENCE_KEYS)}"
-                )
-            if value != "auto" and not isinstance(value, bool):
-                raise RecipeError(
-                    f"recipe {self.name!r}: inference.{key} must be true, false or auto, "
-                    f"not {value!r}"
-                )
+        if not isinstance(self.inference, InferenceOptions):
+            given = self.inference
+            self.inference = options_from_dict(
+                InferenceOptions, given, f"recipe {self.name!r}", "inference"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, ready for YAML/JSON."""

@@ -1,10 +1,10 @@
-"""The typed ``extra`` section of a recipe: the settings that only some tasks or protocols read.
+"""The typed sections of a recipe that only some tasks or protocols read.
 
 A recipe's YAML keeps one flat ``extra:`` mapping (``--set extra.patch_size=[96,96,96]``); at
 load it becomes the dataclass its task registered (:func:`braintumor.tasks.registry.
 task_options`): :class:`RunOptions` for every task, :class:`BratsOptions` for the BraTS tasks.
-An unknown key or a value of the wrong type is a one-line :class:`RecipeError`, and every
-default lives here, once.
+The segmenters' ``inference:`` mapping becomes :class:`InferenceOptions`. An unknown key or a
+value of the wrong type is a one-line :class:`RecipeError`, and every default lives here, once.
 
 This module imports nothing heavy: reading a recipe must stay fast.
 """
@@ -62,27 +62,50 @@ class BratsOptions(RunOptions):
     sw_batch_size: int = 2
 
 
-Options = TypeVar("Options", bound=RunOptions)
+#: An inference setting left to the validation split (inference/choice.py).
+AUTO = "auto"
+
+
+@dataclass
+class InferenceOptions:
+    """A 2D segmenter's test-time choices: each ``True``, ``False`` or ``auto`` (the default:
+    chosen by validation Dice after training, ``braintumor.inference.choice``)."""
+
+    tta: bool | str = AUTO
+    keep_largest: bool | str = AUTO
+
+    def __post_init__(self) -> None:
+        for key, value in dataclasses.asdict(self).items():
+            if value != AUTO and not isinstance(value, bool):
+                raise RecipeError(f"{key} must be true, false or auto, not {value!r}")
+
+
+Options = TypeVar("Options")
 
 # A single source may be written without brackets: ``test_source: sartaj-4class``.
 _LIST_OR_ONE = ("val_source", "test_source")
 
 
-def options_from_dict(kind: type[Options], data: dict[str, Any], where: str) -> Options:
-    """``data`` (a recipe's ``extra`` mapping) as ``kind``; ``where`` names the recipe in
-    errors. Unknown keys and values of the wrong type are a :class:`RecipeError`."""
+def options_from_dict(
+    kind: type[Options], data: dict[str, Any], where: str, section: str = "extra"
+) -> Options:
+    """``data`` (a recipe's ``section`` mapping) as the dataclass ``kind``; ``where`` names the
+    recipe in errors. Unknown keys and values of the wrong type are a :class:`RecipeError`."""
     if not isinstance(data, dict):
-        raise RecipeError(f"{where}: extra must be a mapping, not {data!r}")
+        raise RecipeError(f"{where}: {section} must be a mapping, not {data!r}")
     hints = typing.get_type_hints(kind)
-    known = [f.name for f in dataclasses.fields(kind)]
+    known = [f.name for f in dataclasses.fields(kind)]  # type: ignore[arg-type]
     values: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
-            raise RecipeError(f"{where}: extra.{key} is unknown; known: {', '.join(known)}")
+            raise RecipeError(f"{where}: {section}.{key} is unknown; known: {', '.join(known)}")
         if key in _LIST_OR_ONE and isinstance(value, str):
             value = [value]
-        values[key] = _checked(value, hints[key], f"{where}: extra.{key}")
-    return kind(**values)
+        values[key] = _checked(value, hints[key], f"{where}: {section}.{key}")
+    try:
+        return kind(**values)
+    except RecipeError as error:  # a rule between values, or on a value's text
+        raise RecipeError(f"{where}: {section}.{error}") from error
 
 
 def _checked(value: Any, hint: Any, where: str) -> Any:

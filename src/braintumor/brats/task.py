@@ -36,6 +36,8 @@ from braintumor.recipe_options import BratsOptions
 from braintumor.tasks.registry import LABELS, get_task
 from braintumor.training.module import SegmentationModule
 
+#: The recipe's ``preprocess`` keys a BraTS task reads besides ``target_spacing``.
+_PREPROCESS_KEYS = ("crop", "crop_margin", "normalisation")
 Inferer = Callable[[torch.Tensor, torch.nn.Module], torch.Tensor]
 
 
@@ -69,18 +71,17 @@ def _target_spacing(recipe: Recipe) -> list[float] | None:
 def preprocess_settings(recipe: Recipe) -> BratsPreprocess:
     """The preprocessing part of a recipe as :class:`BratsPreprocess`."""
     options = brats_options(recipe)
-    pre = recipe.preprocess
     if options.convention != "auto" and options.convention not in CONVENTIONS:
         raise RecipeError(
             f"recipe {recipe.name!r}: unknown BraTS convention {options.convention!r}"
         )
+    # crop, crop_margin and normalisation default in BratsPreprocess.
+    given = {k: recipe.preprocess[k] for k in _PREPROCESS_KEYS if k in recipe.preprocess}
     return BratsPreprocess(
         modalities=list(options.modalities),
-        crop=bool(pre.get("crop", True)),
-        crop_margin=int(pre.get("crop_margin", 8)),
         target_spacing=_target_spacing(recipe),
-        normalisation=str(pre.get("normalisation", "zscore-brain")),
         convention=options.convention,
+        **given,
     )
 
 
