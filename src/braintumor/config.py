@@ -4,6 +4,10 @@ A recipe is a named YAML file in ``braintumor/recipes/`` (or any path). ``--set 
 overrides any field, with dotted keys reaching into the dict-valued fields
 (``--set augment.rotate=15``). Values are parsed as YAML scalars, so ``--set lr=1e-3`` is a
 float and ``--set pretrained=true`` a bool.
+
+``extra`` (the task's own settings) and ``inference`` (a segmenter's test-time choices) are
+typed sections, :mod:`braintumor.recipe_options`: flat mappings in YAML, dataclasses once
+loaded, checked key by key.
 """
 
 from __future__ import annotations
