@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -73,12 +73,13 @@ def _flips(ndim: int, tta: bool) -> list[tuple[int, ...]]:
 
 def _mirrored(run: Any, x: torch.Tensor, flips: list[tuple[int, ...]]) -> torch.Tensor:
     """Mean of ``run`` over mirrored copies of ``x``, each mirrored back (nnU-Net's TTA)."""
-    total = None
+    total: torch.Tensor | None = None
     for axes in flips:
         xi = torch.flip(x, axes) if axes else x
         yi = run(xi)
         yi = torch.flip(yi, axes) if axes else yi
         total = yi if total is None else total + yi
+    assert total is not None  # flips always holds at least the unmirrored ()
     return total / len(flips)
 
 
@@ -100,10 +101,11 @@ def predict_probabilities(
         )
 
         def run3d(x: torch.Tensor) -> torch.Tensor:
-            return activate(inferer(x, model).float(), label_mode)
+            # A network with one output gives the inferer's one-tensor result.
+            return activate(cast(torch.Tensor, inferer(x, model)).float(), label_mode)
 
-        probs = _mirrored(run3d, image[None].to(device), _flips(3, tta))[0]
-        return probs.cpu().numpy()
+        whole = _mirrored(run3d, image[None].to(device), _flips(3, tta))[0]
+        return whole.cpu().numpy()
     size = int(pre["image_size"])
     n_x, n_y, n_z = case.image.shape[1:]
     probs = np.zeros((k, n_x, n_y, n_z), dtype=np.float32)

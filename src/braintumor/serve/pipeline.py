@@ -86,7 +86,7 @@ def png_base64(array: np.ndarray, max_side: int | None = None) -> str:
     """uint8 (H, W) or (H, W, 3) -> base64 PNG text, shrunk to ``max_side`` when given."""
     image = Image.fromarray(np.ascontiguousarray(array))
     if max_side is not None and max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.BILINEAR)
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")

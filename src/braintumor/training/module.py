@@ -164,9 +164,12 @@ class SegmentationModule(_RecipeModule):
             masks = masks.unsqueeze(1)
         masks = masks.float()
         if images.dtype == torch.uint8:
+            # uint8 batches come from the 2D slice path, whose modules always have a spec.
+            assert self.spec is not None
             x = images.float().div_(255.0)
             if train and self.augment is not None:
-                x, masks = augment_batch(x, masks, self.augment)
+                x, augmented = augment_batch(x, masks, self.augment)
+                masks = masks if augmented is None else augmented
             images = normalise_batch(x, self.spec)
         return images, masks
 
