@@ -30,7 +30,7 @@ def test_the_four_built_in_tasks_are_registered_and_complete():
     for name in list_tasks():
         task = get_task(name)
         assert isinstance(task, Task)
-        assert task.name == name
+        assert task.name == name and task.title  # the web page's card names it
         assert set(task.data_kinds) <= set(DATA_KINDS)
         assert task.network_kind in KINDS
         assert task.inputs in (IMAGES, CASES)

@@ -23,6 +23,7 @@ class BratsTask:
 
     name = ""
     description = ""
+    title = ""
     mode = ""
     data_kinds = (BRATS_DATA,)
     network_kind = ""
@@ -84,6 +85,7 @@ class Brats2DTask(BratsTask):
 
     name = "brats2d"
     description = "BraTS regions, trained on axial slices, predicted per case"
+    title = "BraTS tumour regions (2D, slice by slice)"
     mode = "2d"
     network_kind = SEGMENTER_2D
 
@@ -93,5 +95,6 @@ class Brats3DTask(BratsTask):
 
     name = "brats3d"
     description = "BraTS regions, trained on 3D patches, predicted per case"
+    title = "BraTS tumour regions (3D)"
     mode = "3d"
     network_kind = SEGMENTER_3D

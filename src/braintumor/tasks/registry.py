@@ -66,6 +66,7 @@ class Task(Protocol):
     Attributes:
         name: the name recipes and ``model.json`` use.
         description: one line for ``braintumor recipes`` and the docs.
+        title: what the web page's model card calls the task.
         data_kinds: the layout kinds (:data:`braintumor.data.layouts_base.DATA_KINDS`) it trains
             and evaluates on.
         network_kind: the kind of network it needs (:data:`braintumor.models.registry.KINDS`).
@@ -78,6 +79,7 @@ class Task(Protocol):
 
     name: str
     description: str
+    title: str
     data_kinds: tuple[str, ...]
     network_kind: str
     inputs: str
