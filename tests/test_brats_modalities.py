@@ -55,7 +55,7 @@ def test_shared_brats2013_trains_on_flair_and_t1ce(shared_data: Path) -> None:
 
     layout = detect_layout(shared_data / "brats2013-4cases")
     recipe, note = fit_recipe_modalities(load_recipe("fast-cpu-brats"), layout.samples)
-    assert recipe.extra["modalities"] == ["t1ce", "flair"] and recipe.in_channels == 2
+    assert recipe.extra.modalities == ["t1ce", "flair"] and recipe.in_channels == 2
     assert "no t1, t2" in note
 
 

@@ -12,6 +12,7 @@ import torch
 from braintumor.brats.labels import (
     from_working,
     probabilities_to_labels,
+    region_masks,
     target_channels,
     to_working,
 )
@@ -25,6 +26,7 @@ from braintumor.brats.preprocess import (
     resample,
 )
 from braintumor.errors import DataError
+from braintumor.metrics.brats import to_regions
 from brats_support import synthetic_cases
 
 
@@ -97,6 +99,10 @@ def test_targets_and_outputs_are_nested_regions():
     assert onehot.shape == (4, 1, 4) and onehot.sum(0).eq(1).all()
     assert probabilities_to_labels(regions.numpy(), "regions").tolist() == [[0, 1, 2, 3]]
     assert probabilities_to_labels(onehot.numpy(), "labels").tolist() == [[0, 1, 2, 3]]
+    # The targets, the masks of predictions and the scores use the same regions.
+    scored = to_regions(labels.numpy(), "brats2023")
+    for k, (name, mask) in enumerate(region_masks(labels.numpy()).items()):
+        assert mask.tolist() == scored[name].tolist() == regions[k].bool().tolist()
 
 
 def test_missing_modality_names_case_and_modality(cases):

@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from braintumor.brats.slices import augment_slices, from_plane, select_slices, to_plane
-from braintumor.brats.task import build_brats_task, info_class_names, network_args
+from braintumor.brats.task import (
+    build_brats_task,
+    info_class_names,
+    network_args,
+    resolve_brats_recipe,
+)
 from braintumor.config import load_recipe
 from braintumor.errors import DataError, RecipeError
 from brats_support import fast_recipe, synthetic_cases
@@ -114,9 +119,11 @@ def test_dynunet_trains_one_step_and_validates_by_sliding_window(cases, tmp_path
         "fast-cpu-brats3d", [f"extra.cache_dir={tmp_path}", "model=dynunet", "batch_size=1"]
     )
     torch.manual_seed(0)
-    module, dm, pre = build_brats_task(recipe, {"train": cases[:1], "val": cases[2:]})
+    splits = {"train": cases[:1], "val": cases[2:]}
+    module, dm, pre = build_brats_task(recipe, splits)
     # The segresnet-only init_filters is gone; kernels and strides follow the 32^3 patch.
-    assert recipe.model_args == {"patch_size": [32, 32, 32], "spacing": [1.0, 1.0, 1.0]}
+    resolved = resolve_brats_recipe(recipe, splits)
+    assert resolved.model_args == {"patch_size": [32, 32, 32], "spacing": [1.0, 1.0, 1.0]}
     assert type(module.model).__name__ == "DynUNet"
     dm.prepare_data()
     dm.setup("fit")
@@ -160,6 +167,7 @@ def test_network_must_match_the_mode_and_follow_the_modalities(cases, tmp_path):
     assert network_args(load_recipe("segresnet-brats3d", ["model=swinunetr"])) == {}
     recipe = fast_recipe(tmp_path, ["extra.modalities=[flair, t1ce]"])
     module, _, pre = build_brats_task(recipe, {"train": cases[:1]})
-    assert recipe.in_channels == 2 == len(pre["modalities"])  # the model folder rebuilds this net
+    resolved = resolve_brats_recipe(recipe, {"train": cases[:1]})
+    assert resolved.in_channels == 2 == len(pre["modalities"])  # the model folder rebuilds this
     first = next(m for m in module.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert first.in_channels == 2

@@ -6,6 +6,7 @@ import pytest
 
 from braintumor.config import load_recipe, recipe_names
 from braintumor.errors import RecipeError
+from braintumor.recipe_options import BratsOptions, RunOptions
 
 
 def test_every_shipped_recipe_loads_and_names_itself() -> None:
@@ -38,6 +39,11 @@ def test_overrides_parse_yaml_scalars_and_dotted_keys() -> None:
         ("fast-cpu-4class", ["batch_size=0"], "must be positive"),
         ("fast-cpu-4class", ["task=dance"], "task must be"),
         ("fast-cpu-seg", ["compile=sometimes"], "compile must be true, false or auto"),
+        ("fast-cpu-brats", ["extra.patch_sise=[9]"], r"extra\.patch_sise is unknown; known: "),
+        ("fast-cpu-brats", ["extra.patch_size=64"], r"extra\.patch_size must be list\[int\]"),
+        ("fast-cpu-brats", ["extra.sw_overlap=yes"], r"extra\.sw_overlap must be float"),
+        ("fast-cpu-seg", ["extra.modalities=[flair]"], r"extra\.modalities is unknown"),
+        ("fast-cpu-seg", ["extra=3"], "extra must be a mapping"),
     ],
 )
 def test_bad_recipes_raise_recipe_error(name: str, overrides: list[str], message: str) -> None:
@@ -51,6 +57,20 @@ def test_recipe_yaml_round_trip(tmp_path) -> None:
     path.write_text(recipe.to_yaml())
     again = load_recipe(str(path))
     assert again.to_dict() == recipe.to_dict()
+
+
+def test_extra_is_the_tasks_typed_section_with_its_defaults(tmp_path) -> None:
+    brats = load_recipe("fast-cpu-brats3d", ["extra.sw_batch_size=1"])
+    assert isinstance(brats.extra, BratsOptions)
+    assert brats.extra.sw_batch_size == 1 and brats.extra.patch_size == [32, 32, 32]
+    assert load_recipe("fast-cpu-brats").extra.patch_size == [128, 128, 128]  # the default
+    loso = load_recipe("resnet50-binary-3sources")
+    assert type(loso.extra) is RunOptions  # a classify recipe has no BraTS settings
+    assert loso.extra.protocol == "loso" and loso.extra.test_source == ["sartaj-4class"]
+    path = tmp_path / "resolved.yaml"
+    path.write_text(brats.to_yaml())  # every default written out, and read back the same
+    assert load_recipe(str(path)).to_dict() == brats.to_dict()
+    assert brats.to_dict()["extra"]["samples_per_case"] == 8
 
 
 def test_switching_model_drops_the_recipe_network_options(capsys) -> None:

@@ -191,3 +191,28 @@ def test_grey_of_8bit_colour_equals_the_float_channel_mean_rescaled(channels: in
             else np.zeros(mean.shape, np.uint8)
         )
         np.testing.assert_array_equal(to_grey_uint8(rgb), expected)
+
+
+def test_validation_dice_follows_the_empty_rule() -> None:
+    from braintumor.config import load_recipe
+    from braintumor.training.module import SegmentationModule
+
+    class Fixed(torch.nn.Module):  # logits chosen by the test: + where the mask is predicted
+        def __init__(self, logits: torch.Tensor) -> None:
+            super().__init__()
+            self.logits = logits
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.logits
+
+    truth = torch.zeros(3, 1, 4, 4)
+    truth[1, 0, :2] = 1  # image 1: tumour in the top half; images 0 and 2: none
+    logits = torch.full((3, 1, 4, 4), -5.0)
+    logits[1, 0, :1] = 5.0  # half of the tumour found: Dice 2*4/(4+8)
+    logits[2, 0, 0, 0] = 5.0  # a false positive on an empty image: Dice 0
+    module = SegmentationModule(load_recipe("fast-cpu-seg"), 1, 3, False, model=Fixed(logits))
+    logged: dict[str, torch.Tensor] = {}
+    module.log = lambda name, value, **kwargs: logged.__setitem__(name, value)  # no Trainer
+    module.validation_step({"image": torch.zeros(3, 3, 4, 4), "mask": truth}, 0)
+    # Both empty counts 1 (image 0), as docs/evaluation.md says.
+    assert float(logged["val/dice"]) == pytest.approx((1.0 + 8 / 12 + 0.0) / 3)

@@ -17,6 +17,7 @@ from braintumor.inference.outputs import keep_largest_component, tumour_mask
 from braintumor.inference.predictor import InferenceSettings, Predictor
 from braintumor.io import write_png
 from braintumor.models.folder import LoadedModel
+from braintumor.recipe_options import InferenceOptions
 from model_support import loaded_2d
 
 
@@ -83,7 +84,7 @@ def test_tumour_mask_applies_threshold_min_area_and_largest() -> None:
 
 
 def test_validation_picks_largest_component_when_a_distractor_costs_dice(tmp_path) -> None:
-    chosen = choose_inference(_loaded(), _val_set(tmp_path, distractor=True), {})
+    chosen = choose_inference(_loaded(), _val_set(tmp_path, distractor=True), InferenceOptions())
     assert chosen["keep_largest"] is True
     # The model is mirror-symmetric, so TTA cannot beat plain: the simpler setting stays.
     assert chosen["tta"] is False
@@ -94,17 +95,19 @@ def test_validation_picks_largest_component_when_a_distractor_costs_dice(tmp_pat
 
 
 def test_validation_keeps_plain_settings_when_nothing_helps(tmp_path) -> None:
-    chosen = choose_inference(_loaded(), _val_set(tmp_path, distractor=False), {})
+    chosen = choose_inference(_loaded(), _val_set(tmp_path, distractor=False), InferenceOptions())
     assert (chosen["tta"], chosen["keep_largest"]) == (False, False)
     assert len(chosen["val_dice"]) == 4
 
 
 def test_recipe_can_fix_a_setting_instead_of_choosing(tmp_path) -> None:
     samples = _val_set(tmp_path, distractor=True)
-    fixed = choose_inference(_loaded(), samples, {"keep_largest": False})
+    fixed = choose_inference(_loaded(), samples, InferenceOptions(keep_largest=False))
     assert fixed["keep_largest"] is False
     assert set(fixed["val_dice"]) == {"plain", "tta"}
-    both_fixed = choose_inference(_loaded(), samples, {"keep_largest": True, "tta": False})
+    both_fixed = choose_inference(
+        _loaded(), samples, InferenceOptions(keep_largest=True, tta=False)
+    )
     assert both_fixed["chosen_on"] == "recipe" and both_fixed["keep_largest"] is True
 
 

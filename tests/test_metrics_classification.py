@@ -136,7 +136,20 @@ def test_ece_zero_when_calibrated() -> None:
     p = np.tile([0.8, 0.2], (10, 1))
     p[:2] = [0.2, 0.8]
     y[:2] = 0  # the two items predicted as class 1 are wrong
-    assert expected_calibration_error(y, p) == pytest.approx(0.0, abs=1e-12)
+    assert expected_calibration_error(y, p) == pytest.approx(0.0, abs=1e-6)  # float32
+
+
+def test_ece_is_the_count_weighted_gap_of_the_reliability_curve() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(4) * 0.5, size=500)
+    y = rng.integers(0, 4, size=500)
+    curve = reliability_curve(y, p)
+    gap = sum(
+        n * abs(acc - conf)
+        for conf, acc, n in zip(curve["confidence"], curve["accuracy"], curve["count"], strict=True)
+        if n
+    )
+    assert expected_calibration_error(y, p) == pytest.approx(gap / 500, abs=1e-6)
 
 
 def test_ece_large_when_overconfident_and_matches_hand_value() -> None:

@@ -50,6 +50,7 @@ def test_health_and_model_cards(client: TestClient) -> None:
     assert cards["cls"]["class_names"] == CLASSES
     assert cards["cls"]["architecture"] == "resnet18"
     assert cards["seg"]["task"] == "segment"
+    assert (cards["cls"]["outputs"], cards["seg"]["outputs"]) == ("classes", "mask")
     assert cards["cls"]["recipe"] == "test" and "data_fingerprint" not in cards["cls"]
     page = client.get("/")
     assert page.status_code == 200 and "<svg" not in page.text  # the chart is drawn by script
@@ -60,7 +61,7 @@ def test_classify_png(client: TestClient) -> None:
     reply = _post(client, "slice.jpg", png_bytes())  # the name lies; the bytes decide
     assert reply.status_code == 200, reply.text
     body = reply.json()
-    assert body["task"] == "classify" and body["id"] == "slice"
+    assert body["task"] == "classify" and body["id"] == "slice" and body["outputs"] == "classes"
     assert set(body["probabilities"]) == set(CLASSES)
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-5
     assert body["predicted_class"] == max(body["probabilities"], key=body["probabilities"].get)
@@ -72,7 +73,7 @@ def test_classify_png(client: TestClient) -> None:
 
 def test_segment_png_has_localization_and_mask(client: TestClient) -> None:
     body = _post(client, "s.png", png_bytes(), model="seg").json()
-    assert body["task"] == "segment"
+    assert body["task"] == "segment" and body["outputs"] == "mask"
     mask = np.asarray(_png(body["mask_png"]))
     assert mask.shape == (70, 90)
     assert body["area_px"] == int((mask > 0).sum())

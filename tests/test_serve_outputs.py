@@ -181,6 +181,7 @@ def test_brats_case_gives_a_slider_through_the_brain_and_a_nifti(tmp_path: Path)
     assert reply.status_code == 200, reply.text
     body = reply.json()
     assert body["id"] == "case-17"  # named after the upload, not the unpacking folder
+    assert body["outputs"] == "labels"  # what the page draws by
     download = body["mask_download"]
     assert download["format"] == "nifti" and download["filename"] == "case-17_seg.nii.gz"
     (tmp_path / "seg.nii.gz").write_bytes(base64.b64decode(download["base64"]))

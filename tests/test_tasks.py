@@ -8,6 +8,7 @@ from braintumor.config import Recipe
 from braintumor.data.layouts_base import DATA_KINDS
 from braintumor.errors import ModelFormatError, RecipeError
 from braintumor.models.registry import KINDS
+from braintumor.recipe_options import BratsOptions, RunOptions
 from braintumor.tasks import (
     CASES,
     CLASSES,
@@ -21,6 +22,7 @@ from braintumor.tasks import (
     register_task,
 )
 from braintumor.tasks import registry as task_registry
+from braintumor.tasks.registry import task_options
 
 
 def test_the_four_built_in_tasks_are_registered_and_complete():
@@ -28,7 +30,7 @@ def test_the_four_built_in_tasks_are_registered_and_complete():
     for name in list_tasks():
         task = get_task(name)
         assert isinstance(task, Task)
-        assert task.name == name
+        assert task.name == name and task.title  # the web page's card names it
         assert set(task.data_kinds) <= set(DATA_KINDS)
         assert task.network_kind in KINDS
         assert task.inputs in (IMAGES, CASES)
@@ -47,6 +49,7 @@ def test_unknown_task_names_are_clear_errors():
 
 def test_a_fifth_task_is_one_registration(monkeypatch):
     monkeypatch.setattr(task_registry, "_TASKS", dict(task_registry._TASKS))
+    monkeypatch.setattr(task_registry, "_OPTIONS", dict(task_registry._OPTIONS))
 
     class Detection:
         name = "detect"
@@ -54,5 +57,6 @@ def test_a_fifth_task_is_one_registration(monkeypatch):
     register_task("detect", Detection())
     assert "detect" in list_tasks()
     assert Recipe(name="r", task="detect", model="unet").task == "detect"
+    assert task_options("detect") is RunOptions and task_options("brats3d") is BratsOptions
     with pytest.raises(RecipeError, match="registered already"):
         register_task("detect", Detection())

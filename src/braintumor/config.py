@@ -4,6 +4,10 @@ A recipe is a named YAML file in ``braintumor/recipes/`` (or any path). ``--set 
 overrides any field, with dotted keys reaching into the dict-valued fields
 (``--set augment.rotate=15``). Values are parsed as YAML scalars, so ``--set lr=1e-3`` is a
 float and ``--set pretrained=true`` a bool.
+
+``extra`` (the task's own settings) and ``inference`` (a segmenter's test-time choices) are
+typed sections, :mod:`braintumor.recipe_options`: flat mappings in YAML, dataclasses once
+loaded, checked key by key.
 """
 
 from __future__ import annotations
@@ -19,12 +23,10 @@ import yaml
 from rich.console import Console
 
 from braintumor.errors import RecipeError
-from braintumor.tasks.registry import list_tasks
+from braintumor.recipe_options import InferenceOptions, RunOptions, options_from_dict
+from braintumor.tasks.registry import list_tasks, task_options
 
 _console = Console(stderr=True)
-
-#: Segmenter inference settings a recipe fixes (true/false) or leaves to validation (auto).
-INFERENCE_KEYS = ("tta", "keep_largest")
 
 
 @dataclass
@@ -64,7 +66,7 @@ class Recipe:
     # Segmenters: share of training draws showing tumour (weighted sampler); None = uniform
     positive_fraction: float | None = None
     # Segmenters: tta / keep_largest, each true, false or auto (chosen on validation)
-    inference: dict[str, Any] = field(default_factory=dict)
+    inference: InferenceOptions = field(default_factory=InferenceOptions)
     # Data
     # Classes to train (None: those of the data). ``[no_tumor, tumor]`` makes a tumour /
     # no-tumour recipe: glioma, meningioma and pituitary samples count as tumor.
@@ -84,11 +86,18 @@ class Recipe:
     # (training.trainer.resolve_compile).
     compile: bool | Literal["auto"] = False
     seed: int = 42
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The task's own settings (braintumor.recipe_options): a flat mapping in YAML, the task's
+    # dataclass once loaded.
+    extra: RunOptions = field(default_factory=RunOptions)
 
     def __post_init__(self) -> None:
         if self.task not in list_tasks():
             raise RecipeError(f"recipe {self.name!r}: task must be one of {tuple(list_tasks())}")
+        kind = task_options(self.task)
+        if type(self.extra) is not kind:
+            extra = self.extra
+            given = dataclasses.asdict(extra) if isinstance(extra, RunOptions) else extra
+            self.extra = options_from_dict(kind, given, f"recipe {self.name!r}")
         if self.monitor_mode not in ("min", "max"):
             raise RecipeError(f"recipe {self.name!r}: monitor_mode must be 'min' or 'max'")
         for name in ("lr", "batch_size", "max_epochs", "image_size", "in_channels"):
@@ -112,17 +121,11 @@ class Recipe:
             raise RecipeError(
                 f"recipe {self.name!r}: compile must be true, false or auto, not {self.compile!r}"
             )
-        for key, value in self.inference.items():
-            if key not in INFERENCE_KEYS:
-                raise RecipeError(
-                    f"recipe {self.name!r}: inference.{key} is unknown; "
-                    f"known: {', '.join(INFERENCE_KEYS)}"
-                )
-            if value != "auto" and not isinstance(value, bool):
-                raise RecipeError(
-                    f"recipe {self.name!r}: inference.{key} must be true, false or auto, "
-                    f"not {value!r}"
-                )
+        if not isinstance(self.inference, InferenceOptions):
+            given = self.inference
+            self.inference = options_from_dict(
+                InferenceOptions, given, f"recipe {self.name!r}", "inference"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict, ready for YAML/JSON."""

@@ -10,7 +10,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -59,7 +59,12 @@ def brats_preprocessing(loaded: LoadedModel) -> dict[str, Any]:
 
 
 def _flips(ndim: int, tta: bool) -> list[tuple[int, ...]]:
-    """Spatial axes (of a (B, C, ...) tensor) to mirror: none, or every combination."""
+    """Spatial axes (of a (B, C, ...) tensor) to mirror: none, or every combination.
+
+    Not the 2D images' TTA (inference/predictor.py): that one mirrors left-right only, in the
+    same batched forward pass that the out-of-distribution hook reads; a case is mirrored on
+    every axis, nnU-Net's way, around a slice loop or a sliding window.
+    """
     axes = tuple(range(2, 2 + ndim))
     if not tta:
         return [()]
@@ -68,12 +73,13 @@ def _flips(ndim: int, tta: bool) -> list[tuple[int, ...]]:
 
 def _mirrored(run: Any, x: torch.Tensor, flips: list[tuple[int, ...]]) -> torch.Tensor:
     """Mean of ``run`` over mirrored copies of ``x``, each mirrored back (nnU-Net's TTA)."""
-    total = None
+    total: torch.Tensor | None = None
     for axes in flips:
         xi = torch.flip(x, axes) if axes else x
         yi = run(xi)
         yi = torch.flip(yi, axes) if axes else yi
         total = yi if total is None else total + yi
+    assert total is not None  # flips always holds at least the unmirrored ()
     return total / len(flips)
 
 
@@ -95,10 +101,11 @@ def predict_probabilities(
         )
 
         def run3d(x: torch.Tensor) -> torch.Tensor:
-            return activate(inferer(x, model).float(), label_mode)
+            # A network with one output gives the inferer's one-tensor result.
+            return activate(cast(torch.Tensor, inferer(x, model)).float(), label_mode)
 
-        probs = _mirrored(run3d, image[None].to(device), _flips(3, tta))[0]
-        return probs.cpu().numpy()
+        whole = _mirrored(run3d, image[None].to(device), _flips(3, tta))[0]
+        return whole.cpu().numpy()
     size = int(pre["image_size"])
     n_x, n_y, n_z = case.image.shape[1:]
     probs = np.zeros((k, n_x, n_y, n_z), dtype=np.float32)

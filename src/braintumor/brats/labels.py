@@ -21,6 +21,7 @@ from braintumor.errors import DataError
 from braintumor.io.label_tables import LabelEntry
 from braintumor.metrics.brats import (
     REGION_LABELS,
+    REGIONS,
     detect_convention,
     regions_to_labels,
     remap_labels,
@@ -29,7 +30,9 @@ from braintumor.metrics.brats import (
 WORKING_CONVENTION = "brats2023"
 LABEL_MODES = ("regions", "labels")
 CONVENTIONS = tuple(REGION_LABELS)
-REGION_NAMES = ["WT", "TC", "ET"]
+REGION_NAMES = list(REGIONS)
+# The labels of each region in the working convention (the one definition: metrics.brats).
+_WORKING_REGIONS = REGION_LABELS[WORKING_CONVENTION]
 LABEL_NAMES = ["background", "necrosis", "oedema", "enhancing"]
 # Label names and colours per convention for viewers' colour tables; the colours follow the
 # overlays (oedema = WT only: green, core: yellow, enhancing = ET: red).
@@ -84,17 +87,15 @@ def from_working(labels: np.ndarray, convention: str) -> np.ndarray:
 def target_channels(labels: torch.Tensor, label_mode: str) -> torch.Tensor:
     """Working-convention labels (..., spatial) -> float targets (K, spatial).
 
-    ``regions``: WT = labels 1-3, TC = 1 and 3, ET = 3. ``labels``: one-hot of 0-3.
-    ``labels`` may carry a leading channel axis of size 1, which is dropped.
+    ``regions``: WT, TC, ET (:data:`braintumor.metrics.brats.REGION_LABELS`). ``labels``:
+    one-hot of 0-3. ``labels`` may carry a leading channel axis of size 1, which is dropped.
     """
     if labels.ndim >= 3 and labels.shape[0] == 1:
         labels = labels[0]
     labels = labels.long()
     if check_label_mode(label_mode) == "regions":
-        wt = labels > 0
-        tc = (labels == 1) | (labels == 3)
-        et = labels == 3
-        return torch.stack([wt, tc, et]).float()
+        members = (torch.tensor(_WORKING_REGIONS[r], device=labels.device) for r in REGIONS)
+        return torch.stack([torch.isin(labels, m) for m in members]).float()
     onehot = torch.nn.functional.one_hot(labels.clamp(0, 3), num_classes=4)
     return onehot.movedim(-1, 0).float()
 
@@ -119,11 +120,7 @@ def probabilities_to_labels(probs: np.ndarray, label_mode: str) -> np.ndarray:
 
 def region_masks(labels: np.ndarray) -> dict[str, np.ndarray]:
     """Boolean WT, TC, ET masks of a working-convention label map."""
-    return {
-        "WT": labels > 0,
-        "TC": (labels == 1) | (labels == 3),
-        "ET": labels == 3,
-    }
+    return {region: np.isin(labels, members) for region, members in _WORKING_REGIONS.items()}
 
 
 def label_table(convention: str) -> list[LabelEntry]:

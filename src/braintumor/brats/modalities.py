@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from braintumor.brats.preprocess import DEFAULT_MODALITIES
 from braintumor.config import Recipe
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError
+from braintumor.recipe_options import BratsOptions
 
 #: Files a case may hold that are not an input sequence.
 NOT_INPUTS = {"brainmask"}
@@ -52,11 +52,11 @@ def modalities_for_data(wanted: list[str], samples: list[Sample]) -> tuple[list[
 def fit_recipe_modalities(recipe: Recipe, samples: list[Sample]) -> tuple[Recipe, str]:
     """``recipe`` with ``extra.modalities`` narrowed to what the data has (BraTS tasks only),
     and the note to show (or '')."""
-    if not recipe.task.startswith("brats"):
+    if not isinstance(recipe.extra, BratsOptions):
         return recipe, ""
-    wanted = list(recipe.extra.get("modalities", DEFAULT_MODALITIES))
+    wanted = list(recipe.extra.modalities)
     chosen, note = modalities_for_data(wanted, samples)
     if chosen == wanted:
         return recipe, ""
-    extra = {**recipe.extra, "modalities": chosen}
+    extra = dataclasses.replace(recipe.extra, modalities=chosen)
     return dataclasses.replace(recipe, extra=extra, in_channels=len(chosen)), note

@@ -33,8 +33,8 @@ from braintumor.data.samples import Sample
 from braintumor.errors import DataError
 from braintumor.io import read_image
 from braintumor.io.base import LoadedImage
+from braintumor.recipe_options import DEFAULT_MODALITIES
 
-DEFAULT_MODALITIES = ["t1", "t1ce", "t2", "flair"]
 AFFINE_TOLERANCE = 1e-3  # mm; BraTS files of one case share their affine up to rounding
 CACHE_VERSION = 2
 

@@ -1,72 +1,87 @@
 """Wire a BraTS recipe (task ``brats2d`` or ``brats3d``) to a module, a datamodule and the
 preprocessing record that prediction replays.
 
-Recipe settings read here (``extra`` unless said otherwise):
+The recipe's BraTS settings are its ``extra`` section, :class:`~braintumor.recipe_options.
+BratsOptions` (defaults there); ``preprocess`` holds ``crop`` (to the brain box, default true),
+``crop_margin`` (voxels, 8), ``target_spacing`` (mm, default none) and ``normalisation``
+(``zscore-brain`` | ``none``); 2D slices are ``image_size`` (recipe field) wide.
 
-- ``modalities`` (default t1, t1ce, t2, flair), ``label_mode`` (``regions`` | ``labels``),
-  ``convention`` (``auto`` or a name from :mod:`braintumor.metrics.brats`), ``cache_dir``;
-- ``preprocess``: ``crop`` (to the brain box, default true), ``crop_margin`` (voxels, 8),
-  ``target_spacing`` (mm, default none), ``normalisation`` (``zscore-brain`` | ``none``);
-- 2D: ``image_size`` (recipe field), ``min_tumour_pixels`` (50), ``empty_slice_fraction``
-  (0.1);
-- 3D: ``patch_size`` ([128, 128, 128]), ``samples_per_case`` (4), ``pos_fraction`` (0.5),
-  ``sw_overlap`` (0.5), ``sw_batch_size`` (2).
-
-The recipe is completed in place before the network is built, so that the model folder written
-from it rebuilds the same network: ``in_channels`` becomes the number of modalities, and
-``model_args`` gets the 3D network's settings that follow from the data (see
-:func:`network_args`).
+:func:`resolve_brats_recipe` fixes from the data what the recipe leaves open (the label
+convention, ``in_channels`` = the number of modalities, the 3D network's ``model_args``, see
+:func:`network_args`) before the run saves the recipe, so that ``recipe.yaml`` and the model
+folder say the same and the model folder rebuilds the same network.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
+import torch
 
 from braintumor.brats.labels import CONVENTIONS, check_label_mode, class_names, num_outputs
 from braintumor.brats.patches import BratsPatchDataModule, sliding_window_inferer
-from braintumor.brats.preprocess import DEFAULT_MODALITIES, BratsPreprocess, default_cache_dir
+from braintumor.brats.preprocess import BratsPreprocess, default_cache_dir
 from braintumor.brats.slices import BratsSliceDataModule
 from braintumor.config import Recipe
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, RecipeError
 from braintumor.io import read_image
 from braintumor.metrics.brats import detect_convention
+from braintumor.recipe_options import BratsOptions
 from braintumor.tasks.registry import LABELS, get_task
 from braintumor.training.module import SegmentationModule
+
+#: The recipe's ``preprocess`` keys a BraTS task reads besides ``target_spacing``.
+_PREPROCESS_KEYS = ("crop", "crop_margin", "normalisation")
+Inferer = Callable[[torch.Tensor, torch.nn.Module], torch.Tensor]
 
 
 def brats_task(recipe: Recipe) -> Any:
     """The recipe's task from the registry; a RecipeError unless it is a BraTS task (one whose
     model outputs a label volume per case)."""
     task = get_task(recipe.task)
-    if task.outputs != LABELS:
+    if task.outputs != LABELS or not isinstance(recipe.extra, BratsOptions):
         raise RecipeError(f"recipe {recipe.name!r}: task {recipe.task!r} is not a BraTS task")
     return task
 
 
+def brats_options(recipe: Recipe) -> BratsOptions:
+    """The recipe's BraTS settings; a RecipeError unless it is a BraTS recipe."""
+    brats_task(recipe)
+    assert isinstance(recipe.extra, BratsOptions)  # checked by brats_task
+    return recipe.extra
+
+
 def info_class_names(recipe: Recipe) -> list[str]:
     """Output channel names: WT/TC/ET for regions, background + 3 tumour labels for labels."""
-    return class_names(recipe.extra.get("label_mode", "regions"))
+    return class_names(brats_options(recipe).label_mode)
 
 
-def preprocess_settings(recipe: Recipe, convention: str | None = None) -> BratsPreprocess:
+def _target_spacing(recipe: Recipe) -> list[float] | None:
+    """``preprocess.target_spacing``, else ``extra.target_spacing`` (mm), else None."""
+    target = recipe.preprocess.get("target_spacing", brats_options(recipe).target_spacing)
+    return [float(t) for t in target] if target else None
+
+
+def preprocess_settings(recipe: Recipe) -> BratsPreprocess:
     """The preprocessing part of a recipe as :class:`BratsPreprocess`."""
-    pre = recipe.preprocess
-    target = pre.get("target_spacing", recipe.extra.get("target_spacing"))
-    conv = convention or recipe.extra.get("convention", "auto")
-    if conv != "auto" and conv not in CONVENTIONS:
-        raise RecipeError(f"recipe {recipe.name!r}: unknown BraTS convention {conv!r}")
+    options = brats_options(recipe)
+    if options.convention != "auto" and options.convention not in CONVENTIONS:
+        raise RecipeError(
+            f"recipe {recipe.name!r}: unknown BraTS convention {options.convention!r}"
+        )
+    # crop, crop_margin and normalisation default in BratsPreprocess.
+    given = {k: recipe.preprocess[k] for k in _PREPROCESS_KEYS if k in recipe.preprocess}
     return BratsPreprocess(
-        modalities=list(recipe.extra.get("modalities", DEFAULT_MODALITIES)),
-        crop=bool(pre.get("crop", True)),
-        crop_margin=int(pre.get("crop_margin", 8)),
-        target_spacing=[float(t) for t in target] if target else None,
-        normalisation=str(pre.get("normalisation", "zscore-brain")),
-        convention=conv,
+        modalities=list(options.modalities),
+        target_spacing=_target_spacing(recipe),
+        convention=options.convention,
+        **given,
     )
 
 
@@ -90,9 +105,8 @@ def network_args(recipe: Recipe) -> dict[str, Any]:
         )
     args = dict(recipe.model_args)
     if recipe.model == "dynunet":
-        target = recipe.preprocess.get("target_spacing", recipe.extra.get("target_spacing"))
-        args.setdefault("patch_size", [int(p) for p in recipe.extra.get("patch_size", [128] * 3)])
-        args.setdefault("spacing", [float(t) for t in target] if target else [1.0, 1.0, 1.0])
+        args.setdefault("patch_size", [int(p) for p in brats_options(recipe).patch_size])
+        args.setdefault("spacing", _target_spacing(recipe) or [1.0, 1.0, 1.0])
     return args
 
 
@@ -109,26 +123,38 @@ def dataset_convention(samples: list[Sample]) -> str:
     return detect_convention(np.array(sorted(present), dtype=np.int64))
 
 
-def build_brats_task(
-    recipe: Recipe, splits: dict[str, list[Sample]]
-) -> tuple[L.LightningModule, L.LightningDataModule, dict[str, Any]]:
-    """(SegmentationModule, datamodule, preprocessing dict for ``ModelInfo.preprocessing``)."""
-    mode = brats_task(recipe).mode
-    extra = recipe.extra
-    label_mode = check_label_mode(extra.get("label_mode", "regions"))
-    settings = preprocess_settings(recipe)
-    if settings.convention == "auto":
+def resolve_brats_recipe(recipe: Recipe, splits: dict[str, list[Sample]]) -> Recipe:
+    """A copy of ``recipe`` with what the data decides filled in: the label convention (when
+    ``auto``, from every labelled case of ``splits``), ``in_channels`` (one per modality) and
+    the network's ``model_args``. Resolving a resolved recipe changes nothing."""
+    options = brats_options(recipe)
+    check_label_mode(options.label_mode)
+    convention = preprocess_settings(recipe).convention
+    if convention == "auto":
         labelled = [s for samples in splits.values() for s in samples if s.mask]
         if not labelled:
             raise DataError("BraTS: no case has a label map to train on")
-        settings.convention = dataset_convention(labelled)
-    cache_dir = str(extra.get("cache_dir") or default_cache_dir())
-    in_channels = len(settings.modalities)
-    # Completed in place: the model folder is written from the recipe and must rebuild this net.
-    recipe.model_args = network_args(recipe)
-    recipe.in_channels = in_channels
+        convention = dataset_convention(labelled)
+    return dataclasses.replace(
+        recipe,
+        extra=dataclasses.replace(options, convention=convention),
+        in_channels=len(options.modalities),
+        model_args=network_args(recipe),
+    )
+
+
+def build_brats_task(
+    recipe: Recipe, splits: dict[str, list[Sample]]
+) -> tuple[L.LightningModule, L.LightningDataModule, dict[str, Any]]:
+    """(SegmentationModule, datamodule, preprocessing dict for ``ModelInfo.preprocessing``) of
+    ``recipe`` resolved (:func:`resolve_brats_recipe`); ``recipe`` itself is left as it is."""
+    mode = brats_task(recipe).mode
+    recipe = resolve_brats_recipe(recipe, splits)
+    options = brats_options(recipe)
+    label_mode = options.label_mode
+    settings = preprocess_settings(recipe)
     module = SegmentationModule(
-        recipe, num_outputs(label_mode), in_channels, multilabel=label_mode == "regions"
+        recipe, num_outputs(label_mode), recipe.in_channels, multilabel=label_mode == "regions"
     )
     preprocessing: dict[str, Any] = {
         "kind": "brats",
@@ -137,10 +163,10 @@ def build_brats_task(
         "label_mode": label_mode,
         "class_names": class_names(label_mode),
     }
-    common = {
+    common: dict[str, Any] = {
         "splits": splits,
         "settings": settings,
-        "cache_dir": cache_dir,
+        "cache_dir": options.cache_dir or str(default_cache_dir()),
         "label_mode": label_mode,
         "batch_size": recipe.batch_size,
         "augment": recipe.augment,
@@ -150,21 +176,21 @@ def build_brats_task(
     if mode == "2d":
         datamodule: L.LightningDataModule = BratsSliceDataModule(
             image_size=recipe.image_size,
-            min_tumour_pixels=int(extra.get("min_tumour_pixels", 50)),
-            empty_slice_fraction=float(extra.get("empty_slice_fraction", 0.1)),
+            min_tumour_pixels=options.min_tumour_pixels,
+            empty_slice_fraction=options.empty_slice_fraction,
             **common,
         )
         preprocessing["image_size"] = recipe.image_size
     else:
-        patch = [int(p) for p in extra.get("patch_size", [128, 128, 128])]
-        overlap = float(extra.get("sw_overlap", 0.5))
-        sw_batch = int(extra.get("sw_batch_size", 2))
+        patch = [int(p) for p in options.patch_size]
+        overlap, sw_batch = options.sw_overlap, options.sw_batch_size
         datamodule = BratsPatchDataModule(
             patch_size=patch,
-            samples_per_case=int(extra.get("samples_per_case", 4)),
-            pos_fraction=float(extra.get("pos_fraction", 0.5)),
+            samples_per_case=options.samples_per_case,
+            pos_fraction=options.pos_fraction,
             **common,
         )
-        module.val_inferer = sliding_window_inferer(patch, overlap, sw_batch)
+        # A network with one output gives the inferer's one-tensor result.
+        module.val_inferer = cast(Inferer, sliding_window_inferer(patch, overlap, sw_batch))
         preprocessing |= {"patch_size": patch, "sw_overlap": overlap, "sw_batch_size": sw_batch}
     return module, datamodule, preprocessing

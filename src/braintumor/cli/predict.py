@@ -31,7 +31,7 @@ from braintumor.inference.outputs import csv_text
 from braintumor.models.folder import read_model_info
 from braintumor.patient_stack import is_reference_mask, stack_summaries
 from braintumor.preflight import check_output_folder
-from braintumor.tasks import CLASSES, PredictOptions
+from braintumor.tasks import CLASSES, MASK, PredictOptions, model_task
 from braintumor.tasks.predict import open_predictor, predict_cases, predict_images, takes_images
 from braintumor.zoo import ZOO_PREFIX, default_zoo_models, is_zoo_ref
 
@@ -151,7 +151,9 @@ def predict_command(
         target = out / name if len(names) > 1 else out
         ref = f"{ZOO_PREFIX}{name}"
         # --format applies to the reference segmenters; the classifiers beside them ignore it.
-        fitting = mask_format if read_model_info(ref).task == "segment" else "png"
+        fitting = (
+            mask_format if model_task(read_model_info(ref).task, ref).outputs == MASK else "png"
+        )
         _predict_with(ref, inputs, target, mask_format=fitting, **settings)
 
 
@@ -222,7 +224,7 @@ def _predict_with(
         check_output_folder(out)
         task, predictor, info = open_predictor(model, options, backend, device)
         paths = expand_inputs(inputs) if takes_images(task) else []
-        check_mask_format(mask_format, info.task, paths)
+        check_mask_format(mask_format, task, paths)
         if not takes_images(task):
             out.mkdir(parents=True, exist_ok=True)
             options.tta = bool(tta)

@@ -80,7 +80,7 @@ def train_command(
         raise DataError("--resume needs --run-dir: the run folder to resume")
     resolved = load_recipe(recipe, overrides)
     folder = run_dir or default_run_dir(resolved)
-    protocol = protocol or resolved.extra.get("protocol")
+    protocol = protocol or resolved.extra.protocol
     if protocol is None and (test_source or val_source):
         protocol = "loso"
     if protocol is not None:
@@ -147,8 +147,11 @@ def _run_protocol(name: str, recipe: Recipe, data: list[str], folder: Path, opti
         raise typer.BadParameter(f"--protocol must be one of {', '.join(sorted(PROTOCOLS))}")
     summary = PROTOCOLS[name](recipe, data, folder, **options)
     console = Console()
-    _print_source_folds(console, summary)
-    _print_patient_folds(console, summary)
+    # Each protocol's summary has its own shape (``folds`` is a list for loso, a count for kfold).
+    if summary.get("protocol") == "kfold":
+        _print_patient_folds(console, summary)
+    else:
+        _print_source_folds(console, summary)
     report = folder / "report.html"
     console.print(f"[green]report[/green] {report if report.is_file() else folder / 'kfold.json'}")
 

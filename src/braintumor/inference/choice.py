@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from braintumor.config import INFERENCE_KEYS
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
 from braintumor.inference.inputs import read_pair
@@ -24,8 +23,7 @@ from braintumor.inference.predictor import InferenceSettings, Predictor, model_d
 from braintumor.io import LoadedImage
 from braintumor.metrics.segmentation import segmentation_scores
 from braintumor.models.folder import LoadedModel
-
-AUTO = "auto"
+from braintumor.recipe_options import AUTO, InferenceOptions
 
 
 def _val_pairs(samples: list[Sample]) -> tuple[list[LoadedImage], list[np.ndarray]]:
@@ -51,10 +49,12 @@ def _mean_dice(probs: list[np.ndarray], truths: list[np.ndarray], keep_largest: 
     return float(np.mean(scores))
 
 
-def _candidates(inference: dict[str, Any]) -> list[InferenceSettings]:
+def _candidates(inference: InferenceOptions) -> list[InferenceSettings]:
     """Every combination the recipe leaves open, simplest first."""
-    choices = {key: inference.get(key, AUTO) for key in INFERENCE_KEYS}
-    options = {key: (False, True) if value == AUTO else (value,) for key, value in choices.items()}
+    options = {
+        key: (False, True) if value == AUTO else (value,)
+        for key, value in asdict(inference).items()
+    }
     return [
         InferenceSettings(tta=tta, keep_largest=largest)
         for tta in options["tta"]
@@ -70,7 +70,7 @@ def score_settings(
 ) -> dict[str, float]:
     """Mean Dice on ``samples`` (with masks) of each candidate, all four by default, keyed
     ``plain``, ``keep_largest``, ``tta``, ``tta+keep_largest``."""
-    candidates = candidates or _candidates({})
+    candidates = candidates or _candidates(InferenceOptions())
     images, truths = _val_pairs(samples)
     if not images:
         return {}
@@ -83,7 +83,10 @@ def score_settings(
 
 
 def choose_inference(
-    loaded: LoadedModel, val_samples: list[Sample], inference: dict[str, Any], batch_size: int = 32
+    loaded: LoadedModel,
+    val_samples: list[Sample],
+    inference: InferenceOptions,
+    batch_size: int = 32,
 ) -> dict[str, Any]:
     """Pick the settings ``recipe.inference`` leaves at ``auto`` (the default) by mean
     validation Dice; the others are taken as the recipe fixes them.

@@ -15,18 +15,20 @@ from PIL import Image
 from braintumor.errors import DataError, ImageReadError
 from braintumor.inference.inputs import axial_slice, is_dicom_path, read_input
 from braintumor.io.dicom_seg import SEG_SUFFIX, source_frames, write_dicom_seg
+from braintumor.tasks.registry import MASK, Task
 
 MASK_FORMATS = ("png", "dicom-seg")
 
 
-def check_mask_format(mask_format: str, task: str, paths: list[Path]) -> None:
-    """Raise a one-line DataError when ``mask_format`` does not fit the model or an input."""
+def check_mask_format(mask_format: str, task: Task, paths: list[Path]) -> None:
+    """Raise a one-line DataError when ``mask_format`` does not fit the model's task (a 2D mask
+    per image) or an input."""
     if mask_format not in MASK_FORMATS:
         raise DataError(f"--format must be one of {', '.join(MASK_FORMATS)}, got {mask_format!r}")
     if mask_format != "dicom-seg":
         return
-    if task != "segment":
-        raise DataError(f"--format dicom-seg is for segmentation models; this one is {task}")
+    if task.outputs != MASK:
+        raise DataError(f"--format dicom-seg is for segmentation models; this one is {task.name}")
     for path in paths:
         if not (path.is_dir() or is_dicom_path(path)):
             raise DataError(f"{path}: --format dicom-seg needs DICOM input (a file or a series)")

@@ -50,6 +50,12 @@ def classification_records(
     return records
 
 
+# MONAI's RemoveSmallObjects and KeepLargestConnectedComponent are not used for these two:
+# the first also removes a component of exactly ``min_area`` pixels (unlike localize), the second
+# keeps the last of equally large components, and both were slower on figshare-seg predictions
+# (benchmarks/library_parity.py, docs/benchmarks.md).
+
+
 def drop_small_components(mask: np.ndarray, min_area: int) -> np.ndarray:
     """Remove 8-connected components under ``min_area`` pixels (the rule :func:`localize` uses)."""
     if min_area <= 1 or not mask.any():

@@ -30,6 +30,7 @@ from braintumor.invariance.variants import Variant
 from braintumor.io import LoadedImage, read_image
 from braintumor.metrics.segmentation import segmentation_scores
 from braintumor.models.folder import LoadedModel
+from braintumor.tasks.registry import CLASSES, MASK, model_task
 
 #: Targets: a classifier's flip rate and balanced-accuracy drop, a segmenter's Dice drop.
 MAX_FLIP_RATE = 0.05
@@ -46,12 +47,12 @@ class TestSlice:
     mask: np.ndarray | None  # bool (H, W) for segmenters
 
 
-def load_slices(samples: list[Sample], task: str) -> tuple[list[TestSlice], list[str]]:
-    """Read every sample (and its mask for ``segment``); unreadable ones are listed, not fatal."""
+def load_slices(samples: list[Sample], with_masks: bool) -> tuple[list[TestSlice], list[str]]:
+    """Read every sample (and its mask ``with_masks``); unreadable ones are listed, not fatal."""
     slices, skipped = [], []
     for sample in samples:
         try:
-            if task == "segment":
+            if with_masks:
                 image, mask = read_pair(sample)
             else:
                 image, mask = read_image(sample.image), None
@@ -99,15 +100,16 @@ def run_invariance(
     every variant meets it (flip rate <= 5 % and a drop <= 0.03).
     """
     task = loaded.info.task
-    if task not in ("classify", "segment"):
+    outputs = model_task(task, loaded.path).outputs
+    if outputs not in (CLASSES, MASK):
         raise DataError(f"{loaded.path}: invariance is measured for 2D models, not {task!r}")
-    slices, skipped = load_slices(samples, task)
+    slices, skipped = load_slices(samples, with_masks=outputs == MASK)
     if not slices:
         raise DataError(f"none of the {len(samples)} test samples could be read")
     predictor = Predictor(loaded, device=model_device(loaded), batch_size=batch_size)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="invariance-") as tmp:
-        if task == "classify":
+        if outputs == CLASSES:
             samples_read = [s.sample for s in slices]
             labels, _ = label_indices(samples_read, predictor.class_names, loaded.path)
             base = predictor.classify([s.image for s in slices]).argmax(1)

@@ -129,7 +129,9 @@ def run_kfold(
         if not done.is_file():
             console.print(f"[bold]fold {fold + 1}/{k}[/bold] -> {fold_dir}")
             start = time.perf_counter()
-            fold_recipe = dataclasses.replace(recipe, extra={**recipe.extra, "fold": fold})
+            fold_recipe = dataclasses.replace(
+                recipe, extra=dataclasses.replace(recipe.extra, fold=fold)
+            )
             train_run(
                 fold_recipe,
                 data,

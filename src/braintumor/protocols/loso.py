@@ -217,8 +217,8 @@ def run_loso(
     if len({s.source for s in samples}) < 2:
         raise DataError("leave-one-source-out needs two or more --data sources")
     run_dir.mkdir(parents=True, exist_ok=True)
-    tests = list(test_sources) or _as_list(recipe.extra.get("test_source"))
-    vals = list(val_sources) or _as_list(recipe.extra.get("val_source"))
+    tests = list(test_sources) or list(recipe.extra.test_source)
+    vals = list(val_sources) or list(recipe.extra.val_source)
     held_out = [[t] for t in tests] if tests else [[t] for t in default_test_sources(samples)]
     if not held_out:
         raise DataError("no source holds two classes while the others cover every class")
@@ -241,12 +241,6 @@ def run_loso(
         if on_fold is not None:
             on_fold(summary)
     return summary
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
 def _run_fold(

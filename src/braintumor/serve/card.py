@@ -15,17 +15,12 @@ from typing import Any
 
 from braintumor.models.folder import ModelInfo
 from braintumor.runfolder import RunFolder
+from braintumor.tasks.registry import model_task
 
 INTENDED_USE = (
     "Research and teaching only; not a medical device and not for diagnosis or any clinical "
     "decision."
 )
-TASKS = {
-    "classify": "classification of a slice",
-    "segment": "tumour segmentation of a slice",
-    "brats2d": "BraTS tumour regions (2D, slice by slice)",
-    "brats3d": "BraTS tumour regions (3D)",
-}
 _METRIC_NAMES = {
     "accuracy": "accuracy",
     "macro_f1": "macro F1",
@@ -127,7 +122,7 @@ def model_card(name: str, info: ModelInfo, folder: Path) -> dict[str, Any]:
     return {
         "name": name,
         "task": info.task,
-        "task_text": TASKS.get(info.task, info.task),
+        "task_text": model_task(info.task, folder).title,
         "architecture": info.architecture,
         "class_names": list(info.class_names),
         "image_size": info.image_size,

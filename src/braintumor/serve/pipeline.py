@@ -49,9 +49,10 @@ class ServedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def card(self) -> dict[str, Any]:
-        """What the page shows about the model: task, classes, data, metrics, recipe, use."""
+        """What the page shows about the model: task, classes, data, metrics, recipe, use, and
+        what its results hold (``outputs``: the task's ``classes``, ``mask`` or ``labels``)."""
         card = model_card(self.name, self.loaded.info, self.loaded.path)
-        return {**card, "ood": _ood_card(self.loaded.info.ood)}
+        return {**card, "outputs": self.task.outputs, "ood": _ood_card(self.loaded.info.ood)}
 
 
 def _ood_card(block: dict[str, Any]) -> dict[str, Any] | None:
@@ -85,7 +86,7 @@ def png_base64(array: np.ndarray, max_side: int | None = None) -> str:
     """uint8 (H, W) or (H, W, 3) -> base64 PNG text, shrunk to ``max_side`` when given."""
     image = Image.fromarray(np.ascontiguousarray(array))
     if max_side is not None and max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.BILINEAR)
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -283,7 +284,13 @@ def predict_upload(
 ) -> dict[str, Any]:
     """Everything the page shows for one uploaded file, as a JSON-ready dict."""
     info = served.loaded.info
-    head: dict[str, Any] = {"model": served.name, "task": info.task, "filename": filename}
+    # The page draws a result by what it holds (``outputs``), never by the task's name.
+    head: dict[str, Any] = {
+        "model": served.name,
+        "task": info.task,
+        "outputs": served.task.outputs,
+        "filename": filename,
+    }
     loaded = read_upload(path, kind, work, max_pixels, filename)
     if not takes_images(served.task):
         if not isinstance(loaded, Path):

@@ -23,6 +23,7 @@ class BratsTask:
 
     name = ""
     description = ""
+    title = ""
     mode = ""
     data_kinds = (BRATS_DATA,)
     network_kind = ""
@@ -30,13 +31,19 @@ class BratsTask:
     outputs = LABELS
     table = "summary"
 
+    def resolve(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> Recipe:
+        """See :func:`braintumor.brats.task.resolve_brats_recipe` (convention, channels, net)."""
+        from braintumor.brats.task import resolve_brats_recipe  # Lightning, MONAI
+
+        return resolve_brats_recipe(recipe, splits)
+
     def build(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
-        """See :func:`braintumor.brats.task.build_brats_task` (it completes ``recipe``)."""
+        """See :func:`braintumor.brats.task.build_brats_task`."""
         from braintumor.brats.task import build_brats_task, info_class_names  # Lightning, MONAI
 
         module, datamodule, preprocessing = build_brats_task(recipe, splits)
         names = info_class_names(recipe)
-        return TaskSetup(module, datamodule, names, module.num_outputs, preprocessing)
+        return TaskSetup(module, datamodule, names, len(names), preprocessing)
 
     def tune(self, loaded: LoadedModel, recipe: Recipe, val: list[Sample]) -> dict[str, Any]:
         """Nothing is chosen on validation for BraTS models."""
@@ -78,6 +85,7 @@ class Brats2DTask(BratsTask):
 
     name = "brats2d"
     description = "BraTS regions, trained on axial slices, predicted per case"
+    title = "BraTS tumour regions (2D, slice by slice)"
     mode = "2d"
     network_kind = SEGMENTER_2D
 
@@ -87,5 +95,6 @@ class Brats3DTask(BratsTask):
 
     name = "brats3d"
     description = "BraTS regions, trained on 3D patches, predicted per case"
+    title = "BraTS tumour regions (3D)"
     mode = "3d"
     network_kind = SEGMENTER_3D

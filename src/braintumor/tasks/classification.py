@@ -25,6 +25,7 @@ class ClassificationTask(ImageTask):
 
     name = "classify"
     description = "one class per 2D image"
+    title = "classification of a slice"
     # A segmentation dataset with class labels (Figshare) trains a classifier too.
     data_kinds = (CLASSIFY_DATA, SEGMENT_DATA)
     network_kind = CLASSIFIER

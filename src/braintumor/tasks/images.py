@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from braintumor.config import Recipe
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError
 from braintumor.inference.predictor import Predictor
@@ -25,7 +26,11 @@ class ImageTask:
             predictor.keep_largest = options.keep_largest
         return predictor
 
-    def tune(self, loaded: LoadedModel, recipe: Any, val: list[Sample]) -> dict[str, Any]:
+    def resolve(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> Recipe:
+        """An image recipe is complete as loaded: nothing follows from the data."""
+        return recipe
+
+    def tune(self, loaded: LoadedModel, recipe: Recipe, val: list[Sample]) -> dict[str, Any]:
         """No inference choice to make by default."""
         return {}
 

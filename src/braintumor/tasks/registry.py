@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from braintumor.errors import ModelFormatError, RecipeError
+from braintumor.recipe_options import BratsOptions, RunOptions
 
 if TYPE_CHECKING:
     import lightning as L
@@ -65,6 +66,7 @@ class Task(Protocol):
     Attributes:
         name: the name recipes and ``model.json`` use.
         description: one line for ``braintumor recipes`` and the docs.
+        title: what the web page's model card calls the task.
         data_kinds: the layout kinds (:data:`braintumor.data.layouts_base.DATA_KINDS`) it trains
             and evaluates on.
         network_kind: the kind of network it needs (:data:`braintumor.models.registry.KINDS`).
@@ -77,14 +79,20 @@ class Task(Protocol):
 
     name: str
     description: str
+    title: str
     data_kinds: tuple[str, ...]
     network_kind: str
     inputs: str
     outputs: str
     table: str
 
+    def resolve(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> Recipe:
+        """``recipe`` with every setting the run will use fixed from the data (a new recipe;
+        the run saves it once, then builds from it)."""
+        ...
+
     def build(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
-        """Data module and Lightning module for training ``recipe`` on ``splits``."""
+        """Data module and Lightning module for training ``recipe`` (resolved) on ``splits``."""
         ...
 
     def tune(self, loaded: LoadedModel, recipe: Recipe, val: list[Sample]) -> dict[str, Any]:
@@ -119,13 +127,26 @@ class Task(Protocol):
 
 
 _TASKS: dict[str, Task | str] = {}
+# The dataclass a task's recipes hold their ``extra`` section in (braintumor.recipe_options).
+_OPTIONS: dict[str, type[RunOptions]] = {}
 
 
-def register_task(name: str, task: Task | str, replace: bool = False) -> None:
-    """Register ``task`` (an instance, or ``"module:attribute"`` imported on first use)."""
+def register_task(
+    name: str, task: Task | str, replace: bool = False, options: type[RunOptions] = RunOptions
+) -> None:
+    """Register ``task`` (an instance, or ``"module:attribute"`` imported on first use) and
+    the dataclass of its recipes' ``extra`` section (``options``, a :class:`RunOptions`)."""
     if name in _TASKS and not replace:
         raise RecipeError(f"task {name!r} is registered already")
     _TASKS[name] = task
+    _OPTIONS[name] = options
+
+
+def task_options(name: str) -> type[RunOptions]:
+    """The ``extra`` dataclass of the task registered as ``name`` (see :func:`get_task`)."""
+    if name not in _TASKS:
+        get_task(name)  # the error naming the known tasks
+    return _OPTIONS[name]
 
 
 def list_tasks() -> list[str]:
@@ -174,5 +195,5 @@ def model_task(name: str, model_path: object) -> Task:
 # The built-in tasks; a new task is one module plus one line here.
 register_task("classify", "braintumor.tasks.classification:ClassificationTask")
 register_task("segment", "braintumor.tasks.segmentation:SegmentationTask")
-register_task("brats2d", "braintumor.tasks.brats:Brats2DTask")
-register_task("brats3d", "braintumor.tasks.brats:Brats3DTask")
+register_task("brats2d", "braintumor.tasks.brats:Brats2DTask", options=BratsOptions)
+register_task("brats3d", "braintumor.tasks.brats:Brats3DTask", options=BratsOptions)

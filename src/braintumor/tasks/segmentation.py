@@ -28,6 +28,7 @@ class SegmentationTask(ImageTask):
 
     name = "segment"
     description = "a binary tumour mask per 2D image"
+    title = "tumour segmentation of a slice"
     data_kinds = (SEGMENT_DATA,)
     network_kind = SEGMENTER_2D
     outputs = MASK

@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
+from monai.metrics import compute_dice
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score
 
 from braintumor.config import Recipe
@@ -163,9 +164,12 @@ class SegmentationModule(_RecipeModule):
             masks = masks.unsqueeze(1)
         masks = masks.float()
         if images.dtype == torch.uint8:
+            # uint8 batches come from the 2D slice path, whose modules always have a spec.
+            assert self.spec is not None
             x = images.float().div_(255.0)
             if train and self.augment is not None:
-                x, masks = augment_batch(x, masks, self.augment)
+                x, augmented = augment_batch(x, masks, self.augment)
+                masks = masks if augmented is None else augmented
             images = normalise_batch(x, self.spec)
         return images, masks
 
@@ -191,10 +195,8 @@ class SegmentationModule(_RecipeModule):
         loss = self.loss_fn(logits, masks)
         pred = self.hard_prediction(logits.float())
         truth = masks if self.multilabel else masks[:, 1:]
-        dims = tuple(range(2, pred.ndim))
-        intersection = (pred * truth).sum(dims)
-        total = pred.sum(dims) + truth.sum(dims)
-        # Empty truth and empty prediction count as a perfect 1 (the documented empty rule).
-        dice = torch.where(total > 0, 2 * intersection / total.clamp(min=1), torch.ones_like(total))
+        # ignore_empty=False: empty truth and empty prediction count as a perfect 1 (the
+        # documented empty rule; torchmetrics' Dice gives NaN there).
+        dice = compute_dice(pred, truth, include_background=True, ignore_empty=False)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val/dice", dice.mean(), on_epoch=True, prog_bar=True, sync_dist=True)

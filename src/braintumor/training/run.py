@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -85,8 +86,8 @@ def _launched_by_ddp() -> bool:
     return int(os.environ.get("LOCAL_RANK", 0)) > 0 or int(os.environ.get("NODE_RANK", 0)) > 0
 
 
-def _write_run_header(run: RunFolder, recipe: Recipe, resume: bool) -> None:
-    run.root.mkdir(parents=True, exist_ok=True)
+def _write_recipe(run: RunFolder, recipe: Recipe, resume: bool) -> None:
+    """``recipe.yaml``, written once: a resumed run keeps the one it started with."""
     if resume and run.recipe.is_file():
         return
     write_text_atomic(run.recipe, recipe.to_yaml())
@@ -103,7 +104,7 @@ def check_fits(task: Task, recipe: Recipe, layout: DetectedLayout) -> None:
 
 def train_run(
     recipe: Recipe,
-    data: Path | str | list[Path | str],
+    data: Path | str | Sequence[Path | str],
     run_dir: Path,
     test_data: Path | None = None,
     splits_csv: Path | None = None,
@@ -136,8 +137,12 @@ def train_run(
         recipe = dataclasses.replace(recipe, preprocess=preprocess)
     check_train_inputs(recipe, run_dir, test_data, splits_csv, resume)
     with removed_on_user_error(run_dir):  # a run that cannot start leaves no folder behind
-        _write_run_header(run, recipe, resume)
+        run.root.mkdir(parents=True, exist_ok=True)
         splits = resolve_splits(layout, recipe, run_dir, splits_csv=splits_csv, resume=resume)
+        # Saved only once the task has fixed what the data decides: recipe.yaml and model.json
+        # then describe the same run, and nothing changes the recipe after this point.
+        recipe = task.resolve(recipe, splits)
+        _write_recipe(run, recipe, resume)
         setup = task.build(recipe, splits)
     trainer, best = fit(
         recipe,
@@ -174,7 +179,9 @@ def train_run(
     # The best weights in a fresh (uncompiled, eval-mode) network: inference settings and the
     # test evaluation use it, and the model folder is written once, with all of model.json.
     network = build_network(info)
-    network.load_state_dict(setup.module.model.state_dict())
+    trained = setup.module.model
+    assert isinstance(trained, torch.nn.Module)  # every task's module keeps its network here
+    network.load_state_dict(trained.state_dict())
     loaded = LoadedModel(model=network.eval(), info=info, path=run.model)
     try:
         info.inference = task.tune(loaded, recipe, splits.get("val", []))
@@ -218,8 +225,9 @@ def _fit_ood(task: Task, loaded: LoadedModel, splits: dict[str, list[Sample]]) -
 
 def _best_score(trainer: L.Trainer) -> float | None:
     for callback in trainer.checkpoint_callbacks:
-        if callback.best_model_score is not None:
-            return float(callback.best_model_score)
+        score = getattr(callback, "best_model_score", None)  # a ModelCheckpoint's
+        if score is not None:
+            return float(score)
     return None
 
 

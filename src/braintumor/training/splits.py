@@ -58,7 +58,7 @@ def _from_table(samples: list[Sample], path: Path, recipe: Recipe) -> tuple[list
     values = [table.assignment[s.id] for s in samples]
     if table.column == "split":
         return values, groups
-    fold = str(recipe.extra.get("fold", 0))
+    fold = str(recipe.extra.fold)
     if fold not in set(values):
         raise DataError(f"{path}: no fold {fold} (set extra.fold to one of {sorted(set(values))})")
     rest = [s for s, v in zip(samples, values, strict=True) if v != fold]
@@ -110,7 +110,7 @@ def resolve_splits(
         )
     for side, counts in split_counts(samples, assignment).items():
         console.print(f"{side}: {sum(counts.values())} {counts}")
-    by_split = {TRAIN: [], VAL: [], TEST: []}
+    by_split: dict[str, list[Sample]] = {TRAIN: [], VAL: [], TEST: []}
     for sample, side in zip(samples, assignment, strict=True):
         if side in by_split:
             by_split[side].append(sample)

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from braintumor.atomic import write_text_atomic
 from braintumor.models.ood_stats import OOD_FILE
+from braintumor.tasks.registry import CLASSES, model_task
 from braintumor.zoo.registry import INDEX_FILE, ZOO_DIR, sha256_file
 
 WEIGHTS_FILE = "model.safetensors"
@@ -103,7 +104,8 @@ def compact_parity(full_dir: Path, compact_dir: Path, n: int = 8, seed: int = 0)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n, full.info.in_channels, *side, generator=generator)
     # classifiers: softmax over classes; segmenters: a sigmoid per pixel and region
-    probs = torch.softmax if full.info.task == "classify" else (lambda t, dim: torch.sigmoid(t))
+    classifier = model_task(full.info.task, full_dir).outputs == CLASSES
+    probs = torch.softmax if classifier else (lambda t, dim: torch.sigmoid(t))
     with torch.no_grad():
         a, b = probs(full.model(x), dim=1), probs(compact.model(x), dim=1)
     return float((a - b).abs().max())
