@@ -37,7 +37,6 @@ def _write_stack(root: Path, patient: str, seed: int, n: int = 6, size: int = 32
         tifffile.imwrite(folder / f"{patient}_{index}_mask.tif", mask)
 
 
-@pytest.mark.xfail(reason="k-fold run failed in a clean CI run after the merges", strict=False)
 def test_kfold_then_predict_a_patient_folder(tmp_path: Path) -> None:
     data = tmp_path / "lgg"
     for seed, patient in enumerate(PATIENTS):
@@ -50,6 +49,7 @@ def test_kfold_then_predict_a_patient_folder(tmp_path: Path) -> None:
         args += ["--set", item]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "fold 1: per-patient Dice" in result.output and "pooled" in result.output
     summary = json.loads((run / "kfold.json").read_text())
     assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
     tested = sorted(p["patient"] for p in summary["patients"])
