@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 #: Group index of the validation slices that carry no patient id (pooled together).
 NO_GROUP = -1
@@ -28,6 +29,10 @@ class VolumeDice(Metric):
     """
 
     full_state_update = False
+    # Lists of per-batch tensors (one tensor each after a distributed sync).
+    groups: list[torch.Tensor]
+    overlap: list[torch.Tensor]
+    total: list[torch.Tensor]
 
     def __init__(self) -> None:
         super().__init__()
@@ -39,12 +44,12 @@ class VolumeDice(Metric):
         """Add a batch: per slice and channel, the overlap and the predicted + true pixels."""
         dims = tuple(range(2, pred.ndim))
         self.groups.append(groups.reshape(-1).long())
-        self.overlap.append((pred * truth).sum(dims).double())
-        self.total.append((pred.sum(dims) + truth.sum(dims)).double())
+        self.overlap.append((pred * truth).sum(dims).float())
+        self.total.append((pred.sum(dims) + truth.sum(dims)).float())
 
     def compute(self) -> torch.Tensor:
         """The mean volume Dice over the patients (and channels) seen since the last reset."""
-        groups, overlap, total = (_cat(x) for x in (self.groups, self.overlap, self.total))
+        groups, overlap, total = (dim_zero_cat(x) for x in (self.groups, self.overlap, self.total))
         ids, index = torch.unique(groups, return_inverse=True)
         shape = (len(ids), overlap.shape[1])
         summed_overlap = overlap.new_zeros(shape).index_add_(0, index, overlap)
@@ -54,9 +59,4 @@ class VolumeDice(Metric):
             2 * summed_overlap / summed_total.clamp(min=1),
             torch.ones_like(summed_total),
         )
-        return dice.mean().float()
-
-
-def _cat(state: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
-    """A list state as one tensor (after a distributed sync it already is one)."""
-    return torch.cat(state) if isinstance(state, list) else state
+        return dice.mean()
