@@ -1,6 +1,7 @@
 """LGG benchmarks on the shared 20 patients (Buda et al.'s per-patient protocol).
 
     python benchmarks/lgg.py cv --set max_minutes=10     # 5-fold patient-grouped CV, fast-cpu-lgg
+    python benchmarks/lgg.py cv --fold 0 --out F.json    # one fold of it
     python benchmarks/lgg.py recipes                     # system-003 recipes: params, s/epoch
 
 ``cv`` trains one run per fold (``braintumor train fast-cpu-lgg --protocol kfold``) and writes
@@ -49,7 +50,12 @@ def _cv(args: argparse.Namespace) -> dict[str, Any]:
     recipe = load_recipe(args.recipe, args.set)
     start = time.perf_counter()
     summary = run_kfold(
-        recipe, LGG, args.work / "cv", folds=args.folds, resume=args.resume, progress=False
+        recipe,
+        LGG,
+        args.work / "cv",
+        folds=args.folds,
+        resume=args.resume,
+        only_folds=args.fold,
     )
     return {
         "command": " ".join(["python", *sys.argv]),
@@ -131,6 +137,9 @@ def main() -> None:
     parser.add_argument("what", choices=("cv", "recipes"))
     parser.add_argument("--recipe", default="fast-cpu-lgg")
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument(
+        "--fold", type=int, action="append", help="cv: run only this fold (0-based; repeatable)"
+    )
     parser.add_argument("--set", action="append", default=[], help="recipe override key=value")
     parser.add_argument("--work", type=Path, default=Path("/tmp/braintumor-lgg-bench"))
     parser.add_argument("--resume", action="store_true", help="keep finished folds")

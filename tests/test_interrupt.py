@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from braintumor.config import load_recipe
 from braintumor.data.synthetic import write_synthetic_dataset
 from braintumor.models.folder import load_model_dir
+from braintumor.training.run import train_run
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "braintumor.cli"]
@@ -52,7 +54,6 @@ def _start_and_stop(data: Path, run_dir: Path, signum: int) -> subprocess.Comple
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
-@pytest.mark.xfail(reason="resume repeated epochs 0-2 once in a clean CI run", strict=False)
 def test_sigterm_saves_prints_the_resume_command_and_resume_continues(data, tmp_path) -> None:
     run_dir = tmp_path / "run"
     stopped = _start_and_stop(data, run_dir, signal.SIGTERM)
@@ -77,6 +78,16 @@ def test_sigterm_saves_prints_the_resume_command_and_resume_continues(data, tmp_
     after = _val_epochs(run_dir)[len(before) :]
     assert after == list(range(saved + 1, 3)), (saved, before, after)  # on from the saved epoch
     assert load_model_dir(run_dir / "model").info.task == "classify"
+
+
+def test_last_checkpoint_is_the_newest_epoch_when_the_best_does_not_improve(data, tmp_path):
+    # Monitoring the epoch number for its minimum: the best checkpoint stays epoch 0.
+    overrides = ["image_size=32", "batch_size=4", "max_epochs=3", "monitor=epoch"]
+    recipe = load_recipe("fast-cpu-4class", [*overrides, "monitor_mode=min"])
+    result = train_run(recipe, data, tmp_path / "run", progress=False)
+    checkpoints = result.run_dir / "checkpoints"
+    assert torch.load(checkpoints / "best.ckpt", weights_only=True)["epoch"] == 0
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] == 2
 
 
 def test_ctrl_c_exits_130_with_the_checkpoint_saved(data, tmp_path) -> None:

@@ -212,7 +212,6 @@ def test_preprocessing_maps_exports_of_one_real_slice_together(shared_data, tmp_
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="phantoms reached bal. acc. 0.44 with the options in CI", strict=False)
 def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -> None:
     from braintumor.config import load_recipe
     from braintumor.data.layouts import detect_layout
@@ -224,7 +223,9 @@ def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -
     from braintumor.training.run import train_run
 
     data = write_synthetic_dataset(tmp_path / "data", "classify", n=60, seed=4)
-    # Bounded by epochs, not minutes, so that a loaded machine gives the same model.
+    # Bounded by epochs, not minutes, so that a loaded machine gives the same model. The
+    # phantoms differ in shape only; under these augmentations 60 steps (12 epochs of 5) left
+    # the network at chance, 600 steps at 96 px reach a test balanced accuracy of about 0.94.
     invariance = [
         "preprocess.intensity=equalize",
         "augment.gamma=0.4",
@@ -232,7 +233,8 @@ def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -
         "augment.jpeg=0.3",
     ]
     recipe = load_recipe(
-        "fast-cpu-4class", ["image_size=64", "max_epochs=12", "max_minutes=5", *invariance]
+        "fast-cpu-4class",
+        ["image_size=96", "batch_size=16", "max_epochs=60", "max_minutes=null", *invariance],
     )
     result = train_run(recipe, data, tmp_path / "run", progress=False)
     test = select_samples(detect_layout(data).samples, "test", result.run_dir / "splits.csv")

@@ -49,6 +49,7 @@ def test_kfold_then_predict_a_patient_folder(tmp_path: Path) -> None:
         args += ["--set", item]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "fold 1: per-patient Dice" in result.output and "pooled" in result.output
     summary = json.loads((run / "kfold.json").read_text())
     assert summary["folds"] == 2 and len(summary["per_fold"]) == 2
     tested = sorted(p["patient"] for p in summary["patients"])
@@ -75,3 +76,19 @@ def test_kfold_then_predict_a_patient_folder(tmp_path: Path) -> None:
     assert row["volume_ml"] is None and "spacing unknown" in row["spacing_note"]
     assert 0.0 <= row["reference_dice"] <= 1.0
     assert (row["strip"] is None) == (row["tumour_slices"] == 0)
+
+
+def test_kfold_can_run_chosen_folds_alone(tmp_path: Path) -> None:
+    from braintumor.config import load_recipe
+    from braintumor.protocols.kfold import run_kfold
+
+    data = tmp_path / "lgg"
+    for seed, patient in enumerate(PATIENTS):
+        _write_stack(data, patient, seed)
+    recipe = load_recipe(
+        "fast-cpu-lgg", ["image_size=32", "max_epochs=1", "max_minutes=null", "batch_size=4"]
+    )
+    summary = run_kfold(recipe, data, tmp_path / "cv", folds=2, only_folds=[1])
+    assert [f["fold"] for f in summary["per_fold"]] == [1]
+    assert not (tmp_path / "cv" / "fold-0").exists()
+    assert summary["pooled"]["n_patients"] == 2  # the patients of fold 1 only

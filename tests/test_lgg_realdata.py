@@ -101,11 +101,6 @@ def test_grouped_folds_keep_each_patient_on_one_side(three_patients: Path, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="measured: volume Dice 0.0 after 12 epochs at 64 px on 2 training patients (the "
-    "model predicts no tumour); needs a longer or better-tuned run, kept visible until fixed",
-    strict=False,
-)
 def test_lgg_segmenter_beats_the_empty_mask(shared_data: Path, tmp_path: Path) -> None:
     data = _copy(shared_data, tmp_path / "lgg", list(PATIENTS))
     layout = detect_layout(data)
@@ -119,7 +114,7 @@ def test_lgg_segmenter_beats_the_empty_mask(shared_data: Path, tmp_path: Path) -
     groups = [s.group or s.id for s in layout.samples]
     write_splits(splits, layout.samples, [side[g] for g in groups], groups)
     # A fixed epoch count, not a time budget: the result must not depend on machine load.
-    recipe = load_recipe("fast-cpu-lgg", ["image_size=64", "max_epochs=12", "max_minutes=null"])
+    recipe = load_recipe("fast-cpu-lgg", ["image_size=64", "max_epochs=60", "max_minutes=null"])
     result = train_run(recipe, data, tmp_path / "run", splits_csv=splits, progress=False)
     test = result.metrics["test"]
     # An empty prediction scores a volume Dice of 0 on a patient with tumour.

@@ -93,7 +93,12 @@ def test_killed_run_resumes_from_its_last_checkpoint(classify_data, tmp_path) ->
     assert info["name"] == "run"  # no --name: the run folder's name
 
 
-@pytest.mark.xfail(reason="Dice 0.18 (< 0.5) in a clean CI run after the merges", strict=False)
+@pytest.mark.xfail(
+    reason="Dice 0.18 (< 0.5) in a clean CI run after the merges, the level of epochs 1-2 "
+    "(the best checkpoint was an early one); not reproduced: test Dice 0.864 with 1 thread, "
+    "validation Dice 0.85 by epoch 22 with 2 threads; cause unknown",
+    strict=False,
+)
 def test_compiled_segmenter_trains_and_saves_plain_weights(segment_data, tmp_path) -> None:
     # Small images keep the run short beside inductor's one-off compile; it must still learn.
     recipe = load_recipe(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -147,11 +148,8 @@ def _run_protocol(name: str, recipe: Recipe, data: list[str], folder: Path, opti
         raise typer.BadParameter(f"--protocol must be one of {', '.join(sorted(PROTOCOLS))}")
     summary = PROTOCOLS[name](recipe, data, folder, **options)
     console = Console()
-    # Each protocol's summary has its own shape (``folds`` is a list for loso, a count for kfold).
-    if summary.get("protocol") == "kfold":
-        _print_patient_folds(console, summary)
-    else:
-        _print_source_folds(console, summary)
+    # Each protocol's summary has its own shape ("folds" is a list for loso, K for kfold).
+    _SUMMARY_PRINTERS[summary["protocol"]](console, summary)
     report = folder / "report.html"
     console.print(f"[green]report[/green] {report if report.is_file() else folder / 'kfold.json'}")
 
@@ -188,6 +186,13 @@ def _print_patient_folds(console: Console, summary: dict) -> None:
             f"[bold]pooled[/bold] per-patient Dice mean {pooled['mean']:.4f} "
             f"(95% CI {low:.4f} to {high:.4f}), median {pooled['median']:.4f}, n={pooled['n']}"
         )
+
+
+#: The terminal summary of each protocol, by the ``protocol`` its summary names.
+_SUMMARY_PRINTERS: dict[str, Callable[[Console, dict], None]] = {
+    "loso": _print_source_folds,
+    "kfold": _print_patient_folds,
+}
 
 
 def recipes_command() -> None:

@@ -98,13 +98,15 @@ def run_kfold(
     devices: Any = "auto",
     nodes: int = 1,
     accelerator: str = "auto",
+    only_folds: Sequence[int] | None = None,
     **_: Any,
 ) -> dict[str, Any]:
     """Train ``recipe`` once per fold in ``run_dir/fold-<k>`` and pool the test patients.
 
     ``splits_csv`` may be a fold file from ``braintumor data split --folds``; without one the
     folds are made here. With ``resume`` finished folds are kept and an unfinished one
-    resumes. Writes ``run_dir/folds.csv`` and ``run_dir/kfold.json``; returns the summary.
+    resumes. ``only_folds`` (0-based) runs those folds alone and pools only their patients.
+    Writes ``run_dir/folds.csv`` and ``run_dir/kfold.json``; returns the summary.
     """
     data = _single_source(data)
     if recipe.task != "segment":
@@ -123,6 +125,8 @@ def run_kfold(
     patients: list[dict] = []
     slices: list[dict] = []
     for fold in range(k):
+        if only_folds is not None and fold not in only_folds:
+            continue
         fold_dir = run_dir / f"fold-{fold}"
         done = fold_dir / "metrics.json"
         seconds = None

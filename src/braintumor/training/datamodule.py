@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import cv2
@@ -12,13 +13,16 @@ from skimage.exposure import match_histograms
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from braintumor.data.cache import DecodedSlices
+from braintumor.data.samples import Sample
+from braintumor.training.volume_dice import NO_GROUP
 
 
 class SliceDataset(Dataset):
-    """Decoded uint8 slices with labels or masks.
+    """Decoded uint8 slices with labels or masks, and optionally a patient index per slice.
 
     Defines ``__getitems__`` so the DataLoader fetches a whole batch with one fancy index into
-    the (memory-mapped) array instead of one Python call per image.
+    the (memory-mapped) array instead of one Python call per image. ``groups`` (see
+    :func:`group_indices`) adds ``"group"`` to each batch.
     """
 
     def __init__(
@@ -29,10 +33,12 @@ class SliceDataset(Dataset):
         seed: int = 0,
         jpeg: float = 0.0,
         jpeg_quality: tuple[int, int] = (30, 95),
+        groups: np.ndarray | None = None,
     ) -> None:
         self.images = decoded.images
         self.masks = decoded.masks
         self.labels = labels
+        self.groups = groups
         self.histogram_match = histogram_match
         self.jpeg = jpeg
         self.jpeg_quality = jpeg_quality
@@ -80,6 +86,8 @@ class SliceDataset(Dataset):
         batch = {"image": torch.from_numpy(images)}
         if self.labels is not None:
             batch["label"] = torch.from_numpy(self.labels[order]).long()
+        if self.groups is not None:
+            batch["group"] = torch.from_numpy(self.groups[order]).long()
         if self.masks is not None:
             masks = np.asarray(self.masks[np.sort(order)])[np.argsort(np.argsort(order))]
             batch["mask"] = torch.from_numpy(masks)
@@ -88,6 +96,16 @@ class SliceDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         batch = self.__getitems__([index])
         return {key: value[0] for key, value in batch.items()}
+
+
+def group_indices(samples: Sequence[Sample]) -> np.ndarray:
+    """A patient index per sample (in order of first appearance), ``NO_GROUP`` for samples
+    without a patient id: the ``groups`` of a validation :class:`SliceDataset`."""
+    index: dict[str, int] = {}
+    return np.array(
+        [NO_GROUP if s.group is None else index.setdefault(s.group, len(index)) for s in samples],
+        dtype=np.int64,
+    )
 
 
 def tumour_weights(masks: np.ndarray, positive_fraction: float) -> np.ndarray:

@@ -16,6 +16,7 @@ from braintumor.data.preprocess import PreprocessSpec, normalise_batch
 from braintumor.training.augment import AugmentConfig, augment_batch
 from braintumor.training.optim import build_optimizer, build_scheduler
 from braintumor.training.trainer import resolve_compile
+from braintumor.training.volume_dice import NO_GROUP, VolumeDice
 
 
 class _RecipeModule(L.LightningModule):
@@ -121,7 +122,13 @@ class SegmentationModule(_RecipeModule):
     Batches are ``{"image": ..., "mask": ...}``. uint8 2D images are augmented and normalised
     here (the fast slice path); float images (BraTS) arrive ready from their datamodule. Targets
     are (B, K, ...) floats: one channel for a binary mask, region channels when ``multilabel``,
-    or one-hot labels (background first) for softmax label maps.
+    or one-hot labels (background first) for softmax label maps. Validation batches may carry
+    ``"group"``, a patient index per sample (:mod:`.volume_dice`).
+
+    Validation logs ``val/dice``, the mean slice (or volume) Dice under the empty-mask rule,
+    and ``val/volume_dice``, the Dice of each patient's pooled pixels averaged over patients
+    (all samples pooled when no patient is known), which an empty prediction on an empty
+    slice does not raise: the monitor of the 2D segmentation recipes.
     """
 
     def __init__(
@@ -157,6 +164,7 @@ class SegmentationModule(_RecipeModule):
             recipe.loss, SEGMENT_KIND, multilabel=self.multilabel, **recipe.loss_args
         )
         self.val_inferer: Callable[[torch.Tensor, torch.nn.Module], torch.Tensor] | None = None
+        self.val_volume_dice = VolumeDice()
 
     def _prepare(self, batch: dict[str, torch.Tensor], train: bool) -> tuple[torch.Tensor, ...]:
         images, masks = batch["image"], batch["mask"]
@@ -198,5 +206,10 @@ class SegmentationModule(_RecipeModule):
         # ignore_empty=False: empty truth and empty prediction count as a perfect 1 (the
         # documented empty rule; torchmetrics' Dice gives NaN there).
         dice = compute_dice(pred, truth, include_background=True, ignore_empty=False)
+        groups = batch.get("group")
+        if groups is None:  # no patient ids: the whole validation set is one pooled volume
+            groups = torch.full((len(pred),), NO_GROUP, dtype=torch.long, device=pred.device)
+        self.val_volume_dice.update(pred, truth, groups)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val/dice", dice.mean(), on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("val/volume_dice", self.val_volume_dice, on_epoch=True, prog_bar=True)

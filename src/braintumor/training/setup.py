@@ -18,7 +18,12 @@ from braintumor.errors import DataError, RecipeError
 from braintumor.models import build_model
 from braintumor.tasks.registry import TaskSetup
 from braintumor.training.augment import AugmentConfig
-from braintumor.training.datamodule import SliceDataModule, SliceDataset, tumour_weights
+from braintumor.training.datamodule import (
+    SliceDataModule,
+    SliceDataset,
+    group_indices,
+    tumour_weights,
+)
 from braintumor.training.module import ClassificationModule, SegmentationModule
 
 console = Console(stderr=True)
@@ -136,7 +141,7 @@ def build_segmentation(recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskS
         weights = tumour_weights(decoded["train"].masks, recipe.positive_fraction)
     datamodule = SliceDataModule(
         _train_dataset(recipe, decoded["train"]),
-        SliceDataset(decoded["val"]),
+        SliceDataset(decoded["val"], groups=group_indices(decoded["val"].samples)),
         batch_size=recipe.batch_size,
         num_workers=recipe.num_workers,
         seed=recipe.seed,

@@ -96,17 +96,34 @@ def build_trainer(
     strategy: str = "auto",
     progress: bool = True,
 ) -> tuple[L.Trainer, ModelCheckpoint]:
-    """A Trainer wired to the run folder: best + last checkpoints, CSV and TensorBoard logs."""
+    """A Trainer wired to the run folder: best + last checkpoints, CSV and TensorBoard logs.
+
+    The last checkpoint (the resume file) has its own callback that saves after every epoch:
+    Lightning's ``save_last`` writes it only when the best checkpoint improved, so a resume
+    would repeat the epochs trained since the best one.
+    """
+    folder = RunFolder(run_dir)
     best = ModelCheckpoint(
-        dirpath=RunFolder(run_dir).checkpoints,
+        dirpath=folder.checkpoints,
         filename="best",
         monitor=recipe.monitor,
         mode=recipe.monitor_mode,
         save_top_k=1,
-        save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[Any] = [best, LearningRateMonitor(logging_interval="epoch"), GracefulStop()]
+    last = ModelCheckpoint(
+        dirpath=folder.checkpoints,
+        filename=folder.last_checkpoint.stem,
+        monitor=None,  # no metric: the newest epoch replaces the previous one
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    callbacks: list[Any] = [
+        best,
+        last,
+        LearningRateMonitor(logging_interval="epoch"),
+        GracefulStop(),
+    ]
     if recipe.early_stopping_patience:
         callbacks.append(
             EarlyStopping(
