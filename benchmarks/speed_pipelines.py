@@ -24,11 +24,12 @@ from braintumor.data.cache import DecodedSlices, decode_slices
 from braintumor.data.preprocess import normalise_batch
 from braintumor.data.samples import Sample
 from braintumor.inference.inputs import DECODE_THREADS
+from braintumor.inference.precision import cpu_has_bf16
 from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
 from braintumor.models.folder import LoadedModel, ModelInfo
 from braintumor.training.optim import build_optimizer
-from braintumor.training.trainer import cpu_has_bf16, resolve_compile
+from braintumor.training.trainer import resolve_compile
 from speed_common import Variant
 
 #: A cached batch -> (network input, target), augmented and normalised.
