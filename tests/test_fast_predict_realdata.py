@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from braintumor.data.preprocess import decode_side, prepare_slice
+from braintumor.data.preprocess import prepare_slice
 from braintumor.inference.predictor import Predictor
 from braintumor.inference.prefetch import full_shape, load_prepared
 from braintumor.io import read_image
