@@ -229,7 +229,7 @@ def predictor_variant(
     """End-to-end inference on files as ``predict`` does it: ``read_image`` in the decode
     threads, then :class:`Predictor` (fp32, channels_last)."""
     loaded = LoadedModel(copy.deepcopy(model).eval(), info, Path(info.architecture))
-    predictor = Predictor(loaded, device="cpu", batch_size=batch_size)
+    predictor = Predictor(loaded, device="cpu", batch_size=batch_size, precision="fp32")
     run = predictor.classify if info.task == "classify" else predictor.segment
     paths = endless(files)
 
