@@ -108,11 +108,17 @@ def ours_predict(model_ref: str, precision: str, batch: int, out: Path) -> Calla
     return run
 
 
-def ours_maps(model_ref: str, precision: str, batch: int) -> Callable[[list[Path]], int]:
+def ours_maps(
+    model_ref: str, precision: str, batch: int, tta: bool | None = None
+) -> Callable[[list[Path]], int]:
     """The U-Net's probability maps at each image's size through predict's reading, nothing
-    written: the same output as the plain loop."""
+    written: the same output as the plain loop. ``tta=None`` keeps the model folder's choice
+    (``zoo:seg2d``: mirror TTA, twice the network's work); ``False`` is the plain loop's work."""
     predictor = Predictor(
-        load_model_dir(resolve_model_ref(model_ref)), batch_size=batch, precision=precision
+        load_model_dir(resolve_model_ref(model_ref)),
+        batch_size=batch,
+        precision=precision,
+        tta=tta,
     )
 
     def run(paths: list[Path]) -> int:
@@ -175,7 +181,8 @@ def speed(root: Path, count: int, rounds: int, batch: int) -> dict[str, Any]:
             }
             if segment:  # the plain loop's output: maps, no files
                 variants["ours_maps"] = ours_maps(ref, "auto", batch)
-                variants["ours_maps_fp32"] = ours_maps(ref, "fp32", batch)
+                variants["ours_maps_no_tta"] = ours_maps(ref, "auto", batch, tta=False)
+                variants["ours_maps_no_tta_fp32"] = ours_maps(ref, "fp32", batch, tta=False)
             else:
                 variants["ours_predict_fp32"] = ours_predict(ref, "fp32", batch, Path(tmp))
             rows = time_variants(variants, paths, rounds)
