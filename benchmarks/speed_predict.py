@@ -14,10 +14,16 @@ Three parts, written to ``results/predict_speed.json`` (``--only`` runs some of 
   leak-free split, checked against the ids fingerprint in ``model.json``): full decode fp32
   (how the models were evaluated) against predict's reduced decode in fp32 and in bf16:
   accuracy or Dice, agreement, probability and pixel differences.
+- ``cpu``: the ``speed`` variants again with one PyTorch thread (``--cpu-files`` files, one
+  round), for their CPU time per slice: on a machine shared with other work the wall clock
+  of two-thread runs swings with the others' load, and OpenMP threads spinning at their
+  barriers inflate CPU time; one thread does not spin.
 - ``latency``: the web app's pipeline (:func:`~braintumor.serve.pipeline.predict_upload`) on
   one uploaded JPEG at a time: p50 / p95 milliseconds.
 
-    python benchmarks/speed_predict.py [--files 500] [--rounds 2] [--only speed parity latency]
+    python benchmarks/speed_predict.py [--files 500] [--rounds 2] [--only speed parity latency cpu]
+
+Each part run replaces its entry in the JSON and keeps the others.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import shutil
 import statistics
 import tempfile
@@ -38,6 +45,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from braintumor.atomic import write_text_atomic
 from braintumor.config import load_recipe
 from braintumor.data.layouts import detect_layout
 from braintumor.data.preprocess import prepare_slice
@@ -51,7 +59,7 @@ from braintumor.tasks.predict import predict_images
 from braintumor.training.splits import resolve_splits
 from braintumor.zoo import resolve_model_ref
 from braintumor.zoo.build import REFERENCE_MODELS, stage_sources
-from speed_common import command_line, machine_info, shared_data_root, write_result
+from speed_common import RESULTS, command_line, load_average, machine_info, shared_data_root
 
 MODELS = {"classify": "zoo:4class", "segment": "zoo:seg2d"}
 
@@ -334,16 +342,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--uploads", type=int, default=30)
     parser.add_argument("--data-root", type=Path, default=shared_data_root())
+    parser.add_argument("--cpu-files", type=int, default=200)
     parser.add_argument("--only", nargs="+", default=["speed", "parity", "latency"])
     args = parser.parse_args()
     root = args.data_root.resolve()
-    result: dict[str, Any] = {
-        "benchmark": "predict_speed",
-        "command": command_line(),
-        "machine": machine_info(),
-    }
+    path = RESULTS / "predict_speed.json"
+    machine = machine_info()
+    result: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    result["benchmark"] = "predict_speed"
+    for part in args.only:  # each part keeps the command and the machine state it ran with
+        result.setdefault("commands", {})[part] = command_line()
+        result.setdefault("machines", {})[part] = machine
     if "speed" in args.only:
         result["speed"] = speed(root, args.files, args.rounds, args.batch)
+    if "cpu" in args.only:
+        torch.set_num_threads(1)
+        result["cpu"] = speed(root, args.cpu_files, 1, args.batch)
     if "parity" in args.only:
         with tempfile.TemporaryDirectory() as tmp:
             result["parity"] = {
@@ -353,7 +367,9 @@ def main() -> None:
         print(result["parity"])
     if "latency" in args.only:
         result["latency"] = latency(root, args.uploads)
-    print(write_result("predict_speed.json", result))
+    machine["load_average_end"] = load_average()
+    write_text_atomic(path, json.dumps(result, indent=1) + "\n")
+    print(path)
 
 
 if __name__ == "__main__":
