@@ -27,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from braintumor.atomic import write_text_atomic
-from braintumor.training.trainer import cpu_has_bf16
+from braintumor.inference.precision import cpu_has_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -24,11 +24,12 @@ from braintumor.data.cache import DecodedSlices, decode_slices
 from braintumor.data.preprocess import normalise_batch
 from braintumor.data.samples import Sample
 from braintumor.inference.inputs import DECODE_THREADS
+from braintumor.inference.precision import cpu_has_bf16
 from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
 from braintumor.models.folder import LoadedModel, ModelInfo
 from braintumor.training.optim import build_optimizer
-from braintumor.training.trainer import cpu_has_bf16, resolve_compile
+from braintumor.training.trainer import resolve_compile
 from speed_common import Variant
 
 #: A cached batch -> (network input, target), augmented and normalised.
@@ -228,7 +229,7 @@ def predictor_variant(
     """End-to-end inference on files as ``predict`` does it: ``read_image`` in the decode
     threads, then :class:`Predictor` (fp32, channels_last)."""
     loaded = LoadedModel(copy.deepcopy(model).eval(), info, Path(info.architecture))
-    predictor = Predictor(loaded, device="cpu", batch_size=batch_size)
+    predictor = Predictor(loaded, device="cpu", batch_size=batch_size, precision="fp32")
     run = predictor.classify if info.task == "classify" else predictor.segment
     paths = endless(files)
 

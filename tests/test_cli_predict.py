@@ -304,6 +304,8 @@ def test_bad_slice_and_backend_are_user_errors(tmp_path, classifier_dir):
     assert bad_slice.exit_code == 2 and "--slice" in bad_slice.stderr
     bad_backend = runner.invoke(app, [*base, "--backend", "tensorrt"])
     assert bad_backend.exit_code == 2 and "--backend" in bad_backend.stderr
+    bad_precision = runner.invoke(app, [*base, "--precision", "fp8"])
+    assert bad_precision.exit_code == 2 and "precision" in bad_precision.stderr
 
 
 def test_onnx_backend_matches_torch(tmp_path, classifier_dir):
@@ -320,6 +322,7 @@ def test_onnx_backend_matches_torch(tmp_path, classifier_dir):
     for backend in ("torch", "onnx"):
         out = tmp_path / backend
         args = [str(model_dir), str(tmp_path / "in"), "--out", str(out), "--tta"]
+        args += ["--precision", "fp32"]  # the exported graph is fp32
         result = runner.invoke(app, [*args, "--backend", backend, "--device", "cpu"])
         assert result.exit_code == 0, result.output
         rows = _rows(out / "predictions.csv")

@@ -37,7 +37,7 @@ def test_export_matches_pytorch_on_random_and_real_images(
     assert [c["input"] for c in parity["checks"][:2]] == ["random batch 1", "random batch 3"]
     assert parity["max_abs_diff"] < 1e-4
     # The ONNX predictor gives what the PyTorch predictor gives, batch of several images.
-    onnx, torch_ = OnnxPredictor(folder), Predictor(loaded)
+    onnx, torch_ = OnnxPredictor(folder), Predictor(loaded, precision="fp32")
     if task == "classify":
         np.testing.assert_allclose(onnx.classify(images), torch_.classify(images), atol=1e-5)
     else:

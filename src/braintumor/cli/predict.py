@@ -89,7 +89,14 @@ def predict_command(
             "setting, chosen on validation.",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    precision: Annotated[
+        str,
+        typer.Option(
+            "--precision",
+            help="auto (bf16 on CPUs with AMX or AVX512-BF16, else fp32), fp32 or bf16.",
+        ),
+    ] = "auto",
     slice: Annotated[
         str, typer.Option("--slice", help="Axial slice of a volume for a 2D model: N or 'mid'.")
     ] = "mid",
@@ -128,6 +135,7 @@ def predict_command(
         "tta": tta,
         "keep_largest": keep_largest,
         "batch_size": batch_size,
+        "precision": precision,
         "slice": slice,
         "min_area": min_area,
         "threshold": threshold,
@@ -204,6 +212,7 @@ def _predict_with(
     batch_size: int,
     slice: str,
     min_area: int,
+    precision: str = "auto",
     threshold: float,
     backend: str,
     device: str,
@@ -220,6 +229,7 @@ def _predict_with(
             keep_largest=keep_largest,
             tta=tta,
             batch_size=batch_size,
+            precision=precision,
         )
         check_output_folder(out)
         task, predictor, info = open_predictor(model, options, backend, device)
@@ -264,6 +274,7 @@ def _predict_with(
             "task": info.task,
             "class_names": info.class_names,
             "backend": backend,
+            "precision": getattr(predictor, "precision", "fp32"),
             "tta": predictor.tta,
             "threshold": threshold,
         }

@@ -18,7 +18,13 @@ import numpy as np
 from rich.progress import Progress
 
 from braintumor.atomic import atomic_path
-from braintumor.data.preprocess import PreprocessSpec, brain_box, prepare_mask, prepare_slice
+from braintumor.data.preprocess import (
+    PreprocessSpec,
+    brain_box,
+    decode_side,
+    prepare_mask,
+    prepare_slice,
+)
 from braintumor.data.samples import Sample
 from braintumor.errors import BrainTumorError
 
@@ -40,8 +46,9 @@ class DecodedSlices:
 
 
 #: Raised whenever preprocessing changes what it produces for the same spec, so caches
-#: written by an older braintumor are not reused (2: masks take the brain crop too).
-PREPROCESS_VERSION = 2
+#: written by an older braintumor are not reused (2: masks take the brain crop too; 3: JPEGs
+#: decoded reduced, as prediction decodes them).
+PREPROCESS_VERSION = 3
 
 
 def _cache_key(samples: list[Sample], spec: PreprocessSpec, with_masks: bool) -> str:
@@ -65,7 +72,9 @@ def _decode_one(
 
     sample, spec, with_masks = args
     try:
-        loaded = read_image(sample.image)
+        # The size prediction decodes at (inference/prefetch.py), so both see the same pixels;
+        # a mask is read at the image's full size, which its image must then match.
+        loaded = read_image(sample.image, min_side=None if with_masks else decode_side(spec))
         image = prepare_slice(loaded.array, spec)
         mask = None
         if with_masks:

@@ -19,7 +19,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from skimage.exposure import equalize_hist
+from skimage.exposure import cumulative_distribution
 
 Intensity = Literal["none", "percentile", "equalize"]
 INTENSITY_MODES: tuple[str, ...] = ("none", "percentile", "equalize")
@@ -46,7 +46,7 @@ def head_contour(grey: np.ndarray) -> np.ndarray | None:
         [smooth[:3].ravel(), smooth[-3:].ravel(), smooth[:, :3].ravel(), smooth[:, -3:].ravel()]
     )
     background = float(np.median(border))
-    bright = float(np.percentile(smooth, 99))
+    bright = percentile_uint8(smooth, 99)
     level = background + HEAD_THRESHOLD * max(bright - background, 1.0)
     binary: np.ndarray = (smooth > level).astype(np.uint8)
     binary = cv2.morphologyEx(binary, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8), iterations=2)
@@ -58,6 +58,36 @@ def head_contour(grey: np.ndarray) -> np.ndarray | None:
     if w * h < MIN_HEAD_FRACTION * height * width:
         return None
     return largest
+
+
+def percentile_uint8(values: np.ndarray, q: float) -> float:
+    """``np.percentile(values, q)`` of a uint8 array, the same float, mostly from its histogram.
+
+    numpy sorts (partitions) every pixel; for uint8 the order statistics around the percentile
+    come from the cumulative histogram. When those either side of it are equal, that value is
+    numpy's answer exactly (its interpolation between equal values); otherwise numpy decides.
+    """
+    flat = values.ravel()
+    position = q / 100.0 * (flat.size - 1)
+    # One order statistic of margin on each side: numpy's index arithmetic may round apart.
+    first, last = (
+        max(int(np.floor(position)) - 1, 0),
+        min(int(np.ceil(position)) + 1, flat.size - 1),
+    )
+    cumulative = np.cumsum(np.bincount(flat, minlength=256))
+    low, high = np.searchsorted(cumulative, [first, last], side="right")
+    if low == high:
+        return float(low)
+    return float(np.percentile(values, q))
+
+
+def equalized(plane: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """scikit-image's ``equalize_hist(plane, nbins=256, mask=mask)`` of a uint8 plane, bit for
+    bit: the same cumulative distribution of the masked pixels, interpolated once per grey
+    level (256 values) and looked up, instead of interpolated once per pixel."""
+    cdf, centers = cumulative_distribution(plane[mask], 256)
+    table = np.interp(np.arange(256), centers, cdf)
+    return table[plane]
 
 
 def otsu_head_contour(grey: np.ndarray) -> np.ndarray | None:
@@ -121,7 +151,7 @@ def standardise(
             low, high = np.percentile(plane[mask], percentiles)
             scaled = (plane.astype(np.float32) - low) / max(float(high - low), 1e-6)
         else:
-            scaled = equalize_hist(plane, nbins=256, mask=mask)
+            scaled = equalized(plane, mask)
         values = np.clip(scaled, 0.0, 1.0) * 255.0
         out[..., channel] = np.where(mask, values.round(), background).astype(np.uint8)
     return out if image.ndim == 3 else out[..., 0]

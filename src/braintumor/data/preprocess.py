@@ -81,6 +81,19 @@ class PreprocessSpec:
         return dataclasses.asdict(self)
 
 
+#: JPEGs are decoded reduced (libjpeg's DCT-domain scaling) to no less than this many times
+#: the network's input side, and area-resized from there: measured against a full decode on
+#: real slices in docs/benchmarks.md ("Predict on files").
+DRAFT_MARGIN = 2
+
+
+def decode_side(spec: PreprocessSpec) -> int | None:
+    """The longest side a JPEG must keep when decoded for ``spec`` (``read_image``'s
+    ``min_side``); None decodes it whole: a brain crop keeps only part of the image, at more
+    pixels per millimetre than the image as a whole needs."""
+    return None if spec.brain_crop else DRAFT_MARGIN * spec.image_size
+
+
 def to_grey_uint8(array: np.ndarray) -> np.ndarray:
     """Any raster (H,W), (H,W,1), (H,W,3/4), 8 or 16 bit -> (H,W) uint8.
 

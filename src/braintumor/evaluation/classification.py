@@ -7,13 +7,20 @@ from pathlib import Path
 
 import numpy as np
 
-from braintumor.data.preprocess import pad_to_square, resize, to_grey_uint8
+from braintumor.data.preprocess import (
+    PreprocessSpec,
+    decode_side,
+    pad_to_square,
+    resize,
+    to_grey_uint8,
+)
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
 from braintumor.evaluation.common import batches, label_indices, skip_record, write_outputs
 from braintumor.inference.inputs import is_volume
 from braintumor.inference.ood import ood_fields, ood_summary
 from braintumor.inference.predictor import Predictor, model_device
+from braintumor.inference.prefetch import PreparedImage, prefetched, prepared
 from braintumor.io import LoadedImage, read_image
 from braintumor.metrics.classification import classification_metrics
 from braintumor.metrics.per_source import source_metrics
@@ -38,16 +45,15 @@ class Thumbnails(Sequence[np.ndarray]):
         return resize(square, THUMBNAIL)
 
 
-def _read(sample: Sample, skipped: list[dict]) -> LoadedImage | None:
+def _read(sample: Sample, spec: PreprocessSpec) -> PreparedImage | ImageReadError | DataError:
+    """The sample read and prepared as ``predict`` does it, or why it could not be."""
     try:
-        image = read_image(sample.image)
-    except ImageReadError as error:
-        skipped.append(skip_record(sample, error))
-        return None
-    if is_volume(image):
-        skipped.append(skip_record(sample, DataError(f"{sample.image}: a volume, not a slice")))
-        return None
-    return image
+        image = read_image(sample.image, min_side=decode_side(spec))
+        if is_volume(image):
+            raise DataError(f"{sample.image}: a volume, not a slice")
+        return prepared(image, spec)
+    except (ImageReadError, DataError) as error:
+        return error
 
 
 def evaluate_classifier(
@@ -65,9 +71,17 @@ def evaluate_classifier(
     parts: list[np.ndarray] = []
     ood_parts: list[np.ndarray] = []
     skipped: list[dict] = []
-    for chunk in batches(list(range(len(samples))), batch_size):
-        images = {i: _read(samples[i], skipped) for i in chunk}
-        ok = [i for i in chunk if images[i] is not None]
+    chunks = list(batches(list(range(len(samples))), batch_size))
+    # Read in threads, the next batch while the network runs on this one.
+    read = prefetched(chunks, lambda i: _read(samples[i], predictor.spec))
+    for chunk, outcomes in zip(chunks, read, strict=True):
+        images: dict[int, LoadedImage] = {}
+        for i, outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                skipped.append(skip_record(samples[i], outcome))
+            else:
+                images[i] = outcome
+        ok = [i for i in chunk if i in images]
         if ok:
             probs, scores = predictor.classify_scored([images[i] for i in ok])
             parts.append(probs)

@@ -86,12 +86,13 @@ def expand_inputs(args: list[str]) -> list[Path]:
     return sorted(unique.values(), key=lambda p: str(p))
 
 
-def read_input(path: Path) -> LoadedImage:
-    """Read one input from :func:`expand_inputs`: a folder is a DICOM series, a file any image.
+def read_input(path: Path, min_side: int | None = None) -> LoadedImage:
+    """Read one input from :func:`expand_inputs`: a folder is a DICOM series, a file any image
+    (a JPEG decoded reduced down to ``min_side``, see :func:`~braintumor.io.read_image`).
 
     Raises :class:`~braintumor.errors.ImageReadError` naming the path and the problem.
     """
-    return read_dicom_series(path) if path.is_dir() else read_image(path)
+    return read_dicom_series(path) if path.is_dir() else read_image(path, min_side=min_side)
 
 
 def input_stem(path: Path) -> str:

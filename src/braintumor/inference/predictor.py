@@ -1,9 +1,9 @@
 """Batched inference of a trained 2D model: class probabilities or tumour probability maps.
 
-Prediction redoes the model folder's own preprocessing (:class:`PreprocessSpec`), runs in
-float32 (no autocast: predictions must match the evaluation that produced the model's
-numbers) with channels_last memory, and maps segmentation probabilities back to each image's
-original size.
+Prediction redoes the model folder's own preprocessing (:class:`PreprocessSpec`), runs with
+channels_last memory in the chosen precision (:mod:`.precision`: bf16 autocast on CPUs with
+AMX or AVX512-BF16 by default, fp32 on request), and maps segmentation probabilities back to
+each image's original size. Inputs read by :func:`.prefetch.load_prepared` arrive prepared.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from braintumor.data.preprocess import (
 from braintumor.errors import DataError, ModelFormatError
 from braintumor.inference.inputs import DECODE_THREADS
 from braintumor.inference.ood import OODScorer, scorer_of
+from braintumor.inference.precision import autocast, resolve_precision
+from braintumor.inference.prefetch import PreparedImage, check_raster, full_shape
 from braintumor.io.base import LoadedImage
 from braintumor.models.folder import LoadedModel, ModelInfo
 from braintumor.models.registry import logits_to_probs
@@ -94,10 +96,14 @@ class Predictor:
     model folder's own setting (:class:`InferenceSettings`), as does :attr:`keep_largest`.
     With ``ood=True`` and a model that holds OOD statistics, :meth:`classify_scored` and
     :meth:`segment_scored` also return each image's out-of-distribution score (:attr:`ood`).
+    ``precision`` (``auto``, ``fp32``, ``bf16``) is resolved by
+    :func:`~.precision.resolve_precision` into :attr:`precision`.
     """
 
     #: the OOD scorer; None without statistics (and for the ONNX predictor)
     ood: OODScorer | None = None
+    #: the arithmetic of the forward pass: ``fp32`` or ``bf16`` (autocast)
+    precision: str = "fp32"
 
     def __init__(
         self,
@@ -106,6 +112,7 @@ class Predictor:
         tta: bool | None = None,
         batch_size: int = 16,
         ood: bool = True,
+        precision: str = "auto",
     ) -> None:
         self.outputs = check_2d(loaded.path, loaded.info)
         if batch_size < 1:
@@ -114,6 +121,7 @@ class Predictor:
         self.info = loaded.info
         self.spec = spec_of(loaded.info)
         self.device = torch.device(resolve_device(device))
+        self.precision = resolve_precision(precision, self.device)
         self.model = loaded.model.to(self.device, memory_format=torch.channels_last).eval()
         settings = InferenceSettings.of(loaded.info)
         self.tta = settings.tta if tta is None else tta
@@ -132,23 +140,33 @@ class Predictor:
         """The model's class names, in output order."""
         return list(self.info.class_names)
 
+    def _ready(self, image: LoadedImage) -> np.ndarray | None:
+        """The network input a :class:`PreparedImage` carries for this model's spec."""
+        if isinstance(image, PreparedImage) and image.spec == self.spec:
+            return image.network_input
+        return None
+
     def prepare(self, image: LoadedImage) -> torch.Tensor:
         """One 2D image -> uint8 tensor (C, S, S) exactly as training prepared it."""
-        array = image.array
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] > 4):
-            raise DataError(
-                f"{image.path}: array of shape {array.shape} is not a 2D image; "
-                "pick a slice of a volume first (--slice)"
-            )
-        return torch.from_numpy(prepare_slice(array, self.spec))
+        ready = self._ready(image)
+        if ready is not None:
+            return torch.from_numpy(ready)
+        check_raster(image)
+        return torch.from_numpy(prepare_slice(image.array, self.spec))
+
+    def batch_input(self, images: list[LoadedImage]) -> torch.Tensor:
+        """uint8 (B, C, S, S) of a batch; images not prepared yet are prepared in threads."""
+        if all(self._ready(image) is not None for image in images):
+            # Not through the decode threads: they may be busy reading the next batch.
+            return torch.stack([self.prepare(image) for image in images])
+        return torch.stack(list(DECODE_THREADS.map(self.prepare, images)))
 
     def _forward(self, images: list[LoadedImage]) -> torch.Tensor:
         """Raw outputs of one batch; with TTA the mirrored half follows the original half."""
-        batch = torch.stack(list(DECODE_THREADS.map(self.prepare, images))).to(self.device)
-        x = normalise_batch(batch, self.spec)
+        x = normalise_batch(self.batch_input(images).to(self.device), self.spec)
         if self.tta:
             x = torch.cat([x, torch.flip(x, dims=[3])])
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision, self.device):
             return _first_output(self.model(x)).float()
 
     def raw_outputs(self, images: list[LoadedImage]) -> torch.Tensor:
@@ -220,12 +238,16 @@ class Predictor:
             if self.tta:
                 prob = 0.5 * (prob[: len(chunk)] + torch.flip(prob[len(chunk) :], dims=[2]))
             for image, square in zip(chunk, prob.cpu().numpy(), strict=True):
-                maps.append(self.restore(square, image.array))
+                maps.append(self.restore(square, image.array, full_shape(image)))
         return maps, _joined(scores)
 
-    def restore(self, square: np.ndarray, array: np.ndarray) -> np.ndarray:
-        """Undo resize, padding and (when the spec crops) the brain crop."""
-        height, width = array.shape[:2]
+    def restore(
+        self, square: np.ndarray, array: np.ndarray, shape: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """Undo resize, padding and (when the spec crops) the brain crop; ``shape`` is the
+        image's size as stored when ``array`` was decoded smaller (never with a brain crop:
+        :func:`~braintumor.data.preprocess.decode_side`)."""
+        height, width = shape or array.shape[:2]
         box = brain_box(array, self.spec)
         if box is None:
             return restore_mask_size(square, height, width).astype(np.float32)

@@ -18,6 +18,9 @@ from braintumor.io.sniff import MAX_PIXELS, check_finite, check_pixels
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _TO_RGB_MODES = {"P", "PA", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV"}
 _UINT16_MODES = {"I;16", "I;16L", "I;16B", "I;16N"}
+# zlib level of written PNGs: Pillow's default (6) spent most of segmentation predict's time
+# on masks and overlays; level 1 is several times faster for somewhat larger files, same pixels.
+PNG_COMPRESS_LEVEL = 1
 
 
 def _one_line(exc: BaseException) -> str:
@@ -63,8 +66,29 @@ def _truncated_jpeg(path: Path) -> bool:
         return b"\xff\xd9" not in handle.read()
 
 
-def read_pillow(path: Path, fmt: str, max_pixels: int = MAX_PIXELS) -> LoadedImage:
-    """Read a JPEG/PNG/BMP (or a TIFF tifffile cannot decode) with a forced full decode."""
+def _draft(image: Image.Image, min_side: int) -> tuple[int, int] | None:
+    """Let libjpeg scale a JPEG by 1/2, 1/4 or 1/8 while decoding (its DCT-domain scaling),
+    as far as the longest side stays at least ``min_side``; the file's (height, width) when
+    it did, None when the image keeps its size."""
+    width, height = image.size
+    longest = max(width, height)
+    if longest < 2 * min_side:
+        return None
+    # draft() picks the largest reduction whose size still covers the request on both axes.
+    wanted = (-(-width * min_side // longest), -(-height * min_side // longest))
+    image.draft(image.mode, wanted)
+    return (height, width) if image.size != (width, height) else None
+
+
+def read_pillow(
+    path: Path, fmt: str, max_pixels: int = MAX_PIXELS, min_side: int | None = None
+) -> LoadedImage:
+    """Read a JPEG/PNG/BMP (or a TIFF tifffile cannot decode) with a forced full decode.
+
+    ``min_side``: a JPEG is decoded reduced (1/2, 1/4, 1/8) as long as its longest side stays
+    at least this long; ``meta["full_shape"]`` then holds the file's (height, width). Other
+    formats have no cheaper reduced decode and are read whole.
+    """
     if fmt == "jpeg" and ImageFile.LOAD_TRUNCATED_IMAGES and _truncated_jpeg(path):
         # Another module switched Pillow to padding truncated files with grey; refuse anyway.
         raise ImageReadError(path, "truncated JPEG (no end-of-image marker)")
@@ -74,8 +98,11 @@ def read_pillow(path: Path, fmt: str, max_pixels: int = MAX_PIXELS) -> LoadedIma
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 check_pixels(path, (image.size[1], image.size[0]), max_pixels)
+                full_shape = _draft(image, min_side) if min_side and fmt == "jpeg" else None
                 image.load()  # decode now: a truncated file must fail here, not later
                 array, meta = _pillow_array(path, image)
+                if full_shape is not None:
+                    meta["full_shape"] = full_shape
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
@@ -188,5 +215,5 @@ def write_png(array: np.ndarray, path: str | Path) -> Path:
         )
     image = Image.fromarray(np.ascontiguousarray(array))
     with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
+        image.save(tmp, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
     return path

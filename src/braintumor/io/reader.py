@@ -13,7 +13,11 @@ from braintumor.io.sniff import MAX_BYTES, MAX_PIXELS, check_size, sniff_format
 
 
 def read_image(
-    path: str | Path, *, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+    path: str | Path,
+    *,
+    max_bytes: int = MAX_BYTES,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int | None = None,
 ) -> LoadedImage:
     """Read any supported image, choosing the reader by content (magic bytes), not by name.
 
@@ -21,6 +25,9 @@ def read_image(
     channels; NIfTI -> float32 volume with affine; DICOM -> float32 after rescaling; Figshare
     ``.mat`` -> its ``cjdata.image``; a folder is read as one DICOM series. Every failure raises
     :class:`~braintumor.errors.ImageReadError` naming the file and the problem.
+
+    ``min_side``: a JPEG may be decoded reduced, its longest side still at least this long
+    (:func:`~braintumor.io.raster.read_pillow`); other formats are read whole.
     """
     path = Path(path)
     if path.is_dir():
@@ -28,7 +35,7 @@ def read_image(
     check_size(path, max_bytes)
     fmt = sniff_format(path)
     if fmt in ("jpeg", "png", "bmp"):
-        return read_pillow(path, fmt, max_pixels)
+        return read_pillow(path, fmt, max_pixels, min_side)
     if fmt == "tiff":
         return read_tiff(path, max_pixels)
     if fmt == "nifti":

@@ -167,12 +167,13 @@ def _classify(served: ServedModel, item: tuple, target: str | None, volume: Any)
     info = served.loaded.info
     record = served.task.predict(predictor, [item], Path("."), PredictOptions())[0]
     explained = explain_image(served.loaded, image, None, target=target, predictor=predictor)
+    overlay = png_base64(explained["overlay"])  # one picture under two names: encoded once
     record.update(
         predicted_class=record["predicted"],
         target_class=explained["target_class"],
         gradcam_layer=explained["layer"],
-        gradcam_png=png_base64(explained["overlay"]),
-        overlay_png=png_base64(explained["overlay"]),
+        gradcam_png=overlay,
+        overlay_png=overlay,
         image_png=png_base64(_display(image.array)),
     )
     if volume is not None:

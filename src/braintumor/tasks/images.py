@@ -21,7 +21,13 @@ class ImageTask:
 
     def predictor(self, loaded: LoadedModel, options: PredictOptions, device: str) -> Predictor:
         """A batched :class:`Predictor` with the model folder's settings unless overridden."""
-        predictor = Predictor(loaded, device=device, tta=options.tta, batch_size=options.batch_size)
+        predictor = Predictor(
+            loaded,
+            device=device,
+            tta=options.tta,
+            batch_size=options.batch_size,
+            precision=options.precision,
+        )
         if options.keep_largest is not None:
             predictor.keep_largest = options.keep_largest
         return predictor

@@ -1,7 +1,9 @@
 """Prediction with any task's model, shared by ``braintumor predict`` and the web app: open the
-model folder with its task's predictor, read inputs batch by batch, and let the task turn each
-batch into records (:meth:`braintumor.tasks.Task.predict`). Unreadable inputs become failure
-records; the others are still predicted.
+model folder with its task's predictor, read inputs batch by batch (decoded at the size the
+model needs, in threads, the next batch while the network runs on this one:
+:mod:`braintumor.inference.prefetch`), and let the task turn each batch into records
+(:meth:`braintumor.tasks.Task.predict`). Unreadable inputs become failure records; the others
+are still predicted.
 """
 
 from __future__ import annotations
@@ -11,16 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from braintumor.data.layouts import detect_layout
+from braintumor.data.preprocess import PreprocessSpec
 from braintumor.errors import DataError, ImageReadError, LayoutError
-from braintumor.inference.inputs import (
-    DECODE_THREADS,
-    axial_slice,
-    is_volume,
-    read_input,
-    unique_stems,
-)
+from braintumor.inference.inputs import unique_stems
 from braintumor.inference.outputs import Item
+from braintumor.inference.precision import PRECISIONS
 from braintumor.inference.predictor import resolve_device
+from braintumor.inference.prefetch import load_prepared, prefetched
 from braintumor.models.folder import ModelInfo, load_model_dir, read_model_info
 from braintumor.tasks.registry import IMAGES, PredictOptions, Task, model_task
 
@@ -44,6 +43,10 @@ def open_predictor(
     """
     if backend not in BACKENDS:
         raise DataError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if options.precision not in PRECISIONS:
+        raise DataError(
+            f"--precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
+        )
     if backend == "onnx":
         try:
             from braintumor.export import OnnxPredictor  # optional extra: onnxruntime
@@ -52,6 +55,7 @@ def open_predictor(
                 f"--backend onnx needs the export extra ({error}); pip install 'braintumor[export]'"
             ) from error
         info = read_model_info(model)
+        # onnxruntime runs the exported fp32 graph: options.precision does not apply.
         predictor = OnnxPredictor(model, tta=options.tta, batch_size=options.batch_size)
         if options.keep_largest is not None:
             predictor.keep_largest = options.keep_largest
@@ -61,32 +65,16 @@ def open_predictor(
     return task, task.predictor(loaded, options, device), loaded.info
 
 
-def _load_one(path: Path, stem: str, slice_: str) -> Item | ImageReadError | DataError:
-    """One input read (a volume as its chosen slice), or the error that stopped it."""
+def _load_one(
+    path: Path, stem: str, spec: PreprocessSpec, slice_: str
+) -> Item | ImageReadError | DataError:
+    """One input read and prepared (a volume as its chosen slice), or the error that stopped it."""
     try:
-        image = read_input(path)
-        index = None
-        if is_volume(image):
-            image, index = axial_slice(image, slice_)
-            stem = f"{stem}_z{index}"
-        return stem, path, index, image
+        image = load_prepared(path, spec, slice_)
     except (ImageReadError, DataError) as error:
         return error
-
-
-def load_items(
-    paths: list[Path], stems: list[str], slice_: str, failures: list[dict], on_skip: OnSkip
-) -> list[Item]:
-    """Read a batch (in threads); volumes become their chosen axial slice; failures recorded."""
-    outcomes = DECODE_THREADS.map(_load_one, paths, stems, [slice_] * len(paths))
-    items = []
-    for path, stem, outcome in zip(paths, stems, outcomes, strict=True):
-        if isinstance(outcome, Exception):
-            failures.append({"id": stem, "path": str(path), "error": str(outcome)})
-            on_skip(outcome)
-        else:
-            items.append(outcome)
-    return items
+    index = image.meta.get("slice_index")
+    return (f"{stem}_z{index}" if index is not None else stem), path, index, image
 
 
 def predict_images(
@@ -99,17 +87,29 @@ def predict_images(
     on_skip: OnSkip = _ignore,
     on_progress: OnProgress = _ignore,
 ) -> tuple[list[dict], list[dict]]:
-    """Records and failures for image inputs, one batch of ``options.batch_size`` at a time."""
+    """Records and failures for image inputs, one batch of ``options.batch_size`` at a time;
+    the next batch is read while the network runs on the current one."""
     stems = unique_stems(paths)
+    size = options.batch_size
+    jobs = list(zip(paths, stems, strict=True))
+    chunks = [jobs[start : start + size] for start in range(0, len(jobs), size)]
+
+    def load(job: tuple[Path, str]) -> Item | ImageReadError | DataError:
+        return _load_one(job[0], job[1], predictor.spec, slice_)
+
     failures: list[dict] = []
     records: list[dict] = []
-    size = options.batch_size
-    for start in range(0, len(paths), size):
-        chunk = slice(start, start + size)
-        items = load_items(paths[chunk], stems[chunk], slice_, failures, on_skip)
+    for chunk, outcomes in zip(chunks, prefetched(chunks, load), strict=True):
+        items = []
+        for (path, stem), outcome in zip(chunk, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                failures.append({"id": stem, "path": str(path), "error": str(outcome)})
+                on_skip(outcome)
+            else:
+                items.append(outcome)
         if items:
             records += task.predict(predictor, items, out, options)
-        on_progress(len(paths[chunk]))
+        on_progress(len(chunk))
     return records, failures
 
 

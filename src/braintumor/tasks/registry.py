@@ -56,7 +56,9 @@ class PredictOptions:
     min_area: int = 0
     keep_largest: bool | None = None
     tta: bool | None = None
-    batch_size: int = 16
+    batch_size: int = 32
+    # auto: bf16 autocast on CPUs with AMX/AVX512-BF16, else fp32 (inference/precision.py)
+    precision: str = "auto"
 
 
 @runtime_checkable

@@ -16,6 +16,7 @@ from braintumor.evaluation.tables import segmentation_table
 from braintumor.inference.choice import choose_inference
 from braintumor.inference.ood import ood_fields
 from braintumor.inference.outputs import Item, segmentation_record
+from braintumor.inference.prefetch import as_stored
 from braintumor.models.folder import LoadedModel
 from braintumor.models.registry import SEGMENTER_2D
 from braintumor.tasks.images import ImageTask
@@ -69,6 +70,7 @@ class SegmentationTask(ImageTask):
         """Writes ``<stem>_mask.png``, ``_overlay.png`` and ``_localization.json`` per image;
         records carry the out-of-distribution flag and score when the model has statistics."""
         probs, scores = predictor.segment_scored([image for _, _, _, image in items])
+        items = [(stem, path, index, as_stored(image)) for stem, path, index, image in items]
         info = getattr(predictor, "info", None)
         # Overlays of a model trained on LGG show FLAIR, not three sequences as colours.
         flair = info is not None and (info.data_fingerprint or {}).get("layout") == LGG_LAYOUT

@@ -24,17 +24,9 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from braintumor.config import Recipe
+from braintumor.inference.precision import cpu_has_bf16
 from braintumor.runfolder import RunFolder
 from braintumor.training.interrupt import GracefulStop
-
-
-def cpu_has_bf16() -> bool:
-    """True on x86 CPUs with AVX512-BF16 or AMX, where bf16 autocast is a real speed-up."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def resolve_precision(recipe: Recipe, accelerator: str) -> str:
