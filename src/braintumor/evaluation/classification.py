@@ -10,7 +10,8 @@ import numpy as np
 from braintumor.data.preprocess import pad_to_square, resize, to_grey_uint8
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
-from braintumor.evaluation.common import batches, label_indices, skip_record, write_outputs
+from braintumor.evaluation.adaptation import ADAPTED_TITLE, SourceAdaptation, wants_ood
+from braintumor.evaluation.common import label_indices, skip_record, write_outputs
 from braintumor.inference.inputs import is_volume
 from braintumor.inference.ood import ood_fields, ood_summary
 from braintumor.inference.predictor import Predictor, model_device
@@ -56,16 +57,27 @@ def evaluate_classifier(
     out_dir: Path,
     curves_csv: Path | None = None,
     batch_size: int = 32,
+    adapt_bn: bool = False,
 ) -> dict:
-    """Classifier evaluation (the ``classify`` task's :meth:`~braintumor.tasks.Task.evaluate`)."""
+    """Classifier evaluation (the ``classify`` task's :meth:`~braintumor.tasks.Task.evaluate`).
+
+    ``adapt_bn`` re-estimates the batch-norm statistics on each source's images before
+    predicting it (:mod:`braintumor.evaluation.adaptation`).
+    """
     names = list(loaded.info.class_names)
     truth, renamed = label_indices(samples, names, loaded.path)
-    predictor = Predictor(loaded, device=model_device(loaded), batch_size=batch_size)
+    predictor = Predictor(
+        loaded,
+        device=model_device(loaded),
+        batch_size=batch_size,
+        ood=wants_ood(adapt_bn, loaded.model),
+    )
+    adaptation = SourceAdaptation(predictor, samples, lambda s: _read(s, []), adapt_bn)
     kept: list[int] = []
     parts: list[np.ndarray] = []
     ood_parts: list[np.ndarray] = []
     skipped: list[dict] = []
-    for chunk in batches(list(range(len(samples))), batch_size):
+    for chunk in adaptation.chunks(batch_size):
         images = {i: _read(samples[i], skipped) for i in chunk}
         ok = [i for i in chunk if images[i] is not None]
         if ok:
@@ -91,6 +103,9 @@ def evaluate_classifier(
     ood = ood_summary(ood_scores, predictor.ood)
     if ood is not None:
         metrics["ood"] = ood
+    adapted = adaptation.record()
+    if adapted is not None:
+        metrics["adapt_bn"] = adapted
     rows = []
     for n, (row_probs, index, label) in enumerate(zip(probs, kept, y, strict=True)):
         sample, predicted = samples[index], int(np.argmax(row_probs))
@@ -116,7 +131,8 @@ def evaluate_classifier(
         Thumbnails([samples[i].image for i in kept]),
         [samples[i].id for i in kept],
         curves_csv,
-        title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})",
+        title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})"
+        + (ADAPTED_TITLE if adapted and adapted["layers"] else ""),
         per_source=metrics["per_source"],
     )
     return metrics

@@ -6,7 +6,7 @@ records; the others are still predicted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from braintumor.inference.inputs import (
 )
 from braintumor.inference.outputs import Item
 from braintumor.inference.predictor import resolve_device
+from braintumor.io import LoadedImage
 from braintumor.models.folder import ModelInfo, load_model_dir, read_model_info
 from braintumor.tasks.registry import IMAGES, PredictOptions, Task, model_task
 
@@ -44,6 +45,8 @@ def open_predictor(
     """
     if backend not in BACKENDS:
         raise DataError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "onnx" and options.adapt_bn:
+        raise DataError("--adapt-bn needs --backend torch (an ONNX graph's statistics are fixed)")
     if backend == "onnx":
         try:
             from braintumor.export import OnnxPredictor  # optional extra: onnxruntime
@@ -87,6 +90,24 @@ def load_items(
         else:
             items.append(outcome)
     return items
+
+
+def adapt_to_inputs(
+    predictor: Any, paths: list[Path], slice_: str = "mid", batch_size: int = 16
+) -> int:
+    """Re-estimate the predictor's batch-norm statistics on the image inputs (one source:
+    :meth:`~braintumor.inference.predictor.Predictor.adapt_bn`), read a batch at a time;
+    unreadable inputs are left out here and reported by :func:`predict_images`. Returns the
+    number of images used (0: the network has no batch norm)."""
+    stems = unique_stems(paths)
+
+    def images() -> Iterator[LoadedImage]:
+        for start in range(0, len(paths), batch_size):
+            chunk = slice(start, start + batch_size)
+            for _, _, _, image in load_items(paths[chunk], stems[chunk], slice_, [], _ignore):
+                yield image
+
+    return predictor.adapt_bn(images())
 
 
 def predict_images(
