@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from braintumor.cli.main import app
 from braintumor.data.preprocess import PreprocessSpec
 from braintumor.data.synth_sources import write_source_shift_datasets
+from braintumor.data.synthetic import write_synthetic_dataset
 from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
 from braintumor.models.folder import ModelInfo, build_network, save_model_dir
@@ -112,3 +113,27 @@ def test_adapt_bn_refuses_onnx(model_dir: Path, shifted: list[Path], tmp_path: P
     args = ["predict", str(model_dir), str(shifted[1]), "--out", str(tmp_path / "o")]
     result = runner.invoke(app, [*args, "--adapt-bn", "--backend", "onnx"])
     assert_one_line_error(result, "--adapt-bn needs --backend torch")
+
+
+def test_a_model_without_batch_norm_is_evaluated_as_it_is(tmp_path: Path) -> None:
+    info = ModelInfo(
+        task="segment",
+        architecture="unet",  # MONAI's U-Net normalises with instance norm
+        num_outputs=1,
+        in_channels=1,
+        class_names=["background", "tumor"],
+        image_size=SIZE,
+        model_args={"channels": [4, 8], "num_res_units": 0},
+        preprocessing=PreprocessSpec(image_size=SIZE, in_channels=1).to_dict(),
+    )
+    model = save_model_dir(build_network(info), info, tmp_path / "unet")
+    data = write_synthetic_dataset(tmp_path / "seg", "segment", n=4, size=SIZE)
+    plain = _evaluate(model, [str(data)], tmp_path / "p")
+    result = runner.invoke(
+        app, ["evaluate", str(model), str(data), "--out", str(tmp_path / "a"), "--adapt-bn"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "has no batch-norm layers: --adapt-bn changes nothing" in result.stderr
+    adapted = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert adapted["adapt_bn"]["layers"] == 0
+    assert adapted["dice"] == plain["dice"]
