@@ -137,3 +137,16 @@ def test_a_model_without_batch_norm_is_evaluated_as_it_is(tmp_path: Path) -> Non
     adapted = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert adapted["adapt_bn"]["layers"] == 0
     assert adapted["dice"] == plain["dice"]
+
+
+def test_train_takes_adapt_bn_only_with_the_loso_protocol(shifted: list[Path]) -> None:
+    args = ["train", "fast-cpu-binary", "--data", str(shifted[0]), "--adapt-bn"]
+    result = runner.invoke(app, args)
+    assert_one_line_error(result, "--adapt-bn goes with --protocol loso")
+    result = runner.invoke(app, [*args, "--protocol", "kfold"])
+    assert_one_line_error(result, "--adapt-bn goes with --protocol loso")
+
+
+def test_brats_models_refuse_adapt_bn(tmp_path: Path) -> None:
+    args = ["predict", "zoo:brats2d", str(tmp_path), "--out", str(tmp_path / "o"), "--adapt-bn"]
+    assert_one_line_error(runner.invoke(app, args), "--adapt-bn: not available for brats2d")
