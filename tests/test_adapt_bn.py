@@ -108,6 +108,10 @@ def test_predictions_use_the_adapted_statistics(sources: dict[str, list[LoadedIm
     with torch.no_grad():
         batch_stats = torch.softmax(predictor.model(x), dim=1).numpy()
     predictor.model.norm.eval()
+    with torch.no_grad():
+        features = predictor.model.conv(x)
+    expected_var = features.var(dim=(0, 2, 3), unbiased=True)
+    assert torch.allclose(predictor.model.norm.running_var, expected_var, rtol=1e-4)
     assert np.abs(after - batch_stats).max() < 1e-3
     assert np.abs(after - before).max() > 1e-2
 
