@@ -10,8 +10,10 @@ Settings (the shared folders under ``--data``):
   figshare-seg (sartaj's near copies of Figshare slices removed from training).
 
 Each fold trains for at most ``--max-minutes``; near copies of the held-out source are
-removed from training. Writes ``benchmarks/results/loso_<setting>_<tag>.json`` and prints a
-Markdown table row per source.
+removed from training. ``--adapt-bn`` also evaluates each fold's model with its batch-norm
+statistics re-estimated on the held-out source's images (``metrics_adapted`` per fold,
+``summary_adapted``). Writes ``benchmarks/results/loso_<setting>_<tag>.json`` and prints a
+Markdown table row per source (adapted rows say so).
 
     python benchmarks/loso.py --setting 4class --max-minutes 8 [--tag baseline] [--set K=V ...]
 """
@@ -90,21 +92,26 @@ def markdown_rows(result: dict) -> list[str]:
         return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
 
     rows = []
-    for fold in result["folds"]:
-        for source, m in fold["metrics"].items():
-            rows.append(
-                f"| {result['setting']} ({result['tag']}) | {source} | {m['n']} | "
-                f"{cell(m, 'balanced_accuracy')} | {cell(m, 'tumor_auc')} | "
-                f"{cell(m, 'sensitivity')} | {cell(m, 'specificity')} | "
-                f"{sum(fold['excluded_copies'].values())} | {fold['seconds'] / 60:.1f} |"
-            )
-    for key in ("balanced_accuracy", "tumor_auc", "sensitivity"):
-        s = result.get("summary", {}).get(key)
-        if s:
-            rows.append(
-                f"| {result['setting']} ({result['tag']}) | {key}: mean {s['mean']:.3f}, "
-                f"worst {s['worst']:.3f} ({s['worst_source']}) | | | | | | | |"
-            )
+    for metrics_key, summary_key, suffix in (
+        ("metrics", "summary", ""),
+        ("metrics_adapted", "summary_adapted", ", BN adapted"),
+    ):
+        name = f"{result['setting']} ({result['tag']}{suffix})"
+        for fold in result["folds"]:
+            for source, m in fold.get(metrics_key, {}).items():
+                rows.append(
+                    f"| {name} | {source} | {m['n']} | "
+                    f"{cell(m, 'balanced_accuracy')} | {cell(m, 'tumor_auc')} | "
+                    f"{cell(m, 'sensitivity')} | {cell(m, 'specificity')} | "
+                    f"{sum(fold['excluded_copies'].values())} | {fold['seconds'] / 60:.1f} |"
+                )
+        for key in ("balanced_accuracy", "tumor_auc", "sensitivity"):
+            s = result.get(summary_key, {}).get(key)
+            if s:
+                rows.append(
+                    f"| {name} | {key}: mean {s['mean']:.3f}, "
+                    f"worst {s['worst']:.3f} ({s['worst_source']}) | | | | | | | |"
+                )
     return rows
 
 
@@ -118,6 +125,11 @@ def main() -> None:
     parser.add_argument("--test-source", action="append", default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-loso")
+    parser.add_argument(
+        "--adapt-bn",
+        action="store_true",
+        help="Also report each held-out source with batch norm adapted to its images (AdaBN).",
+    )
     args = parser.parse_args()
 
     setting = SETTINGS[args.setting]
@@ -146,12 +158,18 @@ def main() -> None:
                 "note": "2-core CPU shared with other jobs; times are 2-4x a quiet machine's",
             },
             "wall_seconds": round(time.perf_counter() - start, 1),
+            "adapt_bn": args.adapt_bn,
             **{k: summary[k] for k in ("sources", "cross_source_groups", "folds", "summary")},
+            **(
+                {"summary_adapted": summary["summary_adapted"]}
+                if "summary_adapted" in summary
+                else {}
+            ),
         }
         write_text_atomic(out, json.dumps(result, indent=2) + "\n")
         print("\n".join(markdown_rows(result)), flush=True)
 
-    run_loso(recipe, data, run_dir, test_sources=tests, on_fold=write)
+    run_loso(recipe, data, run_dir, test_sources=tests, on_fold=write, adapt_bn=args.adapt_bn)
     print(f"wrote {out}")
 
 

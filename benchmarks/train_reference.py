@@ -3,11 +3,15 @@
 Trains NAME with the toolkit on the shared public sources that fit its task (see
 ``braintumor.zoo.build.REFERENCE_MODELS``), writes the model card, stores the weights in
 float16 in the package's zoo folder with their SHA-256 in ``index.json``, and records the
-figures in ``benchmarks/results/reference_models.json``:
+figures in ``benchmarks/results/reference_models.json``. The cards of the classifiers show
+the leave-one-source-out figures of their setting from ``benchmarks/loso.py``
+(``ReferenceSpec.loso_results`` in ``benchmarks/results/``, or ``--loso-results FILE``);
+``--card-only`` puts a new results file into an installed card without training:
 
     python benchmarks/train_reference.py 4class [--data-root ../shared/data] [--minutes 9]
     python benchmarks/train_reference.py all
     python benchmarks/train_reference.py seg2d --reuse   # re-card an existing run, no training
+    python benchmarks/train_reference.py 4class --card-only --loso-results FILE
 """
 
 from __future__ import annotations
@@ -15,13 +19,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
-from braintumor.zoo.build import REFERENCE_MODELS, build_reference, write_build_record
+from braintumor.errors import BrainTumorError
+from braintumor.zoo.build import (
+    REFERENCE_MODELS,
+    ReferenceSpec,
+    build_reference,
+    write_build_record,
+)
+from braintumor.zoo.recard import recard_loso
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "reference_models.json"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+RESULTS = RESULTS_DIR / "reference_models.json"
 SHARED = Path(os.environ.get("BRAINTUMOR_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def loso_file(spec: ReferenceSpec, given: Path | None) -> Path | None:
+    """The leave-one-source-out results for ``spec``'s card: ``given``, else its own file."""
+    if given is not None:
+        return given
+    return RESULTS_DIR / spec.loso_results if spec.loso_results else None
 
 
 def main() -> None:
@@ -33,8 +53,32 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "reference")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--reuse", action="store_true", help="Keep a finished run; re-card it.")
+    parser.add_argument(
+        "--loso-results",
+        type=Path,
+        default=None,
+        help="benchmarks/loso.py results for the card (default: the model's, in results/).",
+    )
+    parser.add_argument(
+        "--card-only",
+        action="store_true",
+        help="Only replace the leave-one-source-out section of the installed card.",
+    )
     args = parser.parse_args()
     names = list(REFERENCE_MODELS) if "all" in args.names else args.names
+    if args.card_only:
+        if "all" in args.names:  # only the models that have a leave-one-source-out setting
+            names = [n for n in names if REFERENCE_MODELS[n].loso_setting]
+        for name in names:
+            loso = loso_file(REFERENCE_MODELS[name], args.loso_results)
+            if loso is None:
+                sys.exit(f"error: zoo:{name} has no leave-one-source-out setting or results file")
+            try:
+                card = recard_loso(name, loso)
+            except BrainTumorError as error:
+                sys.exit(f"error: {error}")
+            print(f"{card}: leave-one-source-out figures from {loso}")
+        return
     for name in names:
         summary = build_reference(
             name,
@@ -43,6 +87,7 @@ def main() -> None:
             minutes=args.minutes,
             extra_overrides=args.overrides,
             reuse=args.reuse,
+            loso_results=loso_file(REFERENCE_MODELS[name], args.loso_results),
         )
         write_build_record(RESULTS, summary)
         print(json.dumps({k: summary[k] for k in ("name", "headline", "train_seconds")}))

@@ -13,10 +13,12 @@ from braintumor.config import load_recipe
 from braintumor.data.synthetic import write_synthetic_dataset
 from braintumor.models import build_model
 from braintumor.models.card import CardExtras, render_card, split_front_matter
+from braintumor.models.card_loso import read_loso_results
 from braintumor.models.folder import ModelInfo, save_model_dir
 from braintumor.training.run import train_run
 
 runner = CliRunner()
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 TEST_METRICS = {
     "test": {
         "n": 40,
@@ -43,10 +45,8 @@ def _info() -> ModelInfo:
 
 
 def test_card_has_hugging_face_metadata_and_intervals() -> None:
-    extras = CardExtras(
-        license="other",
-        loso=[{"held-out source": "navoneel-binary", "AUC": "0.93 [0.90, 0.96]"}],
-    )
+    loso = read_loso_results(RESULTS / "loso_binary_today.json", "binary")
+    extras = CardExtras(license="other", loso=loso, loso_file="loso_binary_today.json")
     meta, body = split_front_matter(render_card(_info(), TEST_METRICS, extras))
     assert meta["library_name"] == "braintumor"
     assert meta["license"] == "other"
@@ -57,7 +57,9 @@ def test_card_has_hugging_face_metadata_and_intervals() -> None:
     assert "| accuracy | 0.875 | [0.750, 0.950] |" in body
     assert "| br35h-binary | 40 | tumor 20 |" in body
     assert "Not for diagnosis" in body
-    assert "## Leave-one-source-out" in body and "navoneel-binary" in body
+    assert "## Leave-one-source-out" in body
+    assert "| navoneel-binary | 253 | 0.757 [0.708, 0.805] | 0.874 [0.828, 0.917] |" in body
+    assert body.index("## Leave-one-source-out") < body.index("## Recipe")
 
 
 def test_models_card_prints_a_card_for_a_folder_without_one(tmp_path) -> None:

@@ -3,6 +3,7 @@ end to end from the command line, and pooling sources beats one source on a shif
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -46,13 +47,19 @@ def multi_run(shifted: list[Path], tmp_path_factory: pytest.TempPathFactory) -> 
     run_dir = tmp_path_factory.mktemp("runs") / "multi"
     args = ["train", "fast-cpu-binary", "--data", f"ref={ref}", "--data", f"dark1={dark1}"]
     args += ["--data", f"dark2={dark2}", "--protocol", "loso", "--test-source", "dark2"]
-    args += ["--run-dir", str(run_dir)]
+    args += ["--run-dir", str(run_dir), "--adapt-bn"]
     for item in OVERRIDES:
         args += ["--set", item]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "dark2 (held out, n=120)" in result.output
+    assert "dark2 (held out, batch norm adapted, n=120)" in result.output
     return run_dir
+
+
+def _tumour_probs(evaluation: Path) -> dict[str, float]:
+    with (evaluation / "predictions.csv").open() as handle:
+        return {row["id"]: float(row["prob_tumor"]) for row in csv.DictReader(handle)}
 
 
 def test_loso_runs_end_to_end(multi_run: Path) -> None:
@@ -63,6 +70,13 @@ def test_loso_runs_end_to_end(multi_run: Path) -> None:
     assert set(metrics["ci95"]) >= {"balanced_accuracy", "tumor_auc", "sensitivity"}
     assert summary["summary"]["balanced_accuracy"]["worst_source"] == "dark2"
     assert "Per source" in (multi_run / "report.html").read_text()
+    adapted = fold["metrics_adapted"]["dark2"]
+    assert adapted["n"] == 120 and fold["adapt_bn"]["images"] == {"dark2": 120}
+    fold_dir = multi_run / "test-dark2"
+    plain, shifted = _tumour_probs(fold_dir / "test"), _tumour_probs(fold_dir / "test-adapted")
+    assert max(abs(plain[i] - shifted[i]) for i in plain) > 1e-3
+    assert summary["summary_adapted"]["balanced_accuracy"]["worst_source"] == "dark2"
+    assert "batch norm adapted" in (multi_run / "report.html").read_text()
     model = json.loads((multi_run / "test-dark2" / "model" / "model.json").read_text())
     assert model["class_names"] == ["no_tumor", "tumor"]
     sampling = model["data_fingerprint"]["sampling"]

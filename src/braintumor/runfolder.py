@@ -83,6 +83,11 @@ class RunFolder:
         """Evaluation on the held-out test split."""
         return self.root / "test"
 
+    @property
+    def test_adapted(self) -> Path:
+        """Evaluation on the test split with batch norm adapted to each source (``--adapt-bn``)."""
+        return self.root / "test-adapted"
+
     def external(self, data: str | Path) -> Path:
         """Evaluation on another dataset (``--test-data``)."""
         return self.root / f"test-{Path(data).name}"

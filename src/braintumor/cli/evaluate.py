@@ -64,6 +64,20 @@ def per_source_table(per_source: dict[str, dict]) -> Table:
     return table
 
 
+def _say_adaptation(record: dict | None) -> None:
+    """What ``--adapt-bn`` did: the images of each source, or why it did nothing."""
+    if record is None:
+        return
+    if not record["layers"]:
+        _console(stderr=True).print(f"[yellow]warning:[/yellow] {record['note']}")
+        return
+    sources = ", ".join(f"{source} {n}" for source, n in record["images"].items())
+    _console().print(
+        f"batch norm adapted ({record['layers']} layers) on the images of each source: "
+        f"{sources}; no out-of-distribution scores"
+    )
+
+
 def evaluate_command(
     model: Annotated[
         Path, typer.Argument(help="Model folder (model.json + model.safetensors) or zoo:NAME.")
@@ -95,6 +109,14 @@ def evaluate_command(
     tta: Annotated[
         bool, typer.Option("--tta", help="BraTS models: average over mirrored inputs.")
     ] = False,
+    adapt_bn: Annotated[
+        bool,
+        typer.Option(
+            "--adapt-bn",
+            help="2D models: re-estimate the batch-norm statistics on each source's images "
+            "before predicting it (AdaBN; labels unused, the model folder unchanged).",
+        ),
+    ] = False,
 ) -> None:
     """Evaluate a model: metrics.json, predictions and report.html in the output folder."""
     with user_errors():
@@ -121,6 +143,7 @@ def evaluate_command(
                 curves_csv=run.curves() if run is not None else None,
                 batch_size=batch_size,
                 tta=tta,
+                adapt_bn=adapt_bn,
             )
     console = _console()
     console.print(task.summary_table(metrics))
@@ -128,6 +151,7 @@ def evaluate_command(
         console.print(per_source_table(metrics["per_source"]))
     for old, new in (metrics.get("label_mapping") or {}).items():
         console.print(f"label {old} counted as {new} (two-class tumour model)")
+    _say_adaptation(metrics.get("adapt_bn"))
     ood = metrics.get("ood")
     if ood and ood["n_flagged"]:
         _console(stderr=True).print(

@@ -158,12 +158,33 @@ def list_command(
 @models_app.command("card")
 def card_command(
     model: Annotated[str, typer.Argument(help="Model folder or zoo:NAME.")],
+    loso: Annotated[
+        Path | None,
+        typer.Option(
+            "--loso",
+            help="A benchmarks/loso.py results file: print the card with its "
+            "leave-one-source-out section from these figures (the folder is not changed).",
+        ),
+    ] = None,
 ) -> None:
     """Print a model's card (its README.md; rendered from model.json for older folders)."""
+    from braintumor.errors import DataError
     from braintumor.models.card import read_card
+    from braintumor.models.card_loso import loso_section, read_loso_results, replace_loso_section
+    from braintumor.models.folder import read_model_info
+    from braintumor.zoo import resolve_model_ref
 
     with user_errors():
         text = read_card(model)
+        if loso is not None:
+            info = read_model_info(resolve_model_ref(model))
+            if info.task != "classify":
+                raise DataError(
+                    f"--loso: leave-one-source-out figures are a classifier's; {model} is a "
+                    f"{info.task} model"
+                )
+            section = loso_section(read_loso_results(loso), info.recipe, loso.name)
+            text = replace_loso_section(text, section)
     typer.echo(text, nl=False)
 
 

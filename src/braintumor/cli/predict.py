@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -24,6 +24,7 @@ from rich.text import Text
 from braintumor.atomic import write_text_atomic
 from braintumor.cli.errors import user_errors
 from braintumor.errors import DataError, ImageReadError, LayoutError
+from braintumor.inference.adapt_bn import NO_BATCHNORM
 from braintumor.inference.inputs import expand_inputs
 from braintumor.inference.mask_formats import MASK_FORMATS, check_mask_format, write_dicom_segs
 from braintumor.inference.ood import OODScorer, ood_summary
@@ -32,7 +33,13 @@ from braintumor.models.folder import read_model_info
 from braintumor.patient_stack import is_reference_mask, stack_summaries
 from braintumor.preflight import check_output_folder
 from braintumor.tasks import CLASSES, MASK, PredictOptions, model_task
-from braintumor.tasks.predict import open_predictor, predict_cases, predict_images, takes_images
+from braintumor.tasks.predict import (
+    adapt_to_inputs,
+    open_predictor,
+    predict_cases,
+    predict_images,
+    takes_images,
+)
 from braintumor.zoo import ZOO_PREFIX, default_zoo_models, is_zoo_ref
 
 
@@ -129,6 +136,14 @@ def predict_command(
     ] = "png",
     backend: Annotated[str, typer.Option("--backend", help="torch or onnx.")] = "torch",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1...")] = "auto",
+    adapt_bn: Annotated[
+        bool,
+        typer.Option(
+            "--adapt-bn",
+            help="2D models: re-estimate the batch-norm statistics on all the inputs (one "
+            "source) before predicting them (AdaBN; the model folder unchanged).",
+        ),
+    ] = False,
 ) -> None:
     """Predict classes or tumour masks for images, slices of volumes, or BraTS cases."""
     settings = {
@@ -142,6 +157,7 @@ def predict_command(
         "backend": backend,
         "device": device,
         "spacing": spacing,
+        "adapt_bn": adapt_bn,
     }
     with user_errors():
         model, inputs = split_model_argument(arguments)
@@ -217,6 +233,7 @@ def _predict_with(
     backend: str,
     device: str,
     spacing: str | None,
+    adapt_bn: bool,
     mask_format: str = "png",
 ) -> None:
     """One model on all inputs; writes the tables for its task into ``out``."""
@@ -230,11 +247,14 @@ def _predict_with(
             tta=tta,
             batch_size=batch_size,
             precision=precision,
+            adapt_bn=adapt_bn,
         )
         check_output_folder(out)
         task, predictor, info = open_predictor(model, options, backend, device)
         paths = expand_inputs(inputs) if takes_images(task) else []
         check_mask_format(mask_format, task, paths)
+        if not takes_images(task) and adapt_bn:
+            raise DataError(f"--adapt-bn: not available for {info.task} models (BraTS cases)")
         if not takes_images(task):
             out.mkdir(parents=True, exist_ok=True)
             options.tta = bool(tta)
@@ -254,6 +274,7 @@ def _predict_with(
         paths = [p for p in expand_inputs(inputs) if not is_reference_mask(p)]
         if not paths:
             raise DataError(f"no image files found in {' '.join(inputs)} (only reference masks)")
+        adapted = _adapt(predictor, model, paths, slice, batch_size) if adapt_bn else None
         out.mkdir(parents=True, exist_ok=True)  # only once there is something to predict
         with _progress() as progress:
             bar = progress.add_task("predict", total=len(paths))
@@ -278,6 +299,8 @@ def _predict_with(
             "tta": predictor.tta,
             "threshold": threshold,
         }
+        if adapted is not None:
+            meta["adapt_bn"] = adapted
         ood = ood_summary(_scores(records), predictor.ood)
         if ood is not None:
             meta["ood"] = ood
@@ -300,6 +323,18 @@ def _predict_with(
                 write_text_atomic(out / "patients.csv", csv_text(patients))
         _write_table(out, task.table, rows, payload)
         _finish(out, len(records), failures)
+
+
+def _adapt(predictor: Any, model: str | Path, paths: list[Path], slice_: str, size: int) -> dict:
+    """``--adapt-bn``: batch norm re-estimated on every input; what ``predictions.json`` keeps."""
+    n = adapt_to_inputs(predictor, paths, slice_, size)
+    if n == 0:
+        _console(stderr=True).print(f"[yellow]warning:[/yellow] {model} {NO_BATCHNORM}")
+        return {"images": 0, "note": NO_BATCHNORM}
+    _console(stderr=True).print(
+        f"batch norm adapted on {n} input images (AdaBN); no out-of-distribution scores"
+    )
+    return {"images": n}
 
 
 def _parse_spacing(text: str | None) -> tuple[float, float, float] | None:

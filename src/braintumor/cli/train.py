@@ -67,6 +67,12 @@ def train_command(
         "test, or auto (train unless that loses a class).",
     ),
     folds: int = typer.Option(5, min=2, help="Number of folds for --protocol kfold."),
+    adapt_bn: bool = typer.Option(
+        False,
+        "--adapt-bn",
+        help="--protocol loso: also report each held-out source with the batch-norm statistics "
+        "re-estimated on its images (AdaBN).",
+    ),
 ) -> None:
     """Train a recipe on your data; writes a run folder with the best model and a report."""
     from braintumor.training.interrupt import TrainingInterrupted
@@ -84,6 +90,11 @@ def train_command(
     protocol = protocol or resolved.extra.protocol
     if protocol is None and (test_source or val_source):
         protocol = "loso"
+    if adapt_bn and protocol != "loso":
+        raise DataError(
+            "--adapt-bn goes with --protocol loso; for a trained model: braintumor evaluate "
+            "MODEL DATA --adapt-bn"
+        )
     if protocol is not None:
         options = {
             "test_sources": list(test_source),
@@ -95,6 +106,7 @@ def train_command(
             "devices": _devices(devices),
             "nodes": nodes,
             "accelerator": accelerator,
+            "adapt_bn": adapt_bn,
         }
         _run_protocol(protocol, resolved, data, folder, options)
         return
@@ -155,18 +167,30 @@ def _run_protocol(name: str, recipe: Recipe, data: list[str], folder: Path, opti
 
 
 def _print_source_folds(console: Console, summary: dict) -> None:
-    """Leave-one-source-out: each held-out source's metrics, then mean and worst."""
+    """Leave-one-source-out: each held-out source's metrics, then mean and worst; the same
+    with batch norm adapted when the protocol ran with ``--adapt-bn``."""
+    _print_held_out(console, summary, "metrics", "summary", "held out")
+    notes = {(f.get("adapt_bn") or {}).get("note") for f in summary.get("folds", [])}
+    for note in sorted(n for n in notes if n):
+        console.print(f"[yellow]warning:[/yellow] {note}")
+    label = "held out, batch norm adapted"
+    _print_held_out(console, summary, "metrics_adapted", "summary_adapted", label)
+
+
+def _print_held_out(
+    console: Console, summary: dict, metrics_key: str, summary_key: str, label: str
+) -> None:
     for fold in summary.get("folds", []):
-        for source, m in fold.get("metrics", {}).items():
+        for source, m in fold.get(metrics_key, {}).items():
             shown = "  ".join(
                 f"{k}={m[k]:.4g}"
                 for k in ("balanced_accuracy", "tumor_auc", "sensitivity", "specificity")
                 if m.get(k) is not None
             )
-            console.print(f"[bold]{source}[/bold] (held out, n={m['n']}) {shown}")
-    for key, values in summary.get("summary", {}).items():
+            console.print(f"[bold]{source}[/bold] ({label}, n={m['n']}) {shown}")
+    for key, values in summary.get(summary_key, {}).items():
         console.print(
-            f"{key}: mean {values['mean']:.4g}, worst {values['worst']:.4g} "
+            f"{key} ({label}): mean {values['mean']:.4g}, worst {values['worst']:.4g} "
             f"({values['worst_source']})"
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from braintumor.data.preprocess import (
 )
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
+from braintumor.evaluation.adaptation import ADAPTED_TITLE, SourceAdaptation, wants_ood
 from braintumor.evaluation.common import batches, label_indices, skip_record, write_outputs
 from braintumor.inference.inputs import is_volume
 from braintumor.inference.ood import ood_fields, ood_summary
@@ -56,25 +57,53 @@ def _read(sample: Sample, spec: PreprocessSpec) -> PreparedImage | ImageReadErro
         return error
 
 
+def _read_batches(
+    samples: list[Sample], adaptation: SourceAdaptation, spec: PreprocessSpec, batch_size: int
+) -> Iterator[tuple[list[int], list[PreparedImage | Exception]]]:
+    """Index batches with their images read and prepared. Without adaptation the next batch
+    is read in threads while the network runs on this one; with it, batches come source by
+    source and are read in turn, since each source's adaptation must precede its batches."""
+    if adaptation.layers:
+        for chunk in adaptation.chunks(batch_size):
+            yield chunk, [_read(samples[i], spec) for i in chunk]
+        return
+    chunks = list(batches(list(range(len(samples))), batch_size))
+    read = prefetched(chunks, lambda i: _read(samples[i], spec))
+    yield from zip(chunks, read, strict=True)
+
+
 def evaluate_classifier(
     loaded: LoadedModel,
     samples: list[Sample],
     out_dir: Path,
     curves_csv: Path | None = None,
     batch_size: int = 32,
+    adapt_bn: bool = False,
 ) -> dict:
-    """Classifier evaluation (the ``classify`` task's :meth:`~braintumor.tasks.Task.evaluate`)."""
+    """Classifier evaluation (the ``classify`` task's :meth:`~braintumor.tasks.Task.evaluate`).
+
+    ``adapt_bn`` re-estimates the batch-norm statistics on each source's images before
+    predicting it (:mod:`braintumor.evaluation.adaptation`).
+    """
     names = list(loaded.info.class_names)
     truth, renamed = label_indices(samples, names, loaded.path)
-    predictor = Predictor(loaded, device=model_device(loaded), batch_size=batch_size)
+    predictor = Predictor(
+        loaded,
+        device=model_device(loaded),
+        batch_size=batch_size,
+        ood=wants_ood(adapt_bn, loaded.model),
+    )
+
+    def readable(sample: Sample) -> PreparedImage | None:
+        outcome = _read(sample, predictor.spec)
+        return None if isinstance(outcome, Exception) else outcome
+
+    adaptation = SourceAdaptation(predictor, samples, readable, adapt_bn)
     kept: list[int] = []
     parts: list[np.ndarray] = []
     ood_parts: list[np.ndarray] = []
     skipped: list[dict] = []
-    chunks = list(batches(list(range(len(samples))), batch_size))
-    # Read in threads, the next batch while the network runs on this one.
-    read = prefetched(chunks, lambda i: _read(samples[i], predictor.spec))
-    for chunk, outcomes in zip(chunks, read, strict=True):
+    for chunk, outcomes in _read_batches(samples, adaptation, predictor.spec, batch_size):
         images: dict[int, LoadedImage] = {}
         for i, outcome in zip(chunk, outcomes, strict=True):
             if isinstance(outcome, Exception):
@@ -105,6 +134,9 @@ def evaluate_classifier(
     ood = ood_summary(ood_scores, predictor.ood)
     if ood is not None:
         metrics["ood"] = ood
+    adapted = adaptation.record()
+    if adapted is not None:
+        metrics["adapt_bn"] = adapted
     rows = []
     for n, (row_probs, index, label) in enumerate(zip(probs, kept, y, strict=True)):
         sample, predicted = samples[index], int(np.argmax(row_probs))
@@ -130,7 +162,8 @@ def evaluate_classifier(
         Thumbnails([samples[i].image for i in kept]),
         [samples[i].id for i in kept],
         curves_csv,
-        title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})",
+        title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})"
+        + (ADAPTED_TITLE if adapted and adapted["layers"] else ""),
         per_source=metrics["per_source"],
     )
     return metrics

@@ -11,7 +11,8 @@ from braintumor.data.lgg import LGG_LAYOUT, flair_view
 from braintumor.data.preprocess import to_grey_uint8
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
-from braintumor.evaluation.common import batches, skip_record, write_outputs
+from braintumor.evaluation.adaptation import ADAPTED_TITLE, SourceAdaptation, wants_ood
+from braintumor.evaluation.common import skip_record, write_outputs
 from braintumor.inference.inputs import read_pair
 from braintumor.inference.ood import ood_fields, ood_summary
 from braintumor.inference.outputs import tumour_mask
@@ -60,6 +61,14 @@ def _patient_headline(per_patient: dict | None) -> dict:
     }
 
 
+def _image_or_none(sample: Sample) -> LoadedImage | None:
+    """The sample's image for batch-norm adaptation; None when it cannot be read."""
+    try:
+        return read_pair(sample)[0]
+    except (ImageReadError, DataError):
+        return None
+
+
 def _mask_rule(predictor: Predictor) -> str:
     steps = [f"probability >= {THRESHOLD}"]
     if predictor.tta:
@@ -76,12 +85,15 @@ def evaluate_segmenter(
     curves_csv: Path | None = None,
     batch_size: int = 32,
     empty_rule: EmptyRule = EmptyRule(),
+    adapt_bn: bool = False,
 ) -> dict:
     """Segmenter evaluation (the ``segment`` task's :meth:`~braintumor.tasks.Task.evaluate`).
 
     The prediction is the tumour probability ``>= 0.5`` at the image's original size, with the
     model folder's TTA and largest-component settings (:mod:`~braintumor.inference.choice`).
     HD95 is in mm when the image carries a pixel spacing (DICOM), else in pixels.
+    ``adapt_bn`` re-estimates the batch-norm statistics on each source's images before
+    predicting it (:mod:`braintumor.evaluation.adaptation`).
     """
     missing = [s.id for s in samples if not s.mask]
     if missing:
@@ -89,14 +101,20 @@ def evaluate_segmenter(
             f"{len(missing)} samples have no mask (e.g. {missing[0]}); "
             "segmentation evaluation needs one per image"
         )
-    predictor = Predictor(loaded, device=model_device(loaded), batch_size=batch_size)
+    predictor = Predictor(
+        loaded,
+        device=model_device(loaded),
+        batch_size=batch_size,
+        ood=wants_ood(adapt_bn, loaded.model),
+    )
+    adaptation = SourceAdaptation(predictor, samples, _image_or_none, adapt_bn)
     rows: list[dict] = []
     details: list[dict] = []
     skipped: list[dict] = []
     ood_parts: list[np.ndarray] = []
-    for chunk in batches(samples, batch_size):
+    for chunk in adaptation.chunks(batch_size):
         pairs = []
-        for sample in chunk:
+        for sample in (samples[i] for i in chunk):
             try:
                 pairs.append((sample, *read_pair(sample)))
             except (ImageReadError, DataError) as error:
@@ -151,14 +169,18 @@ def evaluate_segmenter(
     ood = ood_summary(np.concatenate(ood_parts) if ood_parts else None, predictor.ood)
     if ood is not None:
         metrics["ood"] = ood
+    adapted = adaptation.record()
+    if adapted is not None:
+        metrics["adapt_bn"] = adapted
     write_outputs(out_dir, metrics, details)
     panels = []
     lgg = (loaded.info.data_fingerprint or {}).get("layout") == LGG_LAYOUT
     chosen = [by_id[i] for i in pick_panel_ids(rows)]
     if chosen:
-        images_truths = [read_pair(sample) for sample in chosen]
-        probs = predictor.segment([image for image, _ in images_truths])
-        for sample, (image, truth), prob in zip(chosen, images_truths, probs, strict=True):
+        for sample in chosen:
+            image, truth = read_pair(sample)
+            with adaptation.applied(sample):
+                prob = predictor.segment([image])[0]
             pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)
             shown = flair_view(image.array) if lgg else image.array  # never a mix of sequences
             panels.append((sample.id, to_grey_uint8(shown), truth, pred))
@@ -168,7 +190,8 @@ def evaluate_segmenter(
         summary,
         panels,
         curves_csv,
-        title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})",
+        title=f"Evaluation of {loaded.path.name} ({loaded.info.architecture})"
+        + (ADAPTED_TITLE if adapted and adapted["layers"] else ""),
         empty_rule=empty_rule,
         mask_rule=_mask_rule(predictor),
         per_patient=per_patient,

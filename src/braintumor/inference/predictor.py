@@ -8,6 +8,7 @@ each image's original size. Inputs read by :func:`.prefetch.load_prepared` arriv
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ from braintumor.data.preprocess import (
     restore_mask_size,
 )
 from braintumor.errors import DataError, ModelFormatError
+from braintumor.inference.adapt_bn import adapt_batchnorm
 from braintumor.inference.inputs import DECODE_THREADS
 from braintumor.inference.ood import OODScorer, scorer_of
 from braintumor.inference.precision import autocast, resolve_precision
@@ -169,6 +171,19 @@ class Predictor:
         with torch.inference_mode(), autocast(self.precision, self.device):
             return _first_output(self.model(x)).float()
 
+    def adapt_bn(self, images: Iterable[LoadedImage]) -> int:
+        """Re-estimate the network's batch-norm statistics on the unlabelled ``images`` of one
+        source, prepared as for prediction (:mod:`braintumor.inference.adapt_bn`); later
+        predictions use them. Reads ``images`` once, a batch at a time. Returns the number of
+        images (0 for a network without batch norm, which is left as it is)."""
+        return adapt_batchnorm(self.model, self._inputs(images))
+
+    def _inputs(self, images: Iterable[LoadedImage]) -> Iterator[torch.Tensor]:
+        """Normalised network inputs of ``images``, a batch at a time."""
+        for chunk in _chunks(images, self.batch_size):
+            batch = torch.stack(list(DECODE_THREADS.map(self.prepare, chunk))).to(self.device)
+            yield normalise_batch(batch, self.spec)
+
     def raw_outputs(self, images: list[LoadedImage]) -> torch.Tensor:
         """Raw network outputs of one batch (logits; with TTA the mirrored half follows)."""
         return self._forward(images)
@@ -255,6 +270,23 @@ class Predictor:
         full = np.zeros((height, width), dtype=np.float32)
         full[y0:y1, x0:x1] = restore_mask_size(square, y1 - y0, x1 - x0)
         return full
+
+
+def _chunks(images: Iterable[LoadedImage], size: int) -> Iterator[list[LoadedImage]]:
+    """Batches of ``size`` (at least 2); a last batch of one image joins the one before (batch
+    norm in training mode needs more than one value per channel)."""
+    size = max(size, 2)
+    chunk: list[LoadedImage] = []
+    for image in images:
+        chunk.append(image)
+        if len(chunk) == 2 * size:
+            yield chunk[:size]
+            chunk = chunk[size:]
+    if len(chunk) > size + 1:
+        yield chunk[:size]
+        chunk = chunk[size:]
+    if chunk:
+        yield chunk
 
 
 def _joined(scores: list[np.ndarray | None]) -> np.ndarray | None:

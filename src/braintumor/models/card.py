@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from braintumor.atomic import write_text_atomic
+from braintumor.models.card_loso import loso_section
 from braintumor.models.folder import ModelInfo, read_model_info
 
 CARD_FILE = "README.md"
@@ -70,7 +71,9 @@ class CardExtras:
     license: str = "other"
     # one dict per source: name, samples, labels (dict), licence, terms
     sources: list[dict[str, Any]] = field(default_factory=list)
-    loso: list[dict[str, Any]] = field(default_factory=list)  # leave-one-source-out rows
+    # a benchmarks/loso.py results file (models/card_loso.py) and its name
+    loso: dict[str, Any] | None = None
+    loso_file: str | None = None
     per_source_test: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     build_command: str | None = None
@@ -223,9 +226,7 @@ def _results(info: ModelInfo, metrics: dict[str, Any], extras: CardExtras) -> li
         lines += ["", "### Test split by source", ""]
         lines += _table(header, [[row[k] for k in header] for row in extras.per_source_test])
     if extras.loso:
-        header = list(extras.loso[0])
-        lines += ["", "## Leave-one-source-out", ""]
-        lines += _table(header, [[row[k] for k in header] for row in extras.loso])
+        lines += loso_section(extras.loso, info.recipe, extras.loso_file)
     return lines
 
 

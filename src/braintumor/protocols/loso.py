@@ -10,11 +10,15 @@ validation split is carved from the pool by group, or, with validation sources (
 protocol: train on one set, validate on a second, test on a third), is those sources with
 their copies removed from training too. Each fold is an ordinary training run in
 ``<run>/test-<source>/``; ``loso.json`` and ``report.html`` hold the per-source metrics,
-their mean and worst.
+their mean and worst. With ``adapt_bn`` each fold's model is evaluated a second time with its
+batch-norm statistics re-estimated on the held-out source's images
+(:mod:`braintumor.inference.adapt_bn`), in ``<fold>/test-adapted/``: ``metrics_adapted`` and
+``summary_adapted`` beside the unadapted figures.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -46,6 +50,7 @@ from braintumor.data.splits import (
 from braintumor.errors import DataError
 from braintumor.metrics.per_source import mean_and_worst
 from braintumor.report.html import ReportSection, write_report
+from braintumor.runfolder import RunFolder
 from braintumor.tasks import get_task
 
 console = Console(stderr=True)
@@ -87,6 +92,10 @@ def default_test_sources(samples: Sequence[Sample]) -> list[str]:
 
 
 DROP_MODES = ("auto", "train", "test")
+ADAPTED_TEXT = (
+    "The same models, their batch-norm statistics re-estimated on the held-out source's "
+    "unlabelled test images before predicting them (AdaBN)."
+)
 
 
 class MissingClassError(DataError):
@@ -192,6 +201,7 @@ def run_loso(
     accelerator: str = "auto",
     progress: bool = True,
     on_fold: Callable[[dict[str, Any]], None] | None = None,
+    adapt_bn: bool = False,
     **_: Any,
 ) -> dict[str, Any]:
     """Train and test one fold per held-out source; write ``loso.json`` and ``report.html``.
@@ -200,7 +210,9 @@ def run_loso(
     or more classes whose removal leaves every class in training) are held out one per fold;
     ``val_sources`` (default ``extra.val_source``) validate instead of a carved split;
     ``copies`` is :func:`plan_fold`'s ``drop``. ``on_fold`` is called with the summary so far
-    after each fold. The other options go to each training run.
+    after each fold. ``adapt_bn`` adds each fold's figures with batch norm adapted to the
+    held-out source (``metrics_adapted``, ``summary_adapted``). The other options go to each
+    training run.
     """
     data = [data] if isinstance(data, str | Path) else list(data)
     train_options = {
@@ -230,12 +242,13 @@ def run_loso(
         "recipe": recipe.name,
         "sources": contributions(samples),
         "cross_source_groups": merged,
+        "adapt_bn": adapt_bn,
         "folds": [],
     }
     for test in held_out:
         fold = plan_fold(samples, groups, test, [v for v in vals if v not in test], recipe, copies)
         summary["folds"].append(
-            _run_fold(fold, recipe, data, samples, groups, run_dir, train_options)
+            _run_fold(fold, recipe, data, samples, groups, run_dir, train_options, adapt_bn)
         )
         _write_summary(run_dir, summary)
         if on_fold is not None:
@@ -251,6 +264,7 @@ def _run_fold(
     groups: Sequence[str],
     run_dir: Path,
     train_options: dict[str, Any],
+    adapt_bn: bool = False,
 ) -> dict[str, Any]:
     from braintumor.training.run import train_run  # Lightning: slow to import
 
@@ -271,7 +285,7 @@ def _run_fold(
         **train_options,
     )
     per_source = result.metrics.get("test", {}).get("per_source", {})
-    return {
+    record = {
         "test_sources": fold.test_sources,
         "val_sources": fold.val_sources,
         "n_train": fold.assignment.count(TRAIN),
@@ -283,15 +297,49 @@ def _run_fold(
         "run_dir": str(result.run_dir),
         "metrics": {s: per_source[s] for s in fold.test_sources if s in per_source},
     }
+    if adapt_bn and result.model_dir is not None:
+        test = [s for s, side in zip(samples, fold.assignment, strict=True) if side == TEST]
+        adapted = _evaluate_adapted(result.model_dir, test, recipe)
+        record["adapt_bn"] = adapted["adapt_bn"]
+        if adapted["adapt_bn"]["layers"]:  # else the figures are the unadapted ones
+            per_source = adapted.get("per_source", {})
+            record["metrics_adapted"] = {
+                s: per_source[s] for s in fold.test_sources if s in per_source
+            }
+    return record
+
+
+def _evaluate_adapted(model_dir: Path, test: list[Sample], recipe: Recipe) -> dict[str, Any]:
+    """The fold's model on its test samples, batch norm adapted to each held-out source."""
+    from braintumor.models.folder import load_model_dir
+
+    loaded = load_model_dir(model_dir)
+    out = RunFolder(model_dir.parent).test_adapted
+    task = get_task(recipe.task)
+    return task.evaluate(loaded, test, out, batch_size=recipe.batch_size, adapt_bn=True)
 
 
 def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
     per_source = {s: m for fold in summary["folds"] for s, m in fold["metrics"].items()}
     summary["summary"] = mean_and_worst(per_source)
+    adapted = {
+        s: m for fold in summary["folds"] for s, m in fold.get("metrics_adapted", {}).items()
+    }
+    if adapted:
+        summary["summary_adapted"] = mean_and_worst(adapted)
     write_text_atomic(run_dir / "loso.json", json.dumps(summary, indent=2))
     from braintumor.report.evaluation import per_source_section
 
     sections = [per_source_section(per_source)] if per_source else []
+    if adapted:
+        section = per_source_section(adapted)
+        sections.append(
+            dataclasses.replace(
+                section,
+                heading="Per source, batch norm adapted to the held-out source",
+                text=ADAPTED_TEXT + " " + (section.text or ""),
+            )
+        )
     folds = [
         {
             "held out": "+".join(f["test_sources"]),

@@ -12,6 +12,7 @@ from rich.table import Table
 from braintumor.config import Recipe
 from braintumor.data.layouts_base import BRATS_DATA
 from braintumor.data.samples import Sample
+from braintumor.errors import DataError
 from braintumor.evaluation.tables import brats_table
 from braintumor.models.folder import LoadedModel
 from braintumor.models.registry import SEGMENTER_2D, SEGMENTER_3D
@@ -57,8 +58,11 @@ class BratsTask:
         curves_csv: Path | None = None,
         batch_size: int = 32,
         tta: bool = False,
+        adapt_bn: bool = False,
     ) -> dict[str, Any]:
         """See :func:`braintumor.brats.evaluate.evaluate_cases` (curves are not drawn)."""
+        if adapt_bn:
+            raise DataError(f"--adapt-bn: not available for {self.name} models (BraTS cases)")
         from braintumor.brats.evaluate import evaluate_cases  # Lightning, MONAI
 
         return evaluate_cases(loaded, samples, out_dir, tta=tta)

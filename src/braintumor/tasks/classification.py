@@ -46,12 +46,15 @@ class ClassificationTask(ImageTask):
         curves_csv: Path | None = None,
         batch_size: int = 32,
         tta: bool = False,
+        adapt_bn: bool = False,
     ) -> dict[str, Any]:
         """See :func:`braintumor.evaluation.classification.evaluate_classifier`."""
         from braintumor.evaluation.classification import evaluate_classifier  # matplotlib
 
         out_dir = self._start_evaluation(samples, out_dir)
-        return evaluate_classifier(loaded, samples, out_dir, curves_csv, batch_size)
+        return evaluate_classifier(
+            loaded, samples, out_dir, curves_csv, batch_size, adapt_bn=adapt_bn
+        )
 
     def summary_table(self, metrics: dict[str, Any]) -> Table:
         """Accuracy, macro F1 / AUC and ECE with their 95% intervals."""

@@ -9,6 +9,7 @@ from typing import Any
 from braintumor.config import Recipe
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError
+from braintumor.inference.adapt_bn import batchnorm_layers
 from braintumor.inference.predictor import Predictor
 from braintumor.models.folder import LoadedModel
 from braintumor.tasks.registry import IMAGES, PredictOptions
@@ -20,13 +21,18 @@ class ImageTask:
     inputs = IMAGES
 
     def predictor(self, loaded: LoadedModel, options: PredictOptions, device: str) -> Predictor:
-        """A batched :class:`Predictor` with the model folder's settings unless overridden."""
+        """A batched :class:`Predictor` with the model folder's settings unless overridden.
+
+        With ``options.adapt_bn`` the predictor scores no out-of-distribution: the statistics
+        describe the unadapted network.
+        """
         predictor = Predictor(
             loaded,
             device=device,
             tta=options.tta,
             batch_size=options.batch_size,
             precision=options.precision,
+            ood=not (options.adapt_bn and batchnorm_layers(loaded.model)),
         )
         if options.keep_largest is not None:
             predictor.keep_largest = options.keep_largest

@@ -8,7 +8,7 @@ are still predicted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from braintumor.inference.outputs import Item
 from braintumor.inference.precision import PRECISIONS
 from braintumor.inference.predictor import resolve_device
 from braintumor.inference.prefetch import load_prepared, prefetched
+from braintumor.io import LoadedImage
 from braintumor.models.folder import ModelInfo, load_model_dir, read_model_info
 from braintumor.tasks.registry import IMAGES, PredictOptions, Task, model_task
 
@@ -47,6 +48,8 @@ def open_predictor(
         raise DataError(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
         )
+    if backend == "onnx" and options.adapt_bn:
+        raise DataError("--adapt-bn needs --backend torch (an ONNX graph's statistics are fixed)")
     if backend == "onnx":
         try:
             from braintumor.export import OnnxPredictor  # optional extra: onnxruntime
@@ -75,6 +78,27 @@ def _load_one(
         return error
     index = image.meta.get("slice_index")
     return (f"{stem}_z{index}" if index is not None else stem), path, index, image
+
+
+def adapt_to_inputs(
+    predictor: Any, paths: list[Path], slice_: str = "mid", batch_size: int = 16
+) -> int:
+    """Re-estimate the predictor's batch-norm statistics on the image inputs (one source:
+    :meth:`~braintumor.inference.predictor.Predictor.adapt_bn`), read a batch at a time;
+    unreadable inputs are left out here and reported by :func:`predict_images`. Returns the
+    number of images used (0: the network has no batch norm)."""
+    stems = unique_stems(paths)
+    jobs = list(zip(paths, stems, strict=True))
+    chunks = [jobs[start : start + batch_size] for start in range(0, len(jobs), batch_size)]
+
+    def load(job: tuple[Path, str]) -> Item | ImageReadError | DataError:
+        return _load_one(job[0], job[1], predictor.spec, slice_)
+
+    def images() -> Iterator[LoadedImage]:
+        for outcomes in prefetched(chunks, load):
+            yield from (item[3] for item in outcomes if not isinstance(item, Exception))
+
+    return predictor.adapt_bn(images())
 
 
 def predict_images(

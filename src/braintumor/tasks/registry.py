@@ -59,6 +59,8 @@ class PredictOptions:
     batch_size: int = 32
     # auto: bf16 autocast on CPUs with AMX/AVX512-BF16, else fp32 (inference/precision.py)
     precision: str = "auto"
+    #: re-estimate batch-norm statistics on the inputs before predicting them (AdaBN)
+    adapt_bn: bool = False
 
 
 @runtime_checkable
@@ -109,8 +111,13 @@ class Task(Protocol):
         curves_csv: Path | None = None,
         batch_size: int = 32,
         tta: bool = False,
+        adapt_bn: bool = False,
     ) -> dict[str, Any]:
-        """Score ``loaded`` on labelled ``samples``; writes metrics.json and report.html."""
+        """Score ``loaded`` on labelled ``samples``; writes metrics.json and report.html.
+
+        ``adapt_bn``: re-estimate the batch-norm statistics on each source's images first
+        (2D image tasks; :mod:`braintumor.inference.adapt_bn`).
+        """
         ...
 
     def summary_table(self, metrics: dict[str, Any]) -> Table:
@@ -176,9 +183,11 @@ def evaluate_model(
     curves_csv: Path | None = None,
     batch_size: int = 32,
     tta: bool = False,
+    adapt_bn: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``loaded`` with its task's evaluation (:meth:`Task.evaluate`)."""
-    return task_of(loaded).evaluate(loaded, samples, out_dir, curves_csv, batch_size, tta)
+    task = task_of(loaded)
+    return task.evaluate(loaded, samples, out_dir, curves_csv, batch_size, tta, adapt_bn)
 
 
 def task_of(loaded: LoadedModel) -> Task:

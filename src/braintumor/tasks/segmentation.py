@@ -53,12 +53,15 @@ class SegmentationTask(ImageTask):
         curves_csv: Path | None = None,
         batch_size: int = 32,
         tta: bool = False,
+        adapt_bn: bool = False,
     ) -> dict[str, Any]:
         """See :func:`braintumor.evaluation.segmentation.evaluate_segmenter`."""
         from braintumor.evaluation.segmentation import evaluate_segmenter  # matplotlib
 
         out_dir = self._start_evaluation(samples, out_dir)
-        return evaluate_segmenter(loaded, samples, out_dir, curves_csv, batch_size)
+        return evaluate_segmenter(
+            loaded, samples, out_dir, curves_csv, batch_size, adapt_bn=adapt_bn
+        )
 
     def summary_table(self, metrics: dict[str, Any]) -> Table:
         """Mean Dice, IoU, HD95... per image and per patient with their 95% intervals."""

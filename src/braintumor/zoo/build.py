@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from braintumor.atomic import write_text_atomic
+from braintumor.errors import DataError
 from braintumor.models.card import CardExtras, metric_rows, write_card
+from braintumor.models.card_loso import read_loso_results
 from braintumor.models.folder import read_model_info
 from braintumor.zoo.compact import compact_parity, install_zoo_model
 
@@ -57,6 +59,10 @@ class ReferenceSpec:
     overrides: tuple[str, ...] = ()
     stage: bool = True  # classification: gather the sources into one folder of links
     notes: tuple[str, ...] = field(default=())
+    # benchmarks/loso.py setting whose results the card shows, and the results file's name
+    # (in benchmarks/results/) used unless another is given
+    loso_setting: str | None = None
+    loso_results: str | None = None
 
 
 # Reference models meet scans from sources they never saw: standardise the grey levels inside
@@ -92,6 +98,8 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
             ),
             minutes=13,
             overrides=_INVARIANT,
+            loso_setting="4class",
+            loso_results="loso_4class_today.json",
         ),
         ReferenceSpec(
             name="binary",
@@ -106,6 +114,8 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
             minutes=9,
             # about four tumour slices to one without
             overrides=(*_INVARIANT, "class_weights=true"),
+            loso_setting="binary",
+            loso_results="loso_binary_today.json",
             notes=(
                 "lgg-kaggle3m slices are not among the sources yet: their patient grouping "
                 "needs multi-source training (a folder of links would let one patient's "
@@ -224,15 +234,19 @@ def build_reference(
     extra_overrides: list[str] | None = None,
     zoo_dir: Path | None = None,
     reuse: bool = False,
+    loso_results: Path | None = None,
 ) -> dict[str, Any]:
     """Train reference model ``name``, install its compact copy in the zoo, return a summary.
 
     ``reuse`` keeps a finished run in ``work_dir`` and only rewrites its card and zoo copy.
+    ``loso_results`` (a ``benchmarks/loso.py`` results file of the spec's setting) adds the
+    leave-one-source-out section to the card.
     """
     from braintumor.config import load_recipe
     from braintumor.training.run import train_run
 
     spec = REFERENCE_MODELS[name]
+    loso = read_spec_loso(spec, loso_results) if loso_results is not None else None
     budget = spec.minutes if minutes is None else minutes
     run_dir = work_dir / f"{name}-run"
     reusing = reuse and (run_dir / "metrics.json").is_file()
@@ -274,6 +288,8 @@ def build_reference(
         per_source_test=per_source_test(run_dir),
         notes=list(spec.notes),
         build_command=command,
+        loso=loso,
+        loso_file=None if loso_results is None else loso_results.name,
     )
     write_card(model_dir, read_model_info(model_dir), metrics, extras)
     figures = headline(info["task"], metrics)
@@ -293,6 +309,13 @@ def build_reference(
         "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     return summary
+
+
+def read_spec_loso(spec: ReferenceSpec, path: Path) -> dict[str, Any]:
+    """The leave-one-source-out results at ``path``, checked to be the spec's setting."""
+    if spec.loso_setting is None:
+        raise DataError(f"zoo:{spec.name} has no leave-one-source-out setting (benchmarks/loso.py)")
+    return read_loso_results(path, spec.loso_setting)
 
 
 def write_build_record(path: Path, summary: dict[str, Any]) -> None:
