@@ -1,4 +1,4 @@
-"""Building a reference model: sources gathered with their labels, trained, carded, installed."""
+"""Building a reference model: sources with their classes, trained, carded, installed."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from braintumor.data.synthetic import write_synthetic_dataset
 from braintumor.models.card import split_front_matter
 from braintumor.models.folder import load_model_dir
 from braintumor.zoo import build, registry
-from braintumor.zoo.build import ReferenceSpec, Source, stage_sources
+from braintumor.zoo.build import ReferenceSpec, Source, source_counts
 
-FOUR = {c: c for c in ("glioma", "meningioma", "pituitary", "no_tumor")}
+NO = ("no_tumor",)
 
 
 @pytest.fixture(scope="module")
@@ -25,21 +25,15 @@ def data_root(tmp_path_factory) -> Path:
     return root
 
 
-def test_stage_sources_maps_labels_and_keeps_the_source_in_the_id(data_root, tmp_path) -> None:
-    spec = ReferenceSpec(
-        "t",
-        "test",
-        "fast-cpu-4class",
-        (Source("src-a", FOUR), Source("src-b", {"no_tumor": "no_tumor"})),
-        1,
-    )
-    counts = stage_sources(spec, data_root, tmp_path / "stage")
+def test_sources_become_data_values_with_their_class_filter(data_root) -> None:
+    data = [Source("src-a").data_arg(data_root), Source("src-b", NO).data_arg(data_root)]
+    assert data == [f"src-a={data_root / 'src-a'}", f"src-b={data_root / 'src-b'}:no_tumor"]
+    assert Source("src-a").data_arg(data_root, alone=True) == str(data_root / "src-a")
+    counts = source_counts(data, "classify", None)
     assert counts["src-a"] == {"glioma": 10, "meningioma": 10, "no_tumor": 10, "pituitary": 10}
     assert counts["src-b"] == {"no_tumor": 6}  # its tumour classes are not used
-    linked = sorted(p.relative_to(tmp_path / "stage") for p in (tmp_path / "stage").rglob("*.png"))
-    assert len(linked) == 46
-    assert all(p.parts[1] in ("src-a", "src-b") for p in linked)
-    assert all((tmp_path / "stage" / p).is_symlink() for p in linked)
+    binary = source_counts(data, "classify", ["no_tumor", "tumor"])
+    assert binary["src-a"] == {"tumor": 30, "no_tumor": 10}
 
 
 @pytest.mark.slow
@@ -48,7 +42,7 @@ def test_build_reference_trains_cards_and_installs(data_root, tmp_path, monkeypa
         "tiny",
         "A tiny test classifier.",
         "fast-cpu-4class",
-        (Source("src-a", FOUR), Source("src-b", {"no_tumor": "no_tumor"})),
+        (Source("src-a"), Source("src-b", NO)),
         minutes=0.2,
         overrides=("image_size=48", "max_epochs=2", "batch_size=16"),
         notes=("Trained on phantoms.",),

@@ -1,15 +1,13 @@
 """Train a reference model on the shared public sources and install it in the zoo.
 
-Each reference model names the sources that fit its task and how their labels map. Until
-training takes several ``--data`` folders at once, classification sources are gathered into
-one staging folder of links (``<class>/<source>/<file>``): the toolkit then groups exact and
-near duplicates across all sources before splitting, and every sample id carries its source.
-Segmentation and BraTS models train on one source, as the table below says.
+Each reference model names the sources that fit its task and which of their classes it takes;
+they are passed to training as several ``--data`` values (:mod:`braintumor.data.sources`), so
+exact and near duplicates are grouped across all sources before the split, LGG slices stay
+with their patient, and the test figures come per source.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -26,8 +24,6 @@ from braintumor.models.card_loso import read_loso_results
 from braintumor.models.folder import read_model_info
 from braintumor.zoo.compact import compact_parity, install_zoo_model
 
-TUMOUR_CLASSES = ("glioma", "meningioma", "pituitary", "tumor")
-
 # Each source's licence or terms, as the shared data's README states them.
 SOURCE_TERMS = {
     "sartaj-4class": "no licence file in the source repository; check the Kaggle dataset's terms",
@@ -41,10 +37,18 @@ SOURCE_TERMS = {
 
 @dataclass(frozen=True)
 class Source:
-    """A shared dataset folder and the labels it contributes (None: the task's own labels)."""
+    """A shared dataset folder and the (harmonised) classes it contributes; () = all."""
 
     name: str
-    labels: dict[str, str] | None = None  # normalised label -> label used in training
+    only: tuple[str, ...] = ()
+
+    def data_arg(self, data_root: Path, alone: bool = False) -> str:
+        """The ``--data`` value: ``NAME=PATH`` or ``NAME=PATH:CLASS,...``; ``alone`` (the
+        model's only source, all classes): the bare folder, read by its own layout."""
+        if alone and not self.only:
+            return str(data_root / self.name)
+        text = f"{self.name}={data_root / self.name}"
+        return text + (":" + ",".join(self.only) if self.only else "")
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,6 @@ class ReferenceSpec:
     sources: tuple[Source, ...]
     minutes: float
     overrides: tuple[str, ...] = ()
-    stage: bool = True  # classification: gather the sources into one folder of links
     notes: tuple[str, ...] = field(default=())
     # benchmarks/loso.py setting whose results the card shows, and the results file's name
     # (in benchmarks/results/) used unless another is given
@@ -79,9 +82,7 @@ _INVARIANT = (
     "augment.jpeg=0.3",
 )
 
-_FOUR = {c: c for c in ("glioma", "meningioma", "pituitary", "no_tumor")}
-_NO = {"no_tumor": "no_tumor"}
-_BINARY = {"no_tumor": "no_tumor", **{c: "tumor" for c in TUMOUR_CLASSES}}
+_NO = ("no_tumor",)
 
 REFERENCE_MODELS: dict[str, ReferenceSpec] = {
     spec.name: spec
@@ -91,35 +92,34 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
             summary="Glioma / meningioma / pituitary tumour / no tumour on one 2D brain MRI slice.",
             recipe="fast-cpu-4class",
             sources=(
-                Source("sartaj-4class", _FOUR),
-                Source("figshare-seg", _FOUR),
+                Source("sartaj-4class"),
+                Source("figshare-seg"),
                 Source("br35h-binary", _NO),
                 Source("navoneel-binary", _NO),
             ),
             minutes=13,
             overrides=_INVARIANT,
             loso_setting="4class",
-            loso_results="loso_4class_today.json",
+            loso_results="loso_4class_invariant30.json",
         ),
         ReferenceSpec(
             name="binary",
             summary="Tumour / no tumour on one 2D brain MRI slice.",
-            recipe="fast-cpu-4class",
+            recipe="fast-cpu-binary",
             sources=(
-                Source("br35h-binary", _BINARY),
-                Source("navoneel-binary", _BINARY),
-                Source("sartaj-4class", _BINARY),
-                Source("figshare-seg", _BINARY),
+                Source("br35h-binary"),
+                Source("navoneel-binary"),
+                Source("sartaj-4class"),
+                Source("figshare-seg"),
+                Source("lgg-kaggle3m"),
             ),
             minutes=9,
-            # about four tumour slices to one without
-            overrides=(*_INVARIANT, "class_weights=true"),
+            overrides=_INVARIANT,
             loso_setting="binary",
             loso_results="loso_binary_today.json",
             notes=(
-                "lgg-kaggle3m slices are not among the sources yet: their patient grouping "
-                "needs multi-source training (a folder of links would let one patient's "
-                "slices cross the split).",
+                "lgg-kaggle3m slices are FLAIR-weighted (tumour = a non-empty abnormality "
+                "mask); the other sources are mostly T1 contrast-enhanced or mixed sequences.",
             ),
         ),
         ReferenceSpec(
@@ -129,7 +129,6 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
             sources=(Source("figshare-seg"),),
             minutes=9,
             overrides=_INVARIANT,
-            stage=False,
             notes=(
                 "Trained on Figshare T1 contrast-enhanced slices only; FLAIR abnormality (as in "
                 "lgg-kaggle3m) is a different target it has not learnt.",
@@ -143,7 +142,6 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
             sources=(Source("brats2013-4cases"),),
             minutes=5,
             overrides=("extra.modalities=[flair, t1ce]",),
-            stage=False,
             notes=(
                 "Trained on only four BraTS 2013 cases (its test split holds one case): its "
                 "figures say almost nothing about other scans.",
@@ -154,62 +152,38 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
 }
 
 
-def _flat(text: str) -> str:
-    return text.replace("/", "__").replace(" ", "_")
+def source_counts(data: list[str], task: str, classes: list[str] | None) -> dict[str, dict]:
+    """Samples per source and class, as training will see them (``unlabelled``: no class)."""
+    from braintumor.data.sources import load_data
 
-
-def stage_sources(spec: ReferenceSpec, data_root: Path, stage: Path) -> dict[str, dict[str, int]]:
-    """Link every usable sample of the spec's sources into ``stage/<label>/<source>/``.
-
-    Returns label counts per source. Sources are read by the toolkit's layout detection.
-    """
-    from braintumor.data.layouts import detect_layout
-
-    shutil.rmtree(stage, ignore_errors=True)
     counts: dict[str, dict[str, int]] = {}
-    for source in spec.sources:
-        layout = detect_layout(data_root / source.name)
-        per_label: dict[str, int] = {}
-        for sample in layout.samples:
-            label = (source.labels or {}).get(str(sample.label))
-            if label is None:
-                continue
-            target = stage / label / source.name / _flat(sample.id)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(Path(sample.image).resolve(), target)
-            per_label[label] = per_label.get(label, 0) + 1
-        counts[source.name] = per_label
+    for sample in load_data(data, task, classes).samples:
+        per_label = counts.setdefault(sample.source or "-", {})
+        label = str(sample.label) if sample.label is not None else "unlabelled"
+        per_label[label] = per_label.get(label, 0) + 1
     return counts
 
 
-def _source_counts_direct(spec: ReferenceSpec, data_root: Path) -> dict[str, dict[str, int]]:
-    from braintumor.data.layouts import detect_layout
+def per_source_test(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of the test split's per-source figures (classification runs over several sources)."""
+    test = metrics.get("test")
+    per_source = test.get("per_source") if isinstance(test, dict) else None
 
-    counts = {}
-    for source in spec.sources:
-        labels: dict[str, int] = {}
-        samples = detect_layout(data_root / source.name).samples
-        for sample in samples:
-            if sample.label is not None:
-                labels[str(sample.label)] = labels.get(str(sample.label), 0) + 1
-        counts[source.name] = labels or {"unlabelled": len(samples)}
-    return counts
+    def cell(figures: dict[str, Any], key: str) -> str:
+        value, ci = figures.get(key), (figures.get("ci95") or {}).get(key)
+        if value is None:
+            return "n/a"
+        return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
-
-def per_source_test(run_dir: Path) -> list[dict[str, Any]]:
-    """Accuracy on the test split by source, from the sample ids ``<label>/<source>/<file>``."""
-    path = run_dir / "test" / "predictions.csv"
-    if not path.is_file():
-        return []
-    by_source: dict[str, list[int]] = {}
-    with path.open() as handle:
-        for row in csv.DictReader(handle):
-            parts = row["id"].split("/")
-            if len(parts) >= 3 and "correct" in row:
-                by_source.setdefault(parts[1], []).append(int(row["correct"]))
     return [
-        {"source": name, "test samples": len(v), "accuracy": f"{sum(v) / len(v):.3f}"}
-        for name, v in sorted(by_source.items())
+        {
+            "source": source,
+            "test samples": figures["n"],
+            "accuracy": cell(figures, "accuracy"),
+            "balanced accuracy": cell(figures, "balanced_accuracy"),
+            "tumour ROC-AUC": cell(figures, "tumor_auc"),
+        }
+        for source, figures in (per_source or {}).items()
     ]
 
 
@@ -243,6 +217,7 @@ def build_reference(
     leave-one-source-out section to the card.
     """
     from braintumor.config import load_recipe
+    from braintumor.tasks import get_task
     from braintumor.training.run import train_run
 
     spec = REFERENCE_MODELS[name]
@@ -252,19 +227,17 @@ def build_reference(
     reusing = reuse and (run_dir / "metrics.json").is_file()
     if not reusing:
         shutil.rmtree(run_dir, ignore_errors=True)
-    if spec.stage:
-        data = work_dir / f"{name}-sources"
-        counts = stage_sources(spec, data_root, data)
-    else:
-        data = data_root / spec.sources[0].name
-        counts = _source_counts_direct(spec, data_root)
+    alone = len(spec.sources) == 1
+    data = [source.data_arg(data_root, alone) for source in spec.sources]
     overrides = [*spec.overrides, f"max_minutes={budget}", *(extra_overrides or [])]
+    recipe = load_recipe(spec.recipe, overrides)
+    counts = source_counts(data, get_task(recipe.task).data_kinds[0], recipe.classes)
     start = time.perf_counter()
     if reusing:
         model_dir = run_dir / "model"
         metrics = json.loads((run_dir / "metrics.json").read_text())
     else:
-        result = train_run(load_recipe(spec.recipe, overrides), data, run_dir, progress=False)
+        result = train_run(recipe, data if len(data) > 1 else data[0], run_dir, progress=False)
         assert result.model_dir is not None  # single process: rank zero
         model_dir, metrics = result.model_dir, result.metrics
     seconds = time.perf_counter() - start
@@ -285,7 +258,7 @@ def build_reference(
             }
             for source, labels in counts.items()
         ],
-        per_source_test=per_source_test(run_dir),
+        per_source_test=per_source_test(metrics),
         notes=list(spec.notes),
         build_command=command,
         loso=loso,
