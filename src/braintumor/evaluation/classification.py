@@ -59,7 +59,7 @@ def _read(sample: Sample, spec: PreprocessSpec) -> PreparedImage | ImageReadErro
 
 def _read_batches(
     samples: list[Sample], adaptation: SourceAdaptation, spec: PreprocessSpec, batch_size: int
-) -> Iterator[tuple[list[int], list[PreparedImage | Exception]]]:
+) -> Iterator[tuple[list[int], list[PreparedImage | ImageReadError | DataError]]]:
     """Index batches with their images read and prepared. Without adaptation the next batch
     is read in threads while the network runs on this one; with it, batches come source by
     source and are read in turn, since each source's adaptation must precede its batches."""
