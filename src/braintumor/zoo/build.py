@@ -97,10 +97,13 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
                 Source("br35h-binary", _NO),
                 Source("navoneel-binary", _NO),
             ),
-            minutes=13,
-            overrides=_INVARIANT,
+            minutes=40,
+            # The recipe as it is: on held-out Figshare and Sartaj it generalised better than
+            # with the invariance options (docs/benchmarks.md, the ablation). A fixed epoch
+            # count, as in that ablation, so a loaded machine changes only the wall time.
+            overrides=("max_epochs=30",),
             loso_setting="4class",
-            loso_results="loso_4class_invariant30.json",
+            loso_results="loso_4class_default30.json",
         ),
         ReferenceSpec(
             name="binary",
