@@ -18,7 +18,7 @@ from braintumor.models.folder import ModelInfo, save_model_dir
 from braintumor.training.run import train_run
 
 runner = CliRunner()
-RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 TEST_METRICS = {
     "test": {
         "n": 40,

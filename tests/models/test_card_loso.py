@@ -23,7 +23,7 @@ from braintumor.models.card_loso import (
 from braintumor.zoo import registry
 from braintumor.zoo.recard import recard_loso
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 FOUR = RESULTS / "loso_4class_today.json"
 SHIPPED_FOUR = RESULTS / "loso_4class_invariant30.json"

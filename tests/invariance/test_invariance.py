@@ -249,7 +249,7 @@ def test_benchmark_table_shows_every_variant_and_marks_misses(tmp_path, monkeypa
     import json
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import invariance as bench
 
     rows = [
