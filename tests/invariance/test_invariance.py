@@ -215,7 +215,6 @@ def test_preprocessing_maps_exports_of_one_real_slice_together(shared_data, tmp_
 def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -> None:
     from braintumor.config import load_recipe
     from braintumor.data.layouts import detect_layout
-    from braintumor.data.splits import select_samples
     from braintumor.data.synthetic import write_synthetic_dataset
     from braintumor.invariance.check import run_invariance
     from braintumor.invariance.variants import select_variants
@@ -237,7 +236,10 @@ def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -
         ["image_size=96", "batch_size=16", "max_epochs=60", "max_minutes=null", *invariance],
     )
     result = train_run(recipe, data, tmp_path / "run", progress=False)
-    test = select_samples(detect_layout(data).samples, "test", result.run_dir / "splits.csv")
+    # Checked on 160 new phantoms rather than the run's 36 test slices: with 36, one slice is
+    # a 0.03 change of balanced accuracy, so the check measured noise as much as invariance.
+    held_out = write_synthetic_dataset(tmp_path / "held-out", "classify", n=40, seed=5)
+    test = detect_layout(held_out).samples
     report = run_invariance(load_model_dir(result.model_dir), test, select_variants(list(REDUCED)))
     assert report["reference"]["balanced_accuracy"] >= 0.85, report["reference"]
     for row in report["variants"]:

@@ -34,14 +34,15 @@ def _epochs_logged(run_dir: Path) -> set[int]:
         return {int(row["epoch"]) for row in csv.DictReader(handle) if row.get("val/loss")}
 
 
-def test_classifier_learns_synthetic_classes_within_a_minute(classify_data, tmp_path) -> None:
+def test_classifier_learns_synthetic_classes_in_forty_epochs(classify_data, tmp_path) -> None:
+    # Bounded by epochs, not minutes: a loaded machine must train the same model, only slower.
     recipe = load_recipe(
         "fast-cpu-4class",
-        ["model=small-resnet", "image_size=96", "max_epochs=40", "lr=3e-3", "max_minutes=1.0"],
+        ["model=small-resnet", "image_size=96", "max_epochs=40", "lr=3e-3", "max_minutes=null"],
     )
     result = train_run(recipe, classify_data, tmp_path / "run", progress=False, name="phantoms")
     accuracy = result.metrics["test"]["accuracy"]
-    assert accuracy >= 0.90, f"test accuracy {accuracy:.3f} after a minute of training"
+    assert accuracy >= 0.90, f"test accuracy {accuracy:.3f} after 40 epochs"
     loaded = load_model_dir(result.model_dir)
     assert loaded.info.name == "phantoms"
     # The web card reads the run's test interval from metrics.json beside the model folder.
