@@ -26,7 +26,7 @@ from braintumor.zoo.recard import recard_loso
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 FOUR = RESULTS / "loso_4class_today.json"
-SHIPPED_FOUR = RESULTS / "loso_4class_invariant30.json"
+SHIPPED_FOUR = RESULTS / "loso_4class_default30.json"
 BINARY = RESULTS / "loso_binary_today.json"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -115,7 +115,7 @@ def test_recard_replaces_the_installed_section_without_touching_weights(zoo_copy
     text = card.read_text()
     assert text.count(HEADING) == 1 and "results file `loso_4class_new.json`" in text
     assert "| sartaj-4class | 1442 |" not in text and "| figshare-seg | 1226 |" in text
-    assert "## Results: held-out test split (727 samples)" in text  # the rest stays
+    assert "## Results: held-out test split (728 samples)" in text  # the rest stays
     registry.verify_entry(registry.zoo_entry("4class", zoo_copy))  # the index follows the card
     assert registry.sha256_file(zoo_copy / "4class" / "model.safetensors") == weights
     with pytest.raises(DataError, match="zoo:seg2d has no leave-one-source-out setting"):
