@@ -57,7 +57,7 @@ def header_shape(path: Path, kind: str) -> tuple[int, ...] | None:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True)
             return (int(ds.Rows), int(ds.Columns), int(getattr(ds, "NumberOfFrames", 1) or 1))
-        except Exception:
+        except Exception:  # as for NIfTI: the reader then reports the broken file itself
             return None
     return None
 
