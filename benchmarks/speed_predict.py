@@ -54,8 +54,8 @@ from braintumor.inference.prefetch import load_prepared, prefetched
 from braintumor.io import read_image, read_mask
 from braintumor.metrics.classification import classification_metrics
 from braintumor.models.folder import load_model_dir
-from braintumor.tasks import PredictOptions, task_of
 from braintumor.tasks.predict import predict_images
+from braintumor.tasks.registry import PredictOptions, task_of
 from braintumor.training.splits import resolve_splits
 from braintumor.zoo import resolve_model_ref
 from braintumor.zoo.build import REFERENCE_MODELS, stage_sources

@@ -24,7 +24,7 @@ from rich.console import Console
 
 from braintumor.errors import RecipeError
 from braintumor.recipe_options import InferenceOptions, RunOptions, options_from_dict
-from braintumor.tasks.registry import list_tasks, task_options
+from braintumor.tasks.catalog import list_tasks, task_options
 
 _console = Console(stderr=True)
 

@@ -25,7 +25,7 @@ from braintumor.metrics.segmentation import segmentation_scores
 from braintumor.models import build_model
 from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
 from braintumor.runfolder import RunFolder
-from braintumor.tasks import evaluate_model
+from braintumor.tasks.registry import evaluate_model
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 

@@ -20,7 +20,7 @@ from braintumor.errors import DataError
 from braintumor.inference.adapt_bn import adapt_batchnorm, batchnorm_layers, bn_state
 from braintumor.inference.predictor import Predictor
 from braintumor.io import LoadedImage, read_image
-from braintumor.tasks import evaluate_model
+from braintumor.tasks.registry import evaluate_model
 from model_support import loaded_2d
 
 SIZE = 32

@@ -9,7 +9,8 @@ from braintumor.data.layouts_base import DATA_KINDS
 from braintumor.errors import ModelFormatError, RecipeError
 from braintumor.models.registry import KINDS
 from braintumor.recipe_options import BratsOptions, RunOptions
-from braintumor.tasks import (
+from braintumor.tasks import catalog as task_catalog
+from braintumor.tasks.registry import (
     CASES,
     CLASSES,
     IMAGES,
@@ -20,9 +21,8 @@ from braintumor.tasks import (
     list_tasks,
     model_task,
     register_task,
+    task_options,
 )
-from braintumor.tasks import registry as task_registry
-from braintumor.tasks.registry import task_options
 
 
 def test_the_four_built_in_tasks_are_registered_and_complete():
@@ -48,8 +48,8 @@ def test_unknown_task_names_are_clear_errors():
 
 
 def test_a_fifth_task_is_one_registration(monkeypatch):
-    monkeypatch.setattr(task_registry, "_TASKS", dict(task_registry._TASKS))
-    monkeypatch.setattr(task_registry, "_OPTIONS", dict(task_registry._OPTIONS))
+    monkeypatch.setattr(task_catalog, "_TASKS", dict(task_catalog._TASKS))
+    monkeypatch.setattr(task_catalog, "_OPTIONS", dict(task_catalog._OPTIONS))
 
     class Detection:
         name = "detect"

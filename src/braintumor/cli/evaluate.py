@@ -24,7 +24,7 @@ from braintumor.inference.predictor import resolve_device
 from braintumor.models.folder import load_model_dir
 from braintumor.preflight import check_output_folder, removed_on_user_error
 from braintumor.runfolder import RunFolder
-from braintumor.tasks import task_of
+from braintumor.tasks.registry import task_of
 
 
 def _console(stderr: bool = False) -> Console:

@@ -32,7 +32,6 @@ from braintumor.inference.outputs import csv_text
 from braintumor.models.folder import read_model_info
 from braintumor.patient_stack import is_reference_mask, stack_summaries
 from braintumor.preflight import check_output_folder
-from braintumor.tasks import CLASSES, MASK, PredictOptions, model_task
 from braintumor.tasks.predict import (
     adapt_to_inputs,
     open_predictor,
@@ -40,6 +39,7 @@ from braintumor.tasks.predict import (
     predict_images,
     takes_images,
 )
+from braintumor.tasks.registry import CLASSES, MASK, PredictOptions, model_task
 from braintumor.zoo import ZOO_PREFIX, default_zoo_models, is_zoo_ref
 
 

@@ -51,7 +51,7 @@ from braintumor.errors import DataError
 from braintumor.metrics.per_source import mean_and_worst
 from braintumor.report.html import ReportSection, write_report
 from braintumor.runfolder import RunFolder
-from braintumor.tasks import get_task
+from braintumor.tasks.registry import get_task
 
 console = Console(stderr=True)
 

@@ -31,8 +31,8 @@ from braintumor.serve.limits import (
 from braintumor.serve.naming import default_name, parse_model_arg, unique_name
 from braintumor.serve.outputs import area_fields, file_download, mask_download
 from braintumor.serve.security import UploadError, safe_extract_zip
-from braintumor.tasks import CLASSES, PredictOptions, Task, task_of
 from braintumor.tasks.predict import takes_images
+from braintumor.tasks.registry import CLASSES, PredictOptions, Task, task_of
 
 STACK_SLICES = 24  # slices of a volume sent back for the slider
 STACK_SIDE = 256  # longest side of a stack picture

@@ -1,38 +1,7 @@
-"""Tasks by name (classification, 2D segmentation, BraTS 2D / 3D): see :mod:`.registry`.
+"""Tasks by name (classification, 2D segmentation, BraTS 2D / 3D).
 
-Only the registry is imported here; a task's implementation is imported when first asked for.
+:mod:`.catalog` holds the registrations (names, implementations, recipe options), which
+:mod:`braintumor.config` reads; :mod:`.registry` holds the :class:`~.registry.Task` protocol
+and resolves names to tasks. Nothing is imported here, so that reading a recipe imports
+neither the protocol nor any task.
 """
-
-from braintumor.tasks.registry import (
-    CASES,
-    CLASSES,
-    IMAGES,
-    LABELS,
-    MASK,
-    PredictOptions,
-    Task,
-    TaskSetup,
-    evaluate_model,
-    get_task,
-    list_tasks,
-    model_task,
-    register_task,
-    task_of,
-)
-
-__all__ = [
-    "CASES",
-    "CLASSES",
-    "IMAGES",
-    "LABELS",
-    "MASK",
-    "PredictOptions",
-    "Task",
-    "TaskSetup",
-    "evaluate_model",
-    "get_task",
-    "list_tasks",
-    "model_task",
-    "register_task",
-    "task_of",
-]

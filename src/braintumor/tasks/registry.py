@@ -6,7 +6,8 @@ timm's models do, so that the CLI, serving, evaluation and training ask the regi
 of comparing task names. A registration may name its implementation as ``"module:attribute"``:
 it is imported on first use, so that reading a recipe does not import Lightning.
 
-This module imports nothing heavy; :mod:`braintumor.config` checks recipe tasks against it.
+The names, and where each implementation lives, are in :mod:`.catalog` (the registrations);
+this module adds the protocol and resolves names to tasks. It imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -15,10 +16,34 @@ import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
 
 from braintumor.errors import ModelFormatError, RecipeError
-from braintumor.recipe_options import BratsOptions, RunOptions
+from braintumor.tasks.catalog import (
+    cache_task,
+    list_tasks,
+    register_task,
+    task_entry,
+    task_options,
+)
+
+__all__ = [
+    "CASES",
+    "CLASSES",
+    "IMAGES",
+    "LABELS",
+    "MASK",
+    "PredictOptions",
+    "Task",
+    "TaskSetup",
+    "evaluate_model",
+    "get_task",
+    "list_tasks",
+    "model_task",
+    "register_task",
+    "task_of",
+    "task_options",
+]
 
 if TYPE_CHECKING:
     import lightning as L
@@ -135,45 +160,15 @@ class Task(Protocol):
         ...
 
 
-_TASKS: dict[str, Task | str] = {}
-# The dataclass a task's recipes hold their ``extra`` section in (braintumor.recipe_options).
-_OPTIONS: dict[str, type[RunOptions]] = {}
-
-
-def register_task(
-    name: str, task: Task | str, replace: bool = False, options: type[RunOptions] = RunOptions
-) -> None:
-    """Register ``task`` (an instance, or ``"module:attribute"`` imported on first use) and
-    the dataclass of its recipes' ``extra`` section (``options``, a :class:`RunOptions`)."""
-    if name in _TASKS and not replace:
-        raise RecipeError(f"task {name!r} is registered already")
-    _TASKS[name] = task
-    _OPTIONS[name] = options
-
-
-def task_options(name: str) -> type[RunOptions]:
-    """The ``extra`` dataclass of the task registered as ``name`` (see :func:`get_task`)."""
-    if name not in _TASKS:
-        get_task(name)  # the error naming the known tasks
-    return _OPTIONS[name]
-
-
-def list_tasks() -> list[str]:
-    """Names of every registered task, in registration order."""
-    return list(_TASKS)
-
-
 def get_task(name: str) -> Task:
     """The task registered as ``name``; an unknown name is a :class:`RecipeError`."""
-    entry = _TASKS.get(name)
-    if entry is None:
-        raise RecipeError(f"unknown task {name!r}; expected one of {', '.join(_TASKS)}")
+    entry = task_entry(name)
     if isinstance(entry, str):
         module, _, attribute = entry.partition(":")
         made = getattr(importlib.import_module(module), attribute)
         entry = made() if isinstance(made, type) else made
-        _TASKS[name] = entry
-    return entry
+        cache_task(name, entry)
+    return cast(Task, entry)
 
 
 def evaluate_model(
@@ -201,10 +196,3 @@ def model_task(name: str, model_path: object) -> Task:
         return get_task(name)
     except RecipeError as error:
         raise ModelFormatError(f"{model_path}: {error}") from error
-
-
-# The built-in tasks; a new task is one module plus one line here.
-register_task("classify", "braintumor.tasks.classification:ClassificationTask")
-register_task("segment", "braintumor.tasks.segmentation:SegmentationTask")
-register_task("brats2d", "braintumor.tasks.brats:Brats2DTask", options=BratsOptions)
-register_task("brats3d", "braintumor.tasks.brats:Brats3DTask", options=BratsOptions)

@@ -38,8 +38,7 @@ from braintumor.models.folder import LoadedModel, ModelInfo, build_network, save
 from braintumor.models.ood_stats import OODStats
 from braintumor.preflight import removed_on_user_error
 from braintumor.runfolder import RunFolder
-from braintumor.tasks import Task, get_task
-from braintumor.tasks.registry import IMAGES
+from braintumor.tasks.registry import IMAGES, Task, get_task
 from braintumor.training.checks import check_train_inputs
 from braintumor.training.interrupt import raise_if_interrupted
 from braintumor.training.splits import resolve_splits

@@ -220,7 +220,7 @@ def build_reference(
     leave-one-source-out section to the card.
     """
     from braintumor.config import load_recipe
-    from braintumor.tasks import get_task
+    from braintumor.tasks.registry import get_task
     from braintumor.training.run import train_run
 
     spec = REFERENCE_MODELS[name]
