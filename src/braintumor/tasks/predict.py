@@ -36,7 +36,7 @@ def _ignore(_: Any) -> None:
 
 
 def open_predictor(
-    model: Path, options: PredictOptions, backend: str = "torch", device: str = "auto"
+    model: str | Path, options: PredictOptions, backend: str = "torch", device: str = "auto"
 ) -> tuple[Task, Any, ModelInfo]:
     """The model's task, what its :meth:`~Task.predict` runs, and the model's description.
 
