@@ -1,4 +1,5 @@
-"""A small, complete MR DICOM series made in the test (pydicom), as files or as a zip."""
+"""A small, complete MR DICOM series made in the test (pydicom), as files or as a zip; and a
+bare slice as bytes."""
 
 from __future__ import annotations
 
@@ -64,3 +65,32 @@ def series_zip(folder: Path, n: int = 4) -> tuple[bytes, list[str]]:
         for path in sorted(folder.iterdir()):
             archive.write(path, f"series/{path.name}")
     return buffer.getvalue(), uids
+
+
+def dicom_slice_bytes(z: float, number: int) -> bytes:
+    """One bare 20x24 MR slice of series 1.2.3.4 at height ``z`` (mm), as DICOM Part 10 bytes:
+    no study or frame of reference UID (what a minimal exporter writes)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = MRImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = MRImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.SeriesInstanceUID = "1.2.3.4"
+    ds.Modality = "MR"
+    ds.InstanceNumber = number
+    ds.Rows, ds.Columns = 20, 24
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation = 0
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.PixelSpacing = [0.5, 0.8]
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [0.0, 0.0, z]
+    pixels = np.random.default_rng(number).integers(0, 1000, size=(20, 24), dtype=np.uint16)
+    ds.PixelData = pixels.tobytes()
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()

@@ -1,14 +1,17 @@
-"""Shared set-up for tests that need a 2D model in memory without training one."""
+"""Shared set-up for tests that need a 2D model (in memory, or saved as a folder) without
+training one."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from braintumor.data.preprocess import PreprocessSpec
-from braintumor.models.folder import LoadedModel, ModelInfo
+from braintumor.models import build_model
+from braintumor.models.folder import LoadedModel, ModelInfo, save_model_dir
 
 
 def loaded_2d(
@@ -36,3 +39,36 @@ def loaded_2d(
         **info,
     )
     return LoadedModel(model=model.eval(), info=description, path=path)
+
+
+def save_untrained(
+    folder: Path,
+    task: str,
+    arch: str,
+    class_names: list[str],
+    model_args: dict[str, Any],
+    num_outputs: int | None = None,
+    image_size: int = 32,
+    seed: int = 0,
+    **info: Any,
+) -> Path:
+    """An untrained ``arch`` (seeded) saved as a grey ``image_size`` model folder at ``folder``.
+
+    ``num_outputs`` defaults to one per class for classifiers, one for segmenters; ``info``
+    adds :class:`ModelInfo` fields (metrics, recipe...).
+    """
+    torch.manual_seed(seed)
+    outputs = num_outputs or (len(class_names) if task == "classify" else 1)
+    net = build_model(arch, num_classes=outputs, in_channels=1, **model_args)
+    description = ModelInfo(
+        task=task,
+        architecture=arch,
+        num_outputs=outputs,
+        in_channels=1,
+        class_names=class_names,
+        image_size=image_size,
+        model_args=model_args,
+        preprocessing=PreprocessSpec(image_size=image_size, in_channels=1).to_dict(),
+        **info,
+    )
+    return save_model_dir(net, description, folder)

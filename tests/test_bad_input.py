@@ -15,11 +15,9 @@ import torch
 from typer.testing import CliRunner, Result
 
 from braintumor.cli.main import app
-from braintumor.data.preprocess import PreprocessSpec
 from braintumor.data.synthetic import write_synthetic_dataset
-from braintumor.models import build_model
-from braintumor.models.folder import ModelInfo, save_model_dir
 from cli_support import assert_one_line_error
+from model_support import save_untrained
 
 runner = CliRunner()
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
@@ -37,33 +35,17 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, bytes]]:
     }
 
 
-def _model(folder: Path, task: str, arch: str, classes: list[str], args: dict) -> Path:
-    torch.manual_seed(0)
-    outputs = len(classes) if task == "classify" else 1
-    info = ModelInfo(
-        task=task,
-        architecture=arch,
-        num_outputs=outputs,
-        in_channels=1,
-        class_names=classes,
-        image_size=32,
-        model_args=args,
-        preprocessing=PreprocessSpec(image_size=32, in_channels=1).to_dict(),
-    )
-    net = build_model(arch, num_classes=outputs, in_channels=1, **args)
-    return save_model_dir(net, info, folder / f"{task}-model")
-
-
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("cls-model")
-    return _model(folder, "classify", "small-resnet", CLASSES, {"widths": [8, 8, 8, 8]})
+    folder = tmp_path_factory.mktemp("cls-model") / "classify-model"
+    return save_untrained(folder, "classify", "small-resnet", CLASSES, {"widths": [8, 8, 8, 8]})
 
 
 @pytest.fixture(scope="module")
 def segmenter(tmp_path_factory) -> Path:
     args = {"channels": [4, 8], "num_res_units": 0}
-    return _model(tmp_path_factory.mktemp("seg-model"), "segment", "unet", ["bg", "tumor"], args)
+    folder = tmp_path_factory.mktemp("seg-model") / "segment-model"
+    return save_untrained(folder, "segment", "unet", ["bg", "tumor"], args)
 
 
 @pytest.fixture(scope="module")

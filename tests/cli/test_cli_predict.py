@@ -16,11 +16,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from braintumor.cli.predict import predict_command
-from braintumor.data.preprocess import PreprocessSpec
 from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
 from braintumor.models import build_model
 from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
+from dicom_support import write_series
+from model_support import save_untrained
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 
@@ -29,34 +30,18 @@ app.command()(predict_command)
 runner = CliRunner()
 
 
-def _save(tmp: Path, task: str, arch: str, classes: list[str], args: dict, outputs: int) -> Path:
-    torch.manual_seed(0)
-    net = build_model(arch, num_classes=outputs, in_channels=1, **args)
-    info = ModelInfo(
-        task=task,
-        architecture=arch,
-        num_outputs=outputs,
-        in_channels=1,
-        class_names=classes,
-        image_size=32,
-        model_args=args,
-        preprocessing=PreprocessSpec(image_size=32, in_channels=1).to_dict(),
-    )
-    return save_model_dir(net, info, tmp / f"{task}-model")
-
-
 @pytest.fixture(scope="module")
 def classifier_dir(tmp_path_factory) -> Path:
     args = {"widths": [8, 8, 8, 8]}
-    return _save(tmp_path_factory.mktemp("cls"), "classify", "small-resnet", CLASSES, args, 4)
+    folder = tmp_path_factory.mktemp("cls") / "classify-model"
+    return save_untrained(folder, "classify", "small-resnet", CLASSES, args)
 
 
 @pytest.fixture(scope="module")
 def segmenter_dir(tmp_path_factory) -> Path:
     args = {"channels": [4, 8], "num_res_units": 0}
-    return _save(
-        tmp_path_factory.mktemp("seg"), "segment", "unet", ["background", "tumor"], args, 1
-    )
+    folder = tmp_path_factory.mktemp("seg") / "segment-model"
+    return save_untrained(folder, "segment", "unet", ["background", "tumor"], args)
 
 
 def _write_png(path: Path, height: int, width: int, seed: int) -> Path:
@@ -254,39 +239,8 @@ def test_brats_model_predicts_case_folders(tmp_path):
     assert rows["not-a-case"]["status"] == "error"
 
 
-def _dicom_slice(path: Path, z: float, number: int) -> None:
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.SeriesInstanceUID = "1.2.3.4"
-    ds.Modality = "MR"
-    ds.InstanceNumber = number
-    ds.Rows, ds.Columns = 20, 24
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation = 0
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.PixelSpacing = [0.5, 0.8]
-    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    ds.ImagePositionPatient = [0.0, 0.0, z]
-    pixels = np.random.default_rng(number).integers(0, 1000, size=(20, 24), dtype=np.uint16)
-    ds.PixelData = pixels.tobytes()
-    ds.save_as(path, enforce_file_format=True)
-
-
 def test_dicom_series_folder_is_one_input_with_mm_areas(tmp_path, segmenter_dir):
-    series = tmp_path / "scans" / "series"
-    series.mkdir(parents=True)
-    for i in range(3):
-        _dicom_slice(series / f"IM{i:04d}", z=2.0 * i, number=i + 1)  # no suffix: DICM bytes
+    write_series(tmp_path / "scans" / "series", 3)  # no suffix: DICM bytes
     out = tmp_path / "out"
     args = [str(segmenter_dir), str(tmp_path / "scans"), "--out", str(out), "--threshold", "0"]
     result = runner.invoke(app, args)

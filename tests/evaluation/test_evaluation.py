@@ -9,23 +9,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 from braintumor.cli.evaluate import evaluate_command
 from braintumor.data.layouts import detect_layout
-from braintumor.data.preprocess import PreprocessSpec
 from braintumor.data.samples import Sample
 from braintumor.data.splits import select_samples, write_splits
 from braintumor.errors import DataError
 from braintumor.evaluation.common import label_indices
 from braintumor.metrics.segmentation import segmentation_scores
-from braintumor.models import build_model
-from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
+from braintumor.models.folder import load_model_dir
 from braintumor.runfolder import RunFolder
 from braintumor.tasks.registry import evaluate_model
+from model_support import save_untrained
 
 CLASSES = ["glioma", "meningioma", "no_tumor", "pituitary"]
 
@@ -34,34 +32,18 @@ app.command()(evaluate_command)
 runner = CliRunner()
 
 
-def _save(tmp: Path, task: str, arch: str, classes: list[str], args: dict, outputs: int) -> Path:
-    torch.manual_seed(1)
-    net = build_model(arch, num_classes=outputs, in_channels=1, **args)
-    info = ModelInfo(
-        task=task,
-        architecture=arch,
-        num_outputs=outputs,
-        in_channels=1,
-        class_names=classes,
-        image_size=32,
-        model_args=args,
-        preprocessing=PreprocessSpec(image_size=32, in_channels=1).to_dict(),
-    )
-    return save_model_dir(net, info, tmp / f"{task}-model")
-
-
 @pytest.fixture(scope="module")
 def classifier_dir(tmp_path_factory) -> Path:
     args = {"widths": [8, 8, 8, 8]}
-    return _save(tmp_path_factory.mktemp("cls"), "classify", "small-resnet", CLASSES, args, 4)
+    folder = tmp_path_factory.mktemp("cls") / "classify-model"
+    return save_untrained(folder, "classify", "small-resnet", CLASSES, args, seed=1)
 
 
 @pytest.fixture(scope="module")
 def segmenter_dir(tmp_path_factory) -> Path:
     args = {"channels": [4, 8], "num_res_units": 0}
-    return _save(
-        tmp_path_factory.mktemp("seg"), "segment", "unet", ["background", "tumor"], args, 1
-    )
+    folder = tmp_path_factory.mktemp("seg") / "segment-model"
+    return save_untrained(folder, "segment", "unet", ["background", "tumor"], args, seed=1)
 
 
 def _png(path: Path, array: np.ndarray) -> Path:
@@ -143,9 +125,12 @@ def test_classification_accuracy_matches_predictions_csv(tmp_path, classifier_di
 
 
 def test_binary_model_evaluated_on_four_classes(tmp_path):
-    torch.manual_seed(0)
-    model_dir = _save(
-        tmp_path, "classify", "small-resnet", ["no_tumor", "tumor"], {"widths": [8] * 4}, 2
+    model_dir = save_untrained(
+        tmp_path / "classify-model",
+        "classify",
+        "small-resnet",
+        ["no_tumor", "tumor"],
+        {"widths": [8] * 4},
     )
     data = _class_folders(tmp_path / "data", per_class=2)
     metrics = evaluate_model(load_model_dir(model_dir), detect_layout(data).samples, tmp_path / "e")

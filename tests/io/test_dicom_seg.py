@@ -18,8 +18,8 @@ from braintumor.cli.predict import predict_command
 from braintumor.errors import DataError
 from braintumor.io import read_dicom_series
 from braintumor.io.dicom_seg import source_frames, write_dicom_seg
-from dicom_support import COLS, PIXEL_SPACING, ROWS, write_series
-from serve_support import dicom_slice_bytes, make_model_dir
+from dicom_support import COLS, PIXEL_SPACING, ROWS, dicom_slice_bytes, write_series
+from serve_support import make_model_dir
 
 app = typer.Typer()
 app.command()(predict_command)

@@ -21,7 +21,8 @@ import httpx
 from fastapi.testclient import TestClient
 
 from braintumor.serve.app import create_app
-from serve_support import CLASSES, LiveServer, dicom_slice_bytes, make_model_dir, png_bytes
+from dicom_support import dicom_slice_bytes
+from serve_support import CLASSES, LiveServer, make_model_dir, png_bytes
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ from braintumor.models.folder import read_model_info
 from braintumor.serve.app import create_app
 from braintumor.serve.naming import parse_model_arg
 from brats_support import brats_model_and_zip
-from dicom_support import COLS, PIXEL_SPACING, ROWS, series_zip, write_series
-from serve_support import dicom_slice_bytes, make_model_dir, png_bytes
+from dicom_support import COLS, PIXEL_SPACING, ROWS, dicom_slice_bytes, series_zip, write_series
+from serve_support import make_model_dir, png_bytes
 
 
 def _rewrite_info(folder: Path, **changes) -> None:
