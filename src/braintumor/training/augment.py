@@ -45,6 +45,9 @@ class AugmentConfig:
     resample: float = 0.0  # probability of a down-and-up resample by 1.5-3x
     jpeg: float = 0.0  # probability; JPEG re-encoding per item by the dataset
     jpeg_quality: tuple[int, int] = (30, 95)
+    # Classifiers only (training/mixing.py): Beta alphas of mixup and CutMix; zero disables one.
+    mixup: float = 0.0
+    cutmix: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:

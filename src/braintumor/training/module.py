@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Timer
 from monai.metrics import compute_dice
@@ -13,7 +14,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, Mul
 
 from braintumor.config import Recipe
 from braintumor.data.preprocess import PreprocessSpec, normalise_batch
+from braintumor.errors import RecipeError
 from braintumor.training.augment import AugmentConfig, augment_batch
+from braintumor.training.mixing import mix_batch
 from braintumor.training.optim import build_optimizer, build_scheduler
 from braintumor.training.trainer import resolve_compile
 from braintumor.training.volume_dice import NO_GROUP, VolumeDice
@@ -74,6 +77,7 @@ class ClassificationModule(_RecipeModule):
         self.class_names = list(class_names)
         self.spec = spec
         self.augment = AugmentConfig.from_dict(recipe.augment)
+        self.mix_rng = np.random.default_rng(recipe.seed)
         loss_args = dict(recipe.loss_args)
         if recipe.label_smoothing:
             loss_args.setdefault("label_smoothing", recipe.label_smoothing)
@@ -97,8 +101,13 @@ class ClassificationModule(_RecipeModule):
         return logits_to_probs(logits.float())
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(self._inputs(batch["image"], train=True))
-        loss = self.loss_fn(logits, batch["label"])
+        mixed = mix_batch(
+            self._inputs(batch["image"], train=True),
+            self.augment.mixup,
+            self.augment.cutmix,
+            self.mix_rng,
+        )
+        loss = mixed.loss(self.loss_fn, self(mixed.images), batch["label"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -160,6 +169,11 @@ class SegmentationModule(_RecipeModule):
         self.multilabel = multilabel or num_outputs == 1
         self.spec = spec
         self.augment = AugmentConfig.from_dict(recipe.augment) if spec is not None else None
+        if self.augment is not None and (self.augment.mixup or self.augment.cutmix):
+            raise RecipeError(
+                f"recipe {recipe.name!r}: augment.mixup / augment.cutmix apply to classifiers "
+                "only (a blended mask has no single tumour outline)"
+            )
         self.loss_fn = build_loss(
             recipe.loss, SEGMENT_KIND, multilabel=self.multilabel, **recipe.loss_args
         )
