@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from braintumor.brats.labels import to_working
+from braintumor.data.cache import default_cache_dir as shared_cache_dir
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError
 from braintumor.io import read_image
@@ -356,6 +357,8 @@ def _safe(name: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$BRAINTUMOR_CACHE/brats`` or ``~/.cache/braintumor/brats``."""
-    root = os.environ.get("BRAINTUMOR_CACHE")
-    return (Path(root) if root else Path.home() / ".cache" / "braintumor") / "brats"
+    """``brats/`` in the toolkit's one cache root (:func:`braintumor.data.cache.
+    default_cache_dir`: ``$BRAINTUMOR_CACHE`` or ``~/.cache/braintumor``), beside the 2D
+    slices' cache. Cases are folders of memory-mapped arrays, not the 2D cache's one array of
+    uint8 slices: a BraTS case is float, multi-channel and read a slice or patch at a time."""
+    return shared_cache_dir() / "brats"
