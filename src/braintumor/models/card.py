@@ -16,6 +16,7 @@ import yaml
 from braintumor.atomic import write_text_atomic
 from braintumor.models.card_loso import loso_section
 from braintumor.models.folder import ModelInfo, read_model_info
+from braintumor.tasks.registry import CLASSES, LABELS, MASK, get_task
 
 CARD_FILE = "README.md"
 LIBRARY = "braintumor"
@@ -24,42 +25,38 @@ INTENDED_USE = (
     "building tools. **Not for diagnosis or any clinical decision**: the model was trained on "
     "small public research datasets of uneven quality and has not been validated clinically."
 )
+# By what the task's model outputs (Task.outputs), so that a new task gets the card of its kind.
 _PIPELINE = {
-    "classify": "image-classification",
-    "segment": "image-segmentation",
-    "brats2d": "image-segmentation",
-    "brats3d": "image-segmentation",
+    CLASSES: "image-classification",
+    MASK: "image-segmentation",
+    LABELS: "image-segmentation",
 }
-_CARD_METRICS = {
-    "classify": ["accuracy", "f1", "roc_auc"],
-    "segment": ["dice", "iou"],
-    "brats2d": ["dice"],
-    "brats3d": ["dice"],
-}
+_CARD_METRICS = {CLASSES: ["accuracy", "f1", "roc_auc"], MASK: ["dice", "iou"], LABELS: ["dice"]}
 _FAILURE_MODES = {
-    "classify": [
+    CLASSES: [
         "Inputs unlike the training slices: other planes, sequences, scanners or crops than "
         "the training data holds, CT, non-brain images; it still outputs a class.",
         "Classes it was not trained on (other tumour types, lesions, post-operative brains).",
         "Labels of the public training sets are not all reliable, and probabilities are not "
         "calibrated for a new source.",
     ],
-    "segment": [
+    MASK: [
         "Sequences and planes other than those of the training data (e.g. a model trained on "
         "T1 contrast-enhanced slices misses FLAIR-only abnormality).",
         "Small tumours and tumours touching the skull: outlines are coarse at the model's "
         "input size.",
         "Slices without tumour can receive small false positives.",
     ],
-    "brats2d": [
-        "Trained on very few cases: expect wide variation from case to case.",
-        "Needs the sequences it was trained on, registered and skull-stripped like BraTS.",
-    ],
-    "brats3d": [
+    LABELS: [
         "Trained on very few cases: expect wide variation from case to case.",
         "Needs the sequences it was trained on, registered and skull-stripped like BraTS.",
     ],
 }
+
+
+def _outputs(task: str) -> str:
+    """What the task ``task`` outputs (:attr:`Task.outputs`): the card's kind."""
+    return get_task(task).outputs
 
 
 @dataclass
@@ -89,7 +86,8 @@ def _interval(value: Any, ci: Any) -> tuple[str, str]:
 
 def metric_rows(task: str, split_metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(metric, value, 95% interval) rows from one split's evaluation metrics."""
-    if task == "classify":
+    outputs = _outputs(task)
+    if outputs == CLASSES:
         ci = split_metrics.get("ci95") or {}
         macro = split_metrics.get("macro") or {}
         return [
@@ -98,7 +96,7 @@ def metric_rows(task: str, split_metrics: dict[str, Any]) -> list[tuple[str, str
             ("macro F1", *_interval(macro.get("f1"), ci.get("macro_f1"))),
             ("macro ROC-AUC", *_interval(macro.get("roc_auc"), ci.get("macro_roc_auc"))),
         ]
-    if task == "segment":
+    if outputs == MASK:
         rows = []
         summary = split_metrics.get("summary") or {}
         for level, label in (("per_image", "per slice"), ("per_group", "per patient")):
@@ -142,10 +140,10 @@ def _front_matter(info: ModelInfo, extras: CardExtras, sources: list[dict[str, A
     meta: dict[str, Any] = {
         "license": extras.license,
         "library_name": LIBRARY,
-        "pipeline_tag": _PIPELINE.get(info.task, "image-segmentation"),
+        "pipeline_tag": _PIPELINE[_outputs(info.task)],
         "tags": ["braintumor", "medical-imaging", "mri", "brain-tumor", info.task],
         "datasets": [s["name"] for s in sources],
-        "metrics": _CARD_METRICS.get(info.task, []),
+        "metrics": _CARD_METRICS[_outputs(info.task)],
     }
     return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n"
 
@@ -204,7 +202,7 @@ def render_card(
     if extras.build_command:
         lines += ["", "Built with:", "", "```", extras.build_command, "```"]
     lines += ["", "## Intended use", "", INTENDED_USE, "", "## Known failure modes", ""]
-    lines += [f"- {text}" for text in _FAILURE_MODES.get(info.task, []) + extras.notes]
+    lines += [f"- {text}" for text in _FAILURE_MODES[_outputs(info.task)] + extras.notes]
     return "\n".join(lines) + "\n"
 
 
