@@ -2,6 +2,9 @@
 
     python benchmarks/invariance.py RUN_DIR --data DATA --name sartaj-after
     python benchmarks/invariance.py MODEL_DIR --data DATA --splits splits.csv --name x
+    python benchmarks/invariance.py LOSO_FOLD_RUN --data sartaj-4class=../shared/data/sartaj-4class
+                                   # a leave-one-source-out fold: its held-out source, named
+                                   # as in training so that the ids match its splits file
     python benchmarks/invariance.py table      # markdown tables of every invariance_*.json
 
 RUN_DIR is a training run folder (its ``model/`` and ``splits.csv``); the test split of the
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from braintumor.atomic import write_text_atomic
-from braintumor.data.layouts import detect_layout
+from braintumor.data.sources import load_data
 from braintumor.data.splits import select_samples
 from braintumor.invariance.check import run_invariance
 from braintumor.invariance.variants import VARIANTS, select_variants
@@ -54,13 +57,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark for one model and return the result record."""
     model_dir, splits = _model_and_splits(args.model, args.splits)
     loaded = load_model_dir(model_dir)
-    samples = select_samples(detect_layout(args.data).samples, args.split, splits)
+    layout = load_data(args.data, task=loaded.info.task, classes=loaded.info.class_names)
+    samples = select_samples(layout.samples, args.split, splits)
     samples = _subset(sorted(samples, key=lambda s: s.id), args.limit)
     variants = select_variants(args.variants.split(",") if args.variants else None)
     result = run_invariance(loaded, samples, variants, batch_size=args.batch_size)
     return {
         "model": str(model_dir),
-        "data": str(args.data),
+        "data": list(args.data),
         "split": args.split,
         "splits_csv": str(splits) if splits else None,
         "preprocessing": loaded.info.preprocessing,
@@ -125,7 +129,12 @@ def markdown_table() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="run folder, model folder, or 'table'")
-    parser.add_argument("--data", type=Path, help="the labelled dataset folder")
+    parser.add_argument(
+        "--data",
+        action="append",
+        help="the labelled dataset folder; NAME=PATH names a source (ids NAME/...), as "
+        "braintumor train --data does; repeat for several",
+    )
     parser.add_argument("--splits", type=Path, help="splits.csv (default: the run's)")
     parser.add_argument("--split", default="test", help="which split to re-export")
     parser.add_argument("--variants", help="comma-separated subset (default: all)")

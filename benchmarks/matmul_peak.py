@@ -1,9 +1,11 @@
 """Measure this machine's fp32 and bf16 matrix-multiply speed with torch (GFLOP/s).
 
 Usage: ``python benchmarks/matmul_peak.py [--sizes 2048 3072 4096] [--repeats 5]``. Writes
-``benchmarks/results/matmul_peak.json``. The best square ``torch.mm`` over the sizes is the
-practical peak the speed benchmarks divide their achieved GFLOP/s by: no network layer runs
-faster than a large, cache-friendly matrix product on the same cores and dtype.
+``benchmarks/results/matmul_peak.json``, or ``matmul_peak-<cpu>.json`` when that file holds
+another CPU model's figures (machines of this project have changed CPU between sessions).
+The best square ``torch.mm`` over the sizes is the practical peak the speed benchmarks divide
+their achieved GFLOP/s by: no network layer runs faster than a large, cache-friendly matrix
+product on the same cores and dtype.
 """
 
 from __future__ import annotations
@@ -53,11 +55,26 @@ def measure_matmul_peak(
     }
 
 
-def peak_for_this_cpu(path: Path = PEAK_FILE) -> dict[str, Any]:
-    """The stored peak when ``path`` was measured on this CPU model, else a short measurement.
+def peak_file(results: Path = RESULTS) -> Path:
+    """Where this CPU model's peak is (to be) stored: ``matmul_peak.json`` unless that file
+    holds another CPU's figures, then ``matmul_peak-<cpu model>.json``."""
+    shared = results / PEAK_FILE.name
+    if not shared.is_file() or _cpu_of(shared) == cpu_model():
+        return shared
+    slug = "".join(c if c.isalnum() else "-" for c in cpu_model().lower()).strip("-")
+    return results / f"matmul_peak-{slug}.json"
+
+
+def _cpu_of(path: Path) -> str | None:
+    return json.loads(path.read_text()).get("machine", {}).get("cpu_model")
+
+
+def peak_for_this_cpu(path: Path | None = None) -> dict[str, Any]:
+    """The stored peak of this CPU model (:func:`peak_file`), else a short measurement.
 
     The speed benchmarks divide their achieved GFLOP/s by these figures.
     """
+    path = path or peak_file()
     if path.is_file():
         stored = json.loads(path.read_text())
         if stored.get("machine", {}).get("cpu_model") == cpu_model():
@@ -88,7 +105,7 @@ def main() -> None:
         "machine": machine,
         **measure_matmul_peak(tuple(args.sizes), args.repeats),
     }
-    path = write_result("matmul_peak.json", result, args.out)
+    path = write_result(peak_file(args.out).name, result, args.out)
     for name in DTYPES:
         sizes = ", ".join(f"{n}: {g:.1f}" for n, g in result["per_size"][name].items())
         print(f"{name}: best {result[f'{name}_gflops']:.1f} GFLOP/s ({sizes})")
