@@ -22,6 +22,7 @@ sys.path.insert(0, str(BENCHMARKS))
 
 import matmul_peak  # noqa: E402
 import ood as ood_benchmark  # noqa: E402
+import profile_step  # noqa: E402
 import speed_classify  # noqa: E402
 import speed_common  # noqa: E402
 import speed_pipelines  # noqa: E402
@@ -47,6 +48,34 @@ def test_matmul_peak_measures_both_dtypes() -> None:
     assert set(result["per_size"]["fp32"]) == {"64", "96"}
     assert result["fp32_gflops"] == max(result["per_size"]["fp32"].values()) > 0
     assert result["bf16_gflops"] == max(result["per_size"]["bf16"].values()) > 0
+
+
+def test_peak_file_is_per_cpu_model(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(matmul_peak, "cpu_model", lambda: "Some CPU 9")
+    assert matmul_peak.peak_file(tmp_path).name == "matmul_peak.json"  # nothing stored yet
+    stored = {"machine": {"cpu_model": "Other CPU"}, "fp32_gflops": 1.0, "bf16_gflops": 2.0}
+    (tmp_path / "matmul_peak.json").write_text(json.dumps(stored))
+    assert matmul_peak.peak_file(tmp_path).name == "matmul_peak-some-cpu-9.json"
+    monkeypatch.setattr(matmul_peak, "cpu_model", lambda: "Other CPU")
+    assert matmul_peak.peak_file(tmp_path).name == "matmul_peak.json"
+
+
+def test_profile_step_accounts_for_the_step(monkeypatch) -> None:
+    monkeypatch.setattr(profile_step, "peak_for_this_cpu", lambda: PEAK)
+    result = profile_step.profile_recipe("fast-cpu-4class", steps=1, warmup=0, batch_size=2)
+    shares = [cell["share"] for cell in result["categories"].values()]
+    assert sum(shares) == pytest.approx(1.0, abs=0.01)
+    assert "convolution backward" in result["categories"]
+    assert set(result["phases_ms"]) == {
+        "augment + normalise",
+        "forward + loss",
+        "backward",
+        "optimiser",
+    }
+    assert result["gflop_per_step"] > 0 and result["fraction_of_peak"] > 0
+    assert "| convolution backward |" in profile_step.markdown({"recipes": [result]})
+    assert profile_step.category("aten::native_batch_norm_backward") == "normalisation"
+    assert profile_step.category("aten::_fused_adamw_") == "optimiser"
 
 
 def test_interleaved_timing_alternates_order_and_counts_steps() -> None:
