@@ -19,6 +19,19 @@ def test_every_shipped_recipe_loads_and_names_itself() -> None:
         assert recipe.task in ("classify", "segment", "brats2d", "brats3d")
 
 
+@pytest.mark.parametrize("kind", ["4class", "binary"])
+def test_robust_recipes_are_the_fast_ones_with_the_invariance_options(kind: str) -> None:
+    from braintumor.zoo.build import INVARIANCE_OVERRIDES
+
+    robust = load_recipe(f"robust-cpu-{kind}")
+    fast = load_recipe(f"fast-cpu-{kind}", list(INVARIANCE_OVERRIDES))
+    assert robust.preprocess["intensity"] == "equalize" and robust.augment["jpeg"] > 0
+    mine, theirs = robust.to_dict(), fast.to_dict()
+    for key in ("name", "description"):
+        mine.pop(key), theirs.pop(key)
+    assert mine == theirs
+
+
 def test_overrides_parse_yaml_scalars_and_dotted_keys() -> None:
     recipe = load_recipe(
         "fast-cpu-4class", ["lr=1e-4", "pretrained=true", "augment.rotate=30", "batch_size=8"]
