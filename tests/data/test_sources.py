@@ -122,6 +122,16 @@ def test_unmappable_classes_are_one_line_errors(sets: dict[str, Path]) -> None:
         load_data([str(sets["four"]), f"{sets['yesno']}:pituitary"])
 
 
+def test_a_class_filter_drops_labels_the_classes_cannot_name(sets: dict[str, Path]) -> None:
+    four = ["glioma", "meningioma", "no_tumor", "pituitary"]
+    # yesno's "tumor" has no four-class name, but the filter keeps only its no_tumor images:
+    # how a four-class model is evaluated on a yes/no source's healthy slices.
+    layout = load_data([str(sets["four"]), f"{sets['yesno']}:no_tumor"], classes=four)
+    assert contributions(layout.samples)["yesno"] == {"no_tumor": 4}
+    with pytest.raises(DataError, match=r"labels \['tumor'\] cannot be mapped"):
+        load_data([str(sets["four"]), str(sets["yesno"])], classes=four)
+
+
 def test_partly_labelled_source_is_an_error(tmp_path: Path) -> None:
     seg = write_segmentation_dataset(tmp_path / "part", n=4, size=64, seed=4)
     (seg / "labels.csv").write_text("number,label\n0001,glioma\n0002,pituitary\n")

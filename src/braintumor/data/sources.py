@@ -143,10 +143,18 @@ def _labelled(layout: DetectedLayout, spec: SourceSpec, strict: bool = True) -> 
 def _harmonise(
     samples: list[Sample], spec: SourceSpec, root: Path, classes: Sequence[str] | None
 ) -> list[Sample]:
-    """Map labels onto ``classes`` and apply the source's class filter."""
-    mapped, bad = [], set()
+    """Map labels onto ``classes`` and apply the source's class filter.
+
+    A label the filter drops need not fit ``classes``: ``br35h=PATH:no_tumor`` serves a
+    four-class model although br35h's other label, generic ``tumor``, has no four-class name.
+    """
+    mapped, bad, seen = [], set(), set()
     for sample in samples:
         target = map_label(sample.label, classes)
+        key = target or (normalise_class_name(sample.label) if sample.label else None)
+        seen.add(str(key))
+        if spec.only and key not in spec.only:
+            continue
         if target is None:
             bad.add(str(sample.label))
         mapped.append(dataclasses.replace(sample, label=target))
@@ -155,15 +163,12 @@ def _harmonise(
             f"source {spec.name} ({root}): labels {sorted(bad)} cannot be mapped onto the "
             f"classes {list(classes or [])}"
         )
-    if spec.only:
-        present = {s.label for s in mapped}
-        missing = [c for c in spec.only if c not in present]
-        if missing:
-            raise DataError(
-                f"source {spec.name} ({root}): no sample of class {', '.join(missing)} to keep "
-                f"(its classes: {', '.join(sorted(str(c) for c in present))})"
-            )
-        mapped = [s for s in mapped if s.label in spec.only]
+    missing = [c for c in spec.only if c not in {s.label for s in mapped}]
+    if missing:
+        raise DataError(
+            f"source {spec.name} ({root}): no sample of class {', '.join(missing)} to keep "
+            f"(its classes: {', '.join(sorted(seen))})"
+        )
     return mapped
 
 
