@@ -122,7 +122,7 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
             minutes=9,
             overrides=INVARIANCE_OVERRIDES,
             loso_setting="binary",
-            loso_results="loso_binary_today.json",
+            loso_results="loso_binary_robust128.json",
             notes=(
                 "lgg-kaggle3m slices are FLAIR-weighted (tumour = a non-empty abnormality "
                 "mask); the other sources are mostly T1 contrast-enhanced or mixed sequences.",
