@@ -124,6 +124,7 @@ def test_explain_of_a_segmenter_leaves_no_out_folder(segmenter, pairs, tmp_path)
     assert not (tmp_path / "cams").exists()
 
 
+@pytest.mark.slow  # a whole evaluation with its report
 def test_evaluate_takes_data_as_an_option_too(classifier, images, tmp_path) -> None:
     done = _invoke("evaluate", classifier, "--data", images, "--out", tmp_path / "e")
     assert done.exit_code == 0, done.output

@@ -70,6 +70,7 @@ def _probs(out: Path, name: str = "predictions.csv") -> dict[str, float]:
         return {row["id"]: float(row["prob_tumor"]) for row in csv.DictReader(handle)}
 
 
+@pytest.mark.slow  # three whole evaluations with their reports (about 15 s)
 def test_evaluate_adapts_each_source(model_dir: Path, shifted: list[Path], tmp_path: Path) -> None:
     ref, dark = shifted
     weights = sha256_file(model_dir / "model.safetensors")

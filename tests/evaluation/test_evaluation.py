@@ -203,6 +203,7 @@ def test_evaluate_command_on_the_test_split(tmp_path, classifier_dir):
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
 
 
+@pytest.mark.slow  # a whole evaluation with its report
 def test_evaluate_command_shows_the_training_curves_of_a_run(tmp_path, classifier_dir):
     # A model folder inside a run folder, whose curves the trainer wrote to logs/metrics.csv.
     run = RunFolder(tmp_path / "run")

@@ -146,6 +146,7 @@ def _labelled(images: list[LoadedImage], source: str) -> list[Sample]:
     ]
 
 
+@pytest.mark.slow  # three whole evaluations with their reports (about 15 s)
 def test_evaluation_adapts_each_source_on_its_own_images(
     sources: dict[str, list[LoadedImage]], tmp_path: Path
 ) -> None:

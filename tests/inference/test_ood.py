@@ -140,6 +140,7 @@ def test_predict_outputs_carry_the_flag_and_warn(tmp_path, calibrated, phantoms)
             assert f"{record['path']}: unlike the model's training images" in result.output
 
 
+@pytest.mark.slow  # a whole evaluation with its report
 def test_evaluate_reports_flagged_images(tmp_path, calibrated, phantoms) -> None:
     out = tmp_path / "eval"
     result = runner.invoke(evaluate_app, [str(calibrated), str(phantoms), "-o", str(out)])
