@@ -16,7 +16,9 @@ PIXEL_SPACING = (0.5, 0.8)
 SLICE_STEP = 2.0
 
 
-def _slice(study: str, series: str, frame: str, index: int) -> Dataset:
+def mr_dataset(rows: int, cols: int) -> Dataset:
+    """An MR image dataset with its file meta and SOP UIDs, ``rows`` x ``cols`` 16-bit
+    unsigned MONOCHROME2 pixels announced (the caller sets the rest and ``PixelData``)."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = MRImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -25,15 +27,21 @@ def _slice(study: str, series: str, frame: str, index: int) -> Dataset:
     ds.file_meta = meta
     ds.SOPClassUID = MRImageStorage
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "MR"
+    ds.Rows, ds.Columns = rows, cols
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
+    ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    return ds
+
+
+def _slice(study: str, series: str, frame: str, index: int) -> Dataset:
+    ds = mr_dataset(ROWS, COLS)
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
     ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Test^Case", "P1", "", "O"
     ds.StudyDate, ds.StudyTime, ds.StudyID = "20260101", "120000", "1"
     ds.AccessionNumber, ds.ReferringPhysicianName = "", ""
-    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "MR", 3, index + 1
-    ds.Rows, ds.Columns = ROWS, COLS
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation, ds.SamplesPerPixel = 0, 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.SeriesNumber, ds.InstanceNumber = 3, index + 1
     ds.PixelSpacing = list(PIXEL_SPACING)
     ds.SliceThickness = SLICE_STEP
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
@@ -70,22 +78,9 @@ def series_zip(folder: Path, n: int = 4) -> tuple[bytes, list[str]]:
 def dicom_slice_bytes(z: float, number: int) -> bytes:
     """One bare 20x24 MR slice of series 1.2.3.4 at height ``z`` (mm), as DICOM Part 10 bytes:
     no study or frame of reference UID (what a minimal exporter writes)."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = mr_dataset(20, 24)
     ds.SeriesInstanceUID = "1.2.3.4"
-    ds.Modality = "MR"
     ds.InstanceNumber = number
-    ds.Rows, ds.Columns = 20, 24
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation = 0
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
     ds.PixelSpacing = [0.5, 0.8]
     ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
     ds.ImagePositionPatient = [0.0, 0.0, z]

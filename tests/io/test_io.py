@@ -13,8 +13,7 @@ import pytest
 import scipy.io
 import tifffile
 from PIL import Image, ImageFile
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.uid import generate_uid
 
 from braintumor.errors import DataError, ImageReadError
 from braintumor.io import (
@@ -32,6 +31,7 @@ from braintumor.io import (
     write_nifti,
     write_png,
 )
+from dicom_support import mr_dataset
 
 BRATS_CASE = "brats2013-4cases/brats_2013_pat0001_1"
 
@@ -139,22 +139,10 @@ def test_tiff_stack_is_refused(tmp_path: Path) -> None:
 def _dicom_slice(
     path: Path, value: int, z: float | None, number: int, series: str, mono: str = "MONOCHROME2"
 ) -> None:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MRImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = MRImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds = mr_dataset(4, 6)
     ds.SeriesInstanceUID = series
-    ds.Modality = "MR"
     ds.PatientID = "P1"
     ds.InstanceNumber = number
-    ds.Rows, ds.Columns = 4, 6
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
-    ds.PixelRepresentation = 0
-    ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = mono
     ds.PixelSpacing = [0.5, 0.8]
     ds.RescaleSlope, ds.RescaleIntercept = 2, -10
