@@ -68,6 +68,16 @@ def test_section_adds_the_adapted_figures_when_the_run_has_them() -> None:
     assert any("binary (today, BN adapted) | lgg-kaggle3m | 776 | 0.500 |" in r for r in rows)
 
 
+def test_the_card_shows_the_command_without_the_machine_s_run_folder() -> None:
+    results = read_loso_results(FOUR, "4class")
+    results["command"] = (
+        "python benchmarks/loso.py --setting 4class --runs /scratch/me/runs --tag t"
+    )
+    text = "\n".join(loso_section(results))
+    assert "`python benchmarks/loso.py --setting 4class --tag t`" in text
+    assert "/scratch" not in text
+
+
 def test_bad_results_files_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="setting 'binary', this model's is '4class'"):
         read_loso_results(BINARY, "4class")
@@ -136,6 +146,8 @@ def test_shipped_classifier_cards_show_their_setting_s_figures() -> None:
                 cell = f"{m['balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}]"
                 assert f"| {source} | {m['n']} | {cell} |" in card
     assert HEADING not in read_card("zoo:seg2d")
+    for name in ("4class", "binary"):
+        assert "--runs" not in read_card(f"zoo:{name}")  # no path of the building machine
 
 
 def test_models_card_renders_another_results_file(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ seen, and says where the benchmark's recipe or data differ from the model's own.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +107,13 @@ def _shown(value: Any) -> str:
     return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def portable_command(command: str) -> str:
+    """``command`` without ``--runs FOLDER``: where the fold runs were written is a path of the
+    machine that ran them, not something a reader needs to reproduce them (a card names no
+    paths)."""
+    return re.sub(r"\s--runs(?:=|\s+)\S+", "", command)
+
+
 def loso_section(
     results: dict[str, Any],
     model_recipe: dict[str, Any] | None = None,
@@ -131,7 +139,7 @@ def loso_section(
         f"{recipe.get('image_size', '?')} px), budget "
         + (f"{budget:g} minutes per fold" if isinstance(budget, int | float) else "unknown"),
         f"- data: {', '.join(results.get('data') or []) or 'unknown'}",
-        f"- command: `{results.get('command', 'unknown')}`",
+        f"- command: `{portable_command(results.get('command', 'unknown'))}`",
     ]
     if model_recipe:
         differences = _differences(recipe, model_recipe)
