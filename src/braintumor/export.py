@@ -24,6 +24,7 @@ from braintumor.atomic import atomic_path, write_text_atomic
 from braintumor.data.preprocess import normalise_batch, prepare_slice
 from braintumor.errors import DataError, ModelFormatError
 from braintumor.inference.predictor import InferenceSettings, Predictor, _first_output, spec_of
+from braintumor.inference.tta import stack_mirrors
 from braintumor.io.base import LoadedImage
 from braintumor.models.folder import LoadedModel, read_model_info
 from braintumor.tasks.registry import IMAGES, model_task
@@ -201,6 +202,5 @@ class OnnxPredictor(Predictor):
     def _forward(self, images: list[LoadedImage]) -> torch.Tensor:
         batch = torch.stack([self.prepare(image) for image in images])
         x = normalise_batch(batch, self.spec).contiguous()
-        if self.tta:
-            x = torch.cat([x, torch.flip(x, dims=[3])])
+        x = stack_mirrors(x, self._flips)
         return torch.from_numpy(self.session.run(None, {"input": x.numpy()})[0]).float()

@@ -5,7 +5,6 @@ the result pasted back onto the input grid and written as NIfTI with overlays an
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from braintumor.brats.preprocess import BratsPreprocess, Case, crop, load_case, 
 from braintumor.brats.slices import from_plane, to_plane
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ModelFormatError
+from braintumor.inference.tta import NO_MIRRORS, every_axis, mirrored_mean
 from braintumor.io import write_nifti, write_png
 from braintumor.io.label_tables import write_label_tables
 from braintumor.localize import draw_overlay
@@ -58,31 +58,6 @@ def brats_preprocessing(loaded: LoadedModel) -> dict[str, Any]:
     return pre
 
 
-def _flips(ndim: int, tta: bool) -> list[tuple[int, ...]]:
-    """Spatial axes (of a (B, C, ...) tensor) to mirror: none, or every combination.
-
-    Not the 2D images' TTA (inference/predictor.py): that one mirrors left-right only, in the
-    same batched forward pass that the out-of-distribution hook reads; a case is mirrored on
-    every axis, nnU-Net's way, around a slice loop or a sliding window.
-    """
-    axes = tuple(range(2, 2 + ndim))
-    if not tta:
-        return [()]
-    return [c for r in range(len(axes) + 1) for c in itertools.combinations(axes, r)]
-
-
-def _mirrored(run: Any, x: torch.Tensor, flips: list[tuple[int, ...]]) -> torch.Tensor:
-    """Mean of ``run`` over mirrored copies of ``x``, each mirrored back (nnU-Net's TTA)."""
-    total: torch.Tensor | None = None
-    for axes in flips:
-        xi = torch.flip(x, axes) if axes else x
-        yi = run(xi)
-        yi = torch.flip(yi, axes) if axes else yi
-        total = yi if total is None else total + yi
-    assert total is not None  # flips always holds at least the unmirrored ()
-    return total / len(flips)
-
-
 @torch.inference_mode()
 def predict_probabilities(
     loaded: LoadedModel, case: Case, tta: bool = False, overlap: float | None = None
@@ -104,7 +79,8 @@ def predict_probabilities(
             # A network with one output gives the inferer's one-tensor result.
             return activate(cast(torch.Tensor, inferer(x, model)).float(), label_mode)
 
-        whole = _mirrored(run3d, image[None].to(device), _flips(3, tta))[0]
+        flips = every_axis(3) if tta else NO_MIRRORS
+        whole = mirrored_mean(run3d, image[None].to(device), flips)[0]
         return whole.cpu().numpy()
     size = int(pre["image_size"])
     n_x, n_y, n_z = case.image.shape[1:]
@@ -119,7 +95,7 @@ def predict_probabilities(
     for start in range(0, len(brain_slices), SLICE_BATCH):
         zs = brain_slices[start : start + SLICE_BATCH]
         x = to_plane(image[..., zs].permute(3, 0, 1, 2), size, "bilinear").to(device)
-        y = _mirrored(run2d, x, _flips(2, tta))
+        y = mirrored_mean(run2d, x, every_axis(2) if tta else NO_MIRRORS)
         y = from_plane(y.cpu(), (n_x, n_y), "bilinear")
         probs[..., zs] = y.permute(1, 2, 3, 0).numpy()
     return probs

@@ -27,6 +27,7 @@ from braintumor.inference.inputs import DECODE_THREADS
 from braintumor.inference.ood import OODScorer, scorer_of
 from braintumor.inference.precision import autocast, resolve_precision
 from braintumor.inference.prefetch import PreparedImage, check_raster, full_shape
+from braintumor.inference.tta import NO_MIRRORS, left_right, mean_of_mirrors, stack_mirrors
 from braintumor.io.base import LoadedImage
 from braintumor.models.folder import LoadedModel, ModelInfo
 from braintumor.models.registry import logits_to_probs
@@ -93,9 +94,10 @@ def _first_output(out: object) -> torch.Tensor:
 class Predictor:
     """Run a loaded 2D model (task ``classify`` or ``segment``) on :class:`LoadedImage` lists.
 
-    ``tta=True`` averages the prediction of each image and of its horizontal mirror (a
-    segmentation map of the mirror is flipped back before averaging); ``None`` takes the
-    model folder's own setting (:class:`InferenceSettings`), as does :attr:`keep_largest`.
+    ``tta=True`` averages the prediction of each image and of its left-right mirror in one
+    batched forward pass (:mod:`.tta`; a segmentation map of the mirror is flipped back
+    first); ``None`` takes the model folder's own setting (:class:`InferenceSettings`), as
+    does :attr:`keep_largest`.
     With ``ood=True`` and a model that holds OOD statistics, :meth:`classify_scored` and
     :meth:`segment_scored` also return each image's out-of-distribution score (:attr:`ood`).
     ``precision`` (``auto``, ``fp32``, ``bf16``) is resolved by
@@ -133,6 +135,11 @@ class Predictor:
             self.ood = scorer_of(loaded)
 
     @property
+    def _flips(self) -> tuple[tuple[int, ...], ...]:
+        """The mirrors a batch is averaged over (:mod:`.tta`): left-right with TTA."""
+        return left_right() if self.tta else NO_MIRRORS
+
+    @property
     def task(self) -> str:
         """``classify`` or ``segment``."""
         return self.info.task
@@ -166,8 +173,7 @@ class Predictor:
     def _forward(self, images: list[LoadedImage]) -> torch.Tensor:
         """Raw outputs of one batch; with TTA the mirrored half follows the original half."""
         x = normalise_batch(self.batch_input(images).to(self.device), self.spec)
-        if self.tta:
-            x = torch.cat([x, torch.flip(x, dims=[3])])
+        x = stack_mirrors(x, self._flips)
         with torch.inference_mode(), autocast(self.precision, self.device):
             return _first_output(self.model(x)).float()
 
@@ -211,9 +217,7 @@ class Predictor:
         parts, scores = [], []
         for chunk in self._batches(images):
             logits, score = self._scored_forward(chunk)
-            probs = logits_to_probs(logits)
-            if self.tta:
-                probs = 0.5 * (probs[: len(chunk)] + probs[len(chunk) :])
+            probs = mean_of_mirrors(logits_to_probs(logits), self._flips, spatial=False)
             parts.append(probs.cpu().numpy())
             scores.append(score)
         if not parts:
@@ -250,8 +254,7 @@ class Predictor:
                 prob = torch.sigmoid(logits[:, 0])
             else:  # several classes: tumour = anything but background (channel 0)
                 prob = 1.0 - torch.softmax(logits, dim=1)[:, 0]
-            if self.tta:
-                prob = 0.5 * (prob[: len(chunk)] + torch.flip(prob[len(chunk) :], dims=[2]))
+            prob = mean_of_mirrors(prob[:, None], self._flips)[:, 0]
             for image, square in zip(chunk, prob.cpu().numpy(), strict=True):
                 maps.append(self.restore(square, image.array, full_shape(image)))
         return maps, _joined(scores)
