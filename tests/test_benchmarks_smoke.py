@@ -223,3 +223,22 @@ def test_ood_benchmark_builds_foreign_sets_and_scores_them() -> None:
     assert not np.array_equal(damaged["inverted"][0].array, ct[0].array)
     assert ood_benchmark.auroc(np.array([0.0, 1.0]), np.array([2.0, 3.0])) == 1.0
     assert ood_benchmark.auroc(np.array([2.0, 3.0]), np.array([0.0, 1.0])) == 0.0
+
+
+@pytest.mark.slow
+def test_time_to_accuracy_runs_both_sides_on_one_split(tmp_path: Path) -> None:
+    """Both loops train (two epochs of ours, one of the plain loop) on ours' split."""
+    import time_to_accuracy
+
+    data = write_synthetic_dataset(tmp_path / "data", "classify")
+    result = time_to_accuracy.measure(
+        data, overrides=["image_size=64"], target=0.0, epochs=2, plain_epochs=1, workers=0
+    )
+    ours, plain = result["curves"]["ours"], result["curves"]["plain"]
+    assert [p["epoch"] for p in ours] == [1, 2] and [p["epoch"] for p in plain] == [1]
+    assert 0 < ours[0]["minutes"] < ours[1]["minutes"]
+    assert result["minutes_to_target"]["ours"] == ours[0]["minutes"]  # target 0: first epoch
+    sizes = result["split_sizes"]
+    assert sizes["train"] > sizes["val"] > 0
+    time_to_accuracy.plot(result["curves"], 0.5, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 5_000

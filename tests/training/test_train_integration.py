@@ -61,6 +61,12 @@ def test_classifier_learns_synthetic_classes_in_forty_epochs(classify_data, tmp_
     evaluated = CliRunner().invoke(app, args)
     assert evaluated.exit_code == 0, evaluated.output
     assert "Training curves" in (out / "report.html").read_text()
+    # every validation epoch logs its balanced accuracy and the run's wall-clock minutes so far
+    with open(result.run_dir / "logs" / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("val/loss")]
+    minutes = [float(row["time/minutes"]) for row in rows]
+    assert len(minutes) == 40 and minutes[0] > 0 and minutes == sorted(minutes)
+    assert max(float(row["val/balanced_acc"]) for row in rows) >= 0.9
 
 
 def test_segmenter_learns_synthetic_tumours_within_ninety_seconds(segment_data, tmp_path) -> None:

@@ -87,7 +87,10 @@ def training_curves(metrics_csv: str | Path, monitor: str | None = None) -> byte
     """Loss per epoch (train and validation) and the monitored metric (or every other metric)."""
     series = read_epoch_metrics(metrics_csv)
     losses = {k: v for k, v in series.items() if "loss" in k}
-    others = {k: v for k, v in series.items() if "loss" not in k and not k.lower().startswith("lr")}
+    not_metrics = ("lr", "time/")  # learning rate and wall-clock minutes have other scales
+    others = {
+        k: v for k, v in series.items() if "loss" not in k and not k.lower().startswith(not_metrics)
+    }
     if monitor is not None:
         stem = monitor.split("/")[-1].split("_", 1)[-1]
         others = {k: v for k, v in others.items() if k == monitor or k.endswith(stem)}

@@ -86,6 +86,8 @@ class ClassificationModule(_RecipeModule):
         self.loss_fn = build_loss(recipe.loss, CLASSIFY_KIND, **loss_args)
         k = len(class_names)
         self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
+        # Macro-averaged recall: balanced accuracy, the figure that an imbalanced split needs.
+        self.val_balanced_acc = MulticlassAccuracy(num_classes=k, average="macro")
         self.val_f1 = MulticlassF1Score(num_classes=k, average="macro")
         self.val_auc = MulticlassAUROC(num_classes=k, average="macro")
 
@@ -117,10 +119,12 @@ class ClassificationModule(_RecipeModule):
         loss = self.loss_fn(logits, labels)
         probs = self._probs(logits)
         self.val_acc.update(probs, labels)
+        self.val_balanced_acc.update(probs, labels)
         self.val_f1.update(probs, labels)
         self.val_auc.update(probs, labels)
         self.log("val/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.log("val/balanced_acc", self.val_balanced_acc, on_epoch=True)
         self.log("val/f1", self.val_f1, on_epoch=True)
         self.log("val/auc", self.val_auc, on_epoch=True)
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -119,6 +120,7 @@ def train_run(
 
     ``name`` is the model's readable name (web page, cards); default: the run folder's name.
     """
+    started = time.monotonic()
     # Decided once, so the saved recipe and the model record say what the run did.
     recipe = dataclasses.replace(recipe, compile=resolve_compile(recipe, accelerator))
     task = get_task(recipe.task)
@@ -153,6 +155,7 @@ def train_run(
         nodes=nodes,
         accelerator=accelerator,
         progress=progress,
+        started=started,
     )
     raise_if_interrupted(trainer, run_dir)
     if not trainer.is_global_zero:

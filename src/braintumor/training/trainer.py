@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from braintumor.config import Recipe
 from braintumor.inference.precision import cpu_has_bf16
 from braintumor.runfolder import RunFolder
+from braintumor.training.elapsed import ElapsedMinutes
 from braintumor.training.interrupt import GracefulStop
 
 
@@ -87,12 +88,14 @@ def build_trainer(
     accelerator: str = "auto",
     strategy: str = "auto",
     progress: bool = True,
+    started: float | None = None,
 ) -> tuple[L.Trainer, ModelCheckpoint]:
     """A Trainer wired to the run folder: best + last checkpoints, CSV and TensorBoard logs.
 
     The last checkpoint (the resume file) has its own callback that saves after every epoch:
     Lightning's ``save_last`` writes it only when the best checkpoint improved, so a resume
-    would repeat the epochs trained since the best one.
+    would repeat the epochs trained since the best one. ``started`` (a :func:`time.monotonic`
+    reading) is when the run began, for the ``time/minutes`` column; default: now.
     """
     folder = RunFolder(run_dir)
     best = ModelCheckpoint(
@@ -115,6 +118,7 @@ def build_trainer(
         last,
         LearningRateMonitor(logging_interval="epoch"),
         GracefulStop(),
+        ElapsedMinutes(started),
     ]
     if recipe.early_stopping_patience:
         callbacks.append(
@@ -194,11 +198,15 @@ def fit(
     nodes: int = 1,
     accelerator: str = "auto",
     progress: bool = True,
+    started: float | None = None,
 ) -> tuple[L.Trainer, Path | None]:
-    """Train (or resume) and return the trainer and the best checkpoint path."""
+    """Train (or resume) and return the trainer and the best checkpoint path; ``started``:
+    see :func:`build_trainer`."""
     L.seed_everything(recipe.seed, workers=True, verbose=False)
     os.environ.setdefault("TORCH_DISTRIBUTED_DEBUG", "OFF")
-    trainer, best = build_trainer(recipe, run_dir, devices, nodes, accelerator, progress=progress)
+    trainer, best = build_trainer(
+        recipe, run_dir, devices, nodes, accelerator, progress=progress, started=started
+    )
     ckpt = last_checkpoint(run_dir) if resume else None
     # Resume files are plain tensors and primitives: never unpickle code from them.
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
