@@ -127,8 +127,14 @@ def augment_slices(
     return {**batch, "image": images, "mask": masks}
 
 
-class SliceDataset(Dataset):
-    """Axial slices ``(case, z)`` of cached cases as ``{"image": (C,S,S), "mask": (K,S,S)}``."""
+class CaseSliceDataset(Dataset):
+    """Axial slices ``(case, z)`` of cached cases as ``{"image": (C,S,S), "mask": (K,S,S)}``.
+
+    Not :class:`braintumor.training.datamodule.SliceDataset`: that one indexes one uint8 array
+    of slices prepared once; a case here is a folder of memory-mapped float modalities and
+    labels (``brats/preprocess.py``), each slice cut and resized when it is read, the way the
+    3D patches are cut from the same files (``brats/patches.py``).
+    """
 
     def __init__(
         self,
@@ -191,7 +197,7 @@ class BratsSliceDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.min_tumour_pixels, self.empty_slice_fraction = min_tumour_pixels, empty_slice_fraction
         self.augment = check_augment(augment or {})
-        self.datasets: dict[str, SliceDataset] = {}
+        self.datasets: dict[str, CaseSliceDataset] = {}
         self.statistics: dict[str, Any] = {}
 
     def prepare_data(self) -> None:
@@ -232,7 +238,7 @@ class BratsSliceDataModule(L.LightningDataModule):
             if split in self.datasets or not samples:
                 continue
             cases = cache_split(samples, self.settings, self.cache_dir, split)
-            self.datasets[split] = SliceDataset(
+            self.datasets[split] = CaseSliceDataset(
                 cases,
                 self._index(cases, split),
                 self.image_size,
