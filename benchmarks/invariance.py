@@ -61,7 +61,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     samples = select_samples(layout.samples, args.split, splits)
     samples = _subset(sorted(samples, key=lambda s: s.id), args.limit)
     variants = select_variants(args.variants.split(",") if args.variants else None)
-    result = run_invariance(loaded, samples, variants, batch_size=args.batch_size)
+    result = run_invariance(
+        loaded, samples, variants, batch_size=args.batch_size, tta=args.tta or None
+    )
     return {
         "model": str(model_dir),
         "data": list(args.data),
@@ -140,6 +142,9 @@ def main() -> None:
     parser.add_argument("--variants", help="comma-separated subset (default: all)")
     parser.add_argument("--limit", type=int, help="at most this many slices, evenly spread")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--tta", action="store_true", help="predict with mirror TTA (default: the model's own)"
+    )
     parser.add_argument("--name", help="result name (invariance_NAME.json)")
     parser.add_argument("--out", type=Path, help="result file (overrides --name)")
     args = parser.parse_args()

@@ -320,5 +320,10 @@ def test_segmenter_check_moves_the_truth_with_geometric_variants(tmp_path) -> No
     geometric = ["fov-pad-20", "fov-crop-10", "rotate-10", "resample-256"]
     report = run_invariance(loaded, samples, select_variants(geometric), batch_size=2)
     assert report["task"] == "segment" and report["reference"]["dice"] > 0.95
+    assert report["tta"] is False  # the model folder's setting
     for row in report["variants"]:
         assert row["dice"] > 0.85, row
+    # with mirror TTA: the threshold is mirror-symmetric, so the figures are the same
+    mirrored = run_invariance(loaded, samples, select_variants(geometric), batch_size=2, tta=True)
+    assert mirrored["tta"] is True
+    assert mirrored["reference"]["dice"] == pytest.approx(report["reference"]["dice"], abs=1e-6)

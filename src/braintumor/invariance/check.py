@@ -92,8 +92,10 @@ def run_invariance(
     variants: list[Variant],
     batch_size: int = 32,
     work_dir: Path | None = None,
+    tta: bool | None = None,
 ) -> dict[str, Any]:
     """Reference figures on the original files and one row per variant (see module doc).
+    ``tta``: predict with mirror TTA (None: the model folder's setting).
 
     Each row holds the metric, its change against the reference, and for classifiers the
     flip rate; ``worst`` names the variant furthest from its target, ``passes`` whether
@@ -106,7 +108,7 @@ def run_invariance(
     slices, skipped = load_slices(samples, with_masks=outputs == MASK)
     if not slices:
         raise DataError(f"none of the {len(samples)} test samples could be read")
-    predictor = Predictor(loaded, device=model_device(loaded), batch_size=batch_size)
+    predictor = Predictor(loaded, device=model_device(loaded), tta=tta, batch_size=batch_size)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="invariance-") as tmp:
         if outputs == CLASSES:
@@ -149,6 +151,7 @@ def run_invariance(
         )
     return {
         "task": task,
+        "tta": predictor.tta,
         "n": len(slices),
         "skipped": skipped,
         "reference": reference,
