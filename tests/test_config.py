@@ -20,14 +20,14 @@ def test_every_shipped_recipe_loads_and_names_itself() -> None:
 
 
 @pytest.mark.parametrize(("kind", "head_crop"), [("4class", True), ("binary", False)])
-def test_robust_recipes_are_the_fast_ones_with_the_invariance_options(
+def test_default_recipes_are_the_plain_ones_with_the_invariance_options(
     kind: str, head_crop: bool
 ) -> None:
     from braintumor.zoo.build import FIELD_OF_VIEW_OVERRIDES, INVARIANCE_OVERRIDES
 
-    robust = load_recipe(f"robust-cpu-{kind}")
+    robust = load_recipe(f"fast-cpu-{kind}")
     options = INVARIANCE_OVERRIDES + (FIELD_OF_VIEW_OVERRIDES if head_crop else ())
-    fast = load_recipe(f"fast-cpu-{kind}", list(options))
+    fast = load_recipe(f"plain-cpu-{kind}", list(options))
     assert robust.preprocess.get("brain_crop", False) is head_crop
     assert robust.preprocess["intensity"] == "equalize" and robust.augment["jpeg"] > 0
     mine, theirs = robust.to_dict(), fast.to_dict()

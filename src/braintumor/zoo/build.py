@@ -70,8 +70,8 @@ class ReferenceSpec:
 
 # Reference models meet scans from sources they never saw: standardise the grey levels inside
 # the head and train through the perturbations other converters make (docs/training.md). The
-# robust-cpu-* recipes are fast-cpu-* with exactly these (robust-cpu-4class also with the
-# FIELD_OF_VIEW_OVERRIDES below; tests/test_config.py checks both).
+# default recipes fast-cpu-4class / fast-cpu-binary are plain-cpu-* with exactly these
+# (fast-cpu-4class also with the FIELD_OF_VIEW_OVERRIDES below; tests/test_config.py checks).
 INVARIANCE_OVERRIDES = (
     "preprocess.intensity=equalize",
     "augment.zoom=0.2",
@@ -85,7 +85,7 @@ INVARIANCE_OVERRIDES = (
 )
 # Crop to the head before resizing, so a wider or narrower field of view (another scanner's
 # or converter's framing) gives the network the same picture: measured for the 4-class
-# setting (robust-cpu-4class has it; docs/benchmarks.md, "Cropping to the head").
+# setting (fast-cpu-4class has it; docs/benchmarks.md, "Cropping to the head").
 FIELD_OF_VIEW_OVERRIDES = ("preprocess.brain_crop=true",)
 
 _NO = ("no_tumor",)
@@ -96,7 +96,7 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
         ReferenceSpec(
             name="4class",
             summary="Glioma / meningioma / pituitary tumour / no tumour on one 2D brain MRI slice.",
-            recipe="robust-cpu-4class",
+            recipe="fast-cpu-4class",
             sources=(
                 Source("sartaj-4class"),
                 Source("figshare-seg"),
@@ -104,7 +104,7 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
                 Source("navoneel-binary", _NO),
             ),
             minutes=40,
-            # The export-invariant recipe: fast-cpu-4class scored up to 0.03 higher on a held-out
+            # The export-invariant recipe: plain-cpu-4class scored up to 0.04 higher on a held-out
             # source, but a gamma, window, background or field-of-view change of the export
             # flipped up to half its answers (docs/benchmarks.md, "Export invariance of
             # converged models"). A fixed epoch count, so a loaded machine changes only the
@@ -116,7 +116,6 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
         ReferenceSpec(
             name="binary",
             summary="Tumour / no tumour on one 2D brain MRI slice.",
-            # = robust-cpu-binary; spelled as the recipe plus its overrides, as it was built.
             recipe="fast-cpu-binary",
             sources=(
                 Source("br35h-binary"),
@@ -126,7 +125,6 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
                 Source("lgg-kaggle3m"),
             ),
             minutes=9,
-            overrides=INVARIANCE_OVERRIDES,
             loso_setting="binary",
             loso_results="loso_binary_robust128.json",
             notes=(
