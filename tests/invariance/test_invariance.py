@@ -231,8 +231,8 @@ def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -
         "augment.histogram_shift=0.3",
         "augment.jpeg=0.3",
     ]
-    recipe = load_recipe(
-        "fast-cpu-4class",
+    recipe = load_recipe(  # the options under test on the plain recipe: no crop to the head
+        "plain-cpu-4class",
         ["image_size=96", "batch_size=16", "max_epochs=60", "max_minutes=null", *invariance],
     )
     result = train_run(recipe, data, tmp_path / "run", progress=False)
