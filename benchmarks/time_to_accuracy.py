@@ -47,6 +47,7 @@ from braintumor.data.sources import load_data
 from braintumor.data.splits import read_splits
 from braintumor.models import build_model
 from braintumor.training.augment import AugmentConfig
+from braintumor.training.elapsed import ELAPSED_KEY
 from braintumor.training.setup import preprocess_spec
 from speed_classify import reference_transform
 from speed_common import RESULTS, command_line, machine_info, shared_data_root, write_result
@@ -69,7 +70,7 @@ def run_ours(recipe: str, data: Path, run_dir: Path, epochs: int, overrides: lis
     return [
         {
             "epoch": int(r["epoch"]) + 1,
-            "minutes": float(r["time/minutes"]),
+            "minutes": float(r[ELAPSED_KEY]),
             "balanced_accuracy": float(r["val/balanced_acc"]),
         }
         for r in rows
