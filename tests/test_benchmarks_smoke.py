@@ -16,10 +16,12 @@ import torch
 
 from braintumor.config import load_recipe
 from braintumor.data.synthetic import write_synthetic_dataset
+from braintumor.training.setup import preprocess_spec
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import head_outline  # noqa: E402
 import matmul_peak  # noqa: E402
 import ood as ood_benchmark  # noqa: E402
 import profile_step  # noqa: E402
@@ -242,3 +244,18 @@ def test_time_to_accuracy_runs_both_sides_on_one_split(tmp_path: Path) -> None:
     assert sizes["train"] > sizes["val"] > 0
     time_to_accuracy.plot(result["curves"], 0.5, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 5_000
+
+
+def test_head_outline_benchmark_measures_each_gamma() -> None:
+    # A head-like phantom: a bright rim (the scalp) around a darker, textured inside.
+    yy, xx = np.mgrid[:96, :96]
+    radius = ((yy - 48) / 38) ** 2 + ((xx - 48) / 30) ** 2
+    head = np.where(radius < 1, 50 + 160 * radius + 20 * np.sin(xx / 3.0), 0).astype(np.uint8)
+    greys = [head, np.ascontiguousarray(np.fliplr(head))]
+    spec = preprocess_spec(load_recipe("fast-cpu-4class", ["image_size=32"]))
+    per_gamma = head_outline.measure_outline(greys, spec)
+    assert set(per_gamma) == {str(g) for g in head_outline.GAMMAS}
+    for record in per_gamma.values():
+        assert 0.0 <= record["mean_input_difference"] < 255.0
+        assert 0.0 <= record["box_iou_under_0.95"] <= 1.0 and 0.9 < record["mean_box_iou"] <= 1.0
+    assert head_outline.box_iou((0, 10, 0, 10), (0, 10, 5, 15)) == pytest.approx(1 / 3)

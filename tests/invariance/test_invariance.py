@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from braintumor.config import load_recipe
 from braintumor.data.cache import DecodedSlices, _cache_key
 from braintumor.data.intensity import head_mask, standardise
 from braintumor.data.preprocess import PreprocessSpec, prepare_slice, to_grey_uint8
@@ -20,6 +22,7 @@ from braintumor.io import read_image
 from braintumor.training import augment as aug
 from braintumor.training.augment import AugmentConfig, augment_batch
 from braintumor.training.datamodule import SliceDataset
+from braintumor.training.setup import preprocess_spec
 
 
 def _head(size: int = 96) -> np.ndarray:
@@ -117,13 +120,17 @@ def test_jpeg_reencoding_in_the_dataset_is_seeded_and_keeps_uint8() -> None:
     assert torch.equal(plain["image"], torch.from_numpy(images))
 
 
-def test_spec_rejects_unknown_intensity_and_old_specs_keep_none() -> None:
+def test_spec_rejects_unknown_options_and_old_specs_keep_their_preprocessing() -> None:
     with pytest.raises(RecipeError, match="intensity"):
         PreprocessSpec(intensity="zscore")  # type: ignore[arg-type]
     with pytest.raises(RecipeError, match="percentiles"):
         PreprocessSpec(intensity="percentile", percentiles=[99.0, 1.0])
+    with pytest.raises(RecipeError, match="head_outline"):
+        PreprocessSpec(head_outline="brightest")  # type: ignore[arg-type]
     old = PreprocessSpec.from_dict({"image_size": 64, "in_channels": 1, "color": "grey"})
-    assert old.intensity == "none"
+    assert old.intensity == "none" and old.outline == "otsu"
+    older_standardised = PreprocessSpec.from_dict({"intensity": "equalize"})
+    assert older_standardised.outline == "range"
 
 
 def test_cache_key_changes_with_the_intensity_standardisation(tmp_path: Path) -> None:
@@ -209,6 +216,42 @@ def test_preprocessing_maps_exports_of_one_real_slice_together(shared_data, tmp_
     dark = prepare_slice(read_image(exports["darker"]).array, plain).astype(np.float32)
     original = prepare_slice(read_image(source).array, plain).astype(np.float32)
     assert float(np.abs(dark - original).mean()) / 255 > 2 * TOLERANCE
+
+
+#: The same for the 4-class default's crop to the head, whose outline follows the gamma out
+#: (measured at most 0.033 on these slices for gamma 0.5-1.4; the ``range`` outline moved
+#: them by 0.15-0.33 at gamma 0.5).
+CROP_TOLERANCE = 0.05
+
+
+@pytest.mark.realdata
+def test_the_head_crop_stays_put_when_the_export_changes_its_gamma(shared_data) -> None:
+    spec = preprocess_spec(load_recipe("fast-cpu-4class"))
+    assert spec.brain_crop and spec.outline == "gamma-normalised"
+    old_outline = dataclasses.replace(spec, head_outline="range")
+    moved_before = []
+    for relative in (
+        "figshare-seg/images/1.png",
+        "sartaj-4class/Testing/glioma_tumor/image(1).jpg",
+        # framed by a dim rectangle (the scanner's field of view) inside a black border
+        "sartaj-4class/Training/meningioma_tumor/m (145).jpg",
+    ):
+        grey = to_grey_uint8(read_image(shared_data / relative).array)
+        for gamma in (0.5, 0.7, 1.4):
+            moved = _mean_difference(grey, _gamma(grey, gamma), spec)
+            assert moved <= CROP_TOLERANCE, f"{relative}, gamma {gamma}: {moved:.3f}"
+        moved_before.append(_mean_difference(grey, _gamma(grey, 0.5), old_outline))
+    assert max(moved_before) > 3 * CROP_TOLERANCE  # the check can fail: the old outline moves
+
+
+def _gamma(grey: np.ndarray, gamma: float) -> np.ndarray:
+    return np.round(255 * (grey / 255.0) ** gamma).astype(np.uint8)
+
+
+def _mean_difference(a: np.ndarray, b: np.ndarray, spec: PreprocessSpec) -> float:
+    """Mean absolute difference of two slices' network inputs, as a share of the grey range."""
+    first, second = (prepare_slice(x, spec).astype(np.float32) for x in (a, b))
+    return float(np.abs(first - second).mean()) / 255
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from braintumor.data.cache import decode_slices
+from braintumor.data.intensity import HeadOutline
 from braintumor.data.preprocess import (
     PreprocessSpec,
     brain_bbox,
@@ -39,9 +40,27 @@ def test_prepare_slice_pads_to_square_and_resizes() -> None:
     assert out[0, :, :5].max() == 0 and out[0, :, -5:].max() == 0
 
 
-def test_brain_crop_finds_the_head() -> None:
-    y0, y1, x0, x1 = brain_bbox(_head())
+@pytest.mark.parametrize("outline", ["otsu", "range", "gamma-normalised"])
+def test_brain_crop_finds_the_head(outline: HeadOutline) -> None:
+    y0, y1, x0, x1 = brain_bbox(_head(), outline)
     assert abs(y0 - 30) <= 3 and abs(y1 - 110) <= 3 and abs(x0 - 10) <= 3 and abs(x1 - 70) <= 3
+
+
+def test_gamma_normalised_outline_ignores_a_brightened_field_of_view() -> None:
+    # The head inside a dim, noisy rectangle (the scanner's field of view) on black, as some
+    # public JPEGs are framed; a gamma 0.5 export lifts the rectangle's noise.
+    rng = np.random.default_rng(0)
+    image = np.zeros((160, 160), np.uint8)
+    image[10:150, 15:145] = rng.integers(4, 12, size=(140, 130))
+    yy, xx = np.mgrid[:160, :160]
+    inside = ((yy - 80) / 50) ** 2 + ((xx - 80) / 40) ** 2 < 1
+    image[inside] = (140 + 60 * np.sin(xx / 4.0) * np.cos(yy / 6.0))[inside].astype(np.uint8)
+    lifted = np.round(255 * (image / 255.0) ** 0.5).astype(np.uint8)
+    head = (30, 131, 40, 121)
+    for grey in (image, lifted):
+        box = brain_bbox(grey, "gamma-normalised")
+        assert max(abs(a - b) for a, b in zip(box, head, strict=True)) <= 4, box
+    assert brain_bbox(lifted, "range") != brain_bbox(image, "range")  # the check can fail
 
 
 def test_mask_restores_to_original_geometry() -> None:

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from braintumor.data.intensity import (
+    HEAD_OUTLINES,
     INTENSITY_MODES,
+    HeadOutline,
     Intensity,
     fill_contour,
     head_contour,
-    otsu_head_contour,
     standardise,
 )
 from braintumor.errors import DataError, RecipeError
@@ -42,6 +43,10 @@ class PreprocessSpec:
     (and the padding) are set to ``background``. ``brain_crop`` crops to the head's box,
     keeping the aspect ratio (the crop is padded to a square).
 
+    ``head_outline`` is how the head is found for both (:func:`~.intensity.head_contour`):
+    ``None``, as model folders from before the choice existed, takes ``range`` with intensity
+    standardisation and system 004's ``otsu`` without.
+
     ``channels``: the file channels to use (0-based, in order), taken before the colour step;
     ``None`` takes them all. ``[1]`` on an LGG slice is FLAIR alone, so ``grey`` with one chosen
     channel is that sequence, never a mix of sequences.
@@ -57,6 +62,7 @@ class PreprocessSpec:
     intensity: Intensity = "none"
     percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])
     background: int = 0
+    head_outline: HeadOutline | None = None
 
     def __post_init__(self) -> None:
         if self.intensity not in INTENSITY_MODES:
@@ -69,6 +75,18 @@ class PreprocessSpec:
             raise RecipeError(f"preprocess.percentiles must be 0 <= low < high <= 100: {low, high}")
         if not 0 <= self.background <= 255:
             raise RecipeError(f"preprocess.background must be 0..255, got {self.background}")
+        if self.head_outline is not None and self.head_outline not in HEAD_OUTLINES:
+            raise RecipeError(
+                f"preprocess.head_outline must be one of {', '.join(HEAD_OUTLINES)}, "
+                f"got {self.head_outline!r}"
+            )
+
+    @property
+    def outline(self) -> HeadOutline:
+        """The head outline in effect (``head_outline``, or the default for the intensity)."""
+        if self.head_outline is not None:
+            return self.head_outline
+        return "otsu" if self.intensity == "none" else "range"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessSpec:
@@ -139,15 +157,10 @@ def rescale_to_uint8(array: np.ndarray) -> np.ndarray:
     return ((array - low) * (255.0 / (high - low))).round().astype(np.uint8)
 
 
-def brain_bbox(grey: np.ndarray, standardised: bool = False) -> tuple[int, int, int, int]:
-    """Bounding box (y0, y1, x0, x1) of the head of a uint8 grey slice; the whole image when no
-    head is found. Specs with intensity standardisation use its export-robust head outline
-    (:func:`~.intensity.head_contour`), older ones system 004's Otsu contour."""
-    return _contour_box(_head_contour(grey, standardised), grey.shape)
-
-
-def _head_contour(grey: np.ndarray, standardised: bool) -> np.ndarray | None:
-    return head_contour(grey) if standardised else otsu_head_contour(grey)
+def brain_bbox(grey: np.ndarray, outline: HeadOutline = "otsu") -> tuple[int, int, int, int]:
+    """Bounding box (y0, y1, x0, x1) of the head of a uint8 grey slice, found the ``outline``
+    way (:func:`~.intensity.head_contour`); the whole image when no head is found."""
+    return _contour_box(head_contour(grey, outline), grey.shape)
 
 
 def _contour_box(contour: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -213,7 +226,7 @@ def brain_box(array: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, i
     spec does not crop. Masks and predicted maps use the same box."""
     if not spec.brain_crop:
         return None
-    return brain_bbox(_grey_of(_as_uint8_channels(array, spec)), spec.intensity != "none")
+    return brain_bbox(_grey_of(_as_uint8_channels(array, spec)), spec.outline)
 
 
 def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -225,7 +238,7 @@ def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     image = _as_uint8_channels(array, spec)
     standardised = spec.intensity != "none"
     needs_head = spec.brain_crop or standardised
-    contour = _head_contour(_grey_of(image), standardised) if needs_head else None
+    contour = head_contour(_grey_of(image), spec.outline) if needs_head else None
     head = fill_contour(contour, image.shape[:2]) if standardised else None
     if spec.brain_crop:
         y0, y1, x0, x1 = _contour_box(contour, image.shape)

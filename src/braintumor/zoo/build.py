@@ -85,8 +85,9 @@ INVARIANCE_OVERRIDES = (
 )
 # Crop to the head before resizing, so a wider or narrower field of view (another scanner's
 # or converter's framing) gives the network the same picture: measured for the 4-class
-# setting (fast-cpu-4class has it; docs/benchmarks.md, "Cropping to the head").
-FIELD_OF_VIEW_OVERRIDES = ("preprocess.brain_crop=true",)
+# setting (fast-cpu-4class has it; docs/benchmarks.md, "Cropping to the head"). The head is
+# found with an outline a gamma re-export leaves in place ("Head outline" there).
+FIELD_OF_VIEW_OVERRIDES = ("preprocess.brain_crop=true", "preprocess.head_outline=gamma-normalised")
 
 _NO = ("no_tumor",)
 
