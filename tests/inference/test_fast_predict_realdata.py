@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from braintumor.data.preprocess import prepare_slice
+from braintumor.data.preprocess import decode_side, prepare_slice
 from braintumor.inference.predictor import Predictor
 from braintumor.inference.prefetch import full_shape, load_prepared
 from braintumor.io import read_image
@@ -49,8 +49,12 @@ def test_reduced_decode_stays_close_to_a_full_decode(slices, predictor):
     # The shipped model crops to the head, which needs the whole image: it is decoded whole.
     assert predictor.spec.brain_crop
     assert all(load_prepared(path, predictor.spec).array.shape[:2] == (512, 512) for path in slices)
-    # Without the crop (the same in-head equalisation) the JPEG is decoded at the size needed.
+    # So is one whose head outline follows the decoded size (gamma-normalised).
     spec = dataclasses.replace(predictor.spec, brain_crop=False)
+    assert predictor.spec.outline == "gamma-normalised" and decode_side(spec) is None
+    # Without both (the same in-head equalisation, as the binary default) the JPEG is decoded
+    # at the size needed.
+    spec = dataclasses.replace(spec, head_outline="range")
     reduced = [load_prepared(path, spec) for path in slices]
     assert all(full_shape(r) == (512, 512) and r.array.shape[:2] == (256, 256) for r in reduced)
     for path, image in zip(slices, reduced, strict=True):

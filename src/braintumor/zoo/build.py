@@ -112,7 +112,7 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
             # wall time.
             overrides=("max_epochs=30",),
             loso_setting="4class",
-            loso_results="loso_4class_rcrop30.json",
+            loso_results="loso_4class_gn30.json",
         ),
         ReferenceSpec(
             name="binary",
