@@ -70,8 +70,8 @@ class ReferenceSpec:
 
 # Reference models meet scans from sources they never saw: standardise the grey levels inside
 # the head and train through the perturbations other converters make (docs/training.md). The
-# default recipes fast-cpu-4class / fast-cpu-binary are plain-cpu-* with exactly these
-# (fast-cpu-4class also with the FIELD_OF_VIEW_OVERRIDES below; tests/test_config.py checks).
+# default recipes fast-cpu-4class / fast-cpu-binary are plain-cpu-* with exactly these and the
+# FIELD_OF_VIEW_OVERRIDES below (tests/test_config.py checks).
 INVARIANCE_OVERRIDES = (
     "preprocess.intensity=equalize",
     "augment.zoom=0.2",
@@ -84,9 +84,9 @@ INVARIANCE_OVERRIDES = (
     "augment.jpeg=0.3",
 )
 # Crop to the head before resizing, so a wider or narrower field of view (another scanner's
-# or converter's framing) gives the network the same picture: measured for the 4-class
-# setting (fast-cpu-4class has it; docs/benchmarks.md, "Cropping to the head"). The head is
-# found with an outline a gamma re-export leaves in place ("Head outline" there).
+# or converter's framing) gives the network the same picture; the head is found with an
+# outline a gamma re-export leaves in place. Measured for both classifier settings
+# (docs/benchmarks.md, "Cropping to the head", "Head outline", "Binary, every source held out").
 FIELD_OF_VIEW_OVERRIDES = ("preprocess.brain_crop=true", "preprocess.head_outline=gamma-normalised")
 
 _NO = ("no_tumor",)
@@ -127,7 +127,7 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
             ),
             minutes=9,
             loso_setting="binary",
-            loso_results="loso_binary_robust128.json",
+            loso_results="loso_binary_crop14.json",
             notes=(
                 "lgg-kaggle3m slices are FLAIR-weighted (tumour = a non-empty abnormality "
                 "mask); the other sources are mostly T1 contrast-enhanced or mixed sequences.",
