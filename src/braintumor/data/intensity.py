@@ -60,7 +60,7 @@ def head_contour(grey: np.ndarray, outline: HeadOutline = "range") -> np.ndarray
     Otsu's, which jumps between tissue classes when the gamma changes; a gamma still moves it
     (background noise brightened above the threshold, a scalp ring broken apart).
 
-    ``gamma-normalised``: the same threshold after :func:`normalising_gamma`, which a gamma
+    ``gamma-normalised``: the threshold of :func:`gamma_normalised_level`, which a gamma
     re-export leaves where it was; then gaps narrower than ``CLOSE_FRACTION`` are closed and
     the outline is the convex hull of every blob of at least ``KEEP_FRACTION`` of the largest.
 
