@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torchvision import ops
 
 from braintumor.config import load_recipe
 from braintumor.data.intensity import HEAD_OUTLINES
 from braintumor.data.preprocess import PreprocessSpec, brain_box, prepare_slice, to_grey_uint8
+from braintumor.invariance.variants import regamma
 from braintumor.io import read_image
 from braintumor.training.setup import preprocess_spec
 from speed_common import RESULTS, command_line, machine_info, shared_data_root, write_result
@@ -44,19 +47,13 @@ def slices_of(source: Path, count: int, rng: random.Random) -> list[Path]:
     return rng.sample(files, min(count, len(files)))
 
 
-def regamma(grey: np.ndarray, gamma: float) -> np.ndarray:
-    """The slice as a converter with another gamma would have written it (8 bit)."""
-    table = np.round(255 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
-    return table[grey]
-
-
 def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection over union of two (y0, y1, x0, x1) boxes."""
-    height = max(0, min(a[1], b[1]) - max(a[0], b[0]))
-    width = max(0, min(a[3], b[3]) - max(a[2], b[2]))
-    inter = height * width
-    area = (a[1] - a[0]) * (a[3] - a[2]) + (b[1] - b[0]) * (b[3] - b[2]) - inter
-    return inter / area
+    """Intersection over union of two (y0, y1, x0, x1) boxes (torchvision's, which takes
+    (x0, y0, x1, y1))."""
+    first, second = (
+        torch.tensor([[x0, y0, x1, y1]], dtype=torch.float64) for y0, y1, x0, x1 in (a, b)
+    )
+    return float(ops.box_iou(first, second)[0, 0])
 
 
 def measure_outline(greys: list[np.ndarray], spec: PreprocessSpec) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from braintumor.data.intensity import head_mask, standardise
 from braintumor.data.preprocess import PreprocessSpec, prepare_slice, to_grey_uint8
 from braintumor.data.samples import Sample
 from braintumor.errors import RecipeError
-from braintumor.invariance.variants import REDUCED, VARIANTS
+from braintumor.invariance.variants import REDUCED, VARIANTS, regamma
 from braintumor.io import read_image
 from braintumor.training import augment as aug
 from braintumor.training.augment import AugmentConfig, augment_batch
@@ -238,14 +238,10 @@ def test_the_head_crop_stays_put_when_the_export_changes_its_gamma(shared_data) 
     ):
         grey = to_grey_uint8(read_image(shared_data / relative).array)
         for gamma in (0.5, 0.7, 1.4):
-            moved = _mean_difference(grey, _gamma(grey, gamma), spec)
+            moved = _mean_difference(grey, regamma(grey, gamma), spec)
             assert moved <= CROP_TOLERANCE, f"{relative}, gamma {gamma}: {moved:.3f}"
-        moved_before.append(_mean_difference(grey, _gamma(grey, 0.5), old_outline))
+        moved_before.append(_mean_difference(grey, regamma(grey, 0.5), old_outline))
     assert max(moved_before) > 3 * CROP_TOLERANCE  # the check can fail: the old outline moves
-
-
-def _gamma(grey: np.ndarray, gamma: float) -> np.ndarray:
-    return np.round(255 * (grey / 255.0) ** gamma).astype(np.uint8)
 
 
 def _mean_difference(a: np.ndarray, b: np.ndarray, spec: PreprocessSpec) -> float:

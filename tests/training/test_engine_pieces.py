@@ -20,6 +20,7 @@ from braintumor.data.preprocess import (
 )
 from braintumor.data.samples import Sample
 from braintumor.errors import ModelFormatError, RecipeError
+from braintumor.invariance.variants import regamma
 from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
 from braintumor.training.augment import AugmentConfig, augment_batch
 
@@ -55,7 +56,7 @@ def test_gamma_normalised_outline_ignores_a_brightened_field_of_view() -> None:
     yy, xx = np.mgrid[:160, :160]
     inside = ((yy - 80) / 50) ** 2 + ((xx - 80) / 40) ** 2 < 1
     image[inside] = (140 + 60 * np.sin(xx / 4.0) * np.cos(yy / 6.0))[inside].astype(np.uint8)
-    lifted = np.round(255 * (image / 255.0) ** 0.5).astype(np.uint8)
+    lifted = regamma(image, 0.5)
     head = (30, 131, 40, 121)
     for grey in (image, lifted):
         box = brain_bbox(grey, "gamma-normalised")

@@ -60,6 +60,11 @@ def _lut(grey: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray
     return table[grey]
 
 
+def regamma(grey: np.ndarray, gamma: float) -> np.ndarray:
+    """The uint8 slice as a converter with another gamma would have written it."""
+    return _lut(grey, lambda v: v**gamma)
+
+
 def _intensity(fn: Callable[[np.ndarray], np.ndarray]) -> Export:
     def export(grey: np.ndarray, mask: np.ndarray | None, stem: Path):
         return _png(_lut(grey, fn), stem), mask
