@@ -47,18 +47,18 @@ from PIL import Image
 
 from braintumor.atomic import write_text_atomic
 from braintumor.config import load_recipe
-from braintumor.data.layouts import detect_layout
 from braintumor.data.preprocess import prepare_slice
+from braintumor.data.sources import load_data
 from braintumor.inference.predictor import Predictor
 from braintumor.inference.prefetch import load_prepared, prefetched
 from braintumor.io import read_image, read_mask
 from braintumor.metrics.classification import classification_metrics
 from braintumor.models.folder import load_model_dir
 from braintumor.tasks.predict import predict_images
-from braintumor.tasks.registry import PredictOptions, task_of
+from braintumor.tasks.registry import PredictOptions, get_task, task_of
 from braintumor.training.splits import resolve_splits
 from braintumor.zoo import resolve_model_ref
-from braintumor.zoo.build import REFERENCE_MODELS, stage_sources
+from braintumor.zoo.build import REFERENCE_MODELS
 from speed_common import RESULTS, command_line, load_average, machine_info, shared_data_root
 
 MODELS = {"classify": "zoo:4class", "segment": "zoo:seg2d"}
@@ -205,13 +205,11 @@ def speed(root: Path, count: int, rounds: int, batch: int) -> dict[str, Any]:
 def reference_test_split(name: str, root: Path, work: Path) -> tuple[list[Any], str]:
     """The reference model's test samples, rebuilt as the zoo build made them."""
     spec = REFERENCE_MODELS[name]
-    data = root / spec.sources[0].name
-    if spec.stage:
-        data = work / f"{name}-sources"
-        stage_sources(spec, root, data)
-    layout = detect_layout(data)
-    ids = "\n".join(sorted(s.id for s in layout.samples)).encode()
+    alone = len(spec.sources) == 1
+    data = [source.data_arg(root, alone) for source in spec.sources]
     recipe = load_recipe(spec.recipe, [*spec.overrides, f"max_minutes={spec.minutes}"])
+    layout = load_data(data, get_task(recipe.task).data_kinds[0], recipe.classes)
+    ids = "\n".join(sorted(s.id for s in layout.samples)).encode()
     with contextlib.redirect_stderr(None):
         splits = resolve_splits(layout, recipe, work / f"{name}-run")
     return splits["test"], hashlib.sha256(ids).hexdigest()

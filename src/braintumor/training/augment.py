@@ -48,6 +48,9 @@ class AugmentConfig:
     # Classifiers only (training/mixing.py): Beta alphas of mixup and CutMix; zero disables one.
     mixup: float = 0.0
     cutmix: float = 0.0
+    # Classifiers only (training/consistency.py): weight of the Jensen-Shannon divergence between
+    # two augmented views of each slice; zero trains on one view.
+    consistency: float = 0.0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:

@@ -16,6 +16,7 @@ from braintumor.config import Recipe
 from braintumor.data.preprocess import PreprocessSpec, normalise_batch
 from braintumor.errors import RecipeError
 from braintumor.training.augment import AugmentConfig, augment_batch
+from braintumor.training.consistency import two_view_loss
 from braintumor.training.mixing import mix_batch
 from braintumor.training.optim import build_optimizer, build_scheduler
 from braintumor.training.trainer import resolve_compile
@@ -78,6 +79,11 @@ class ClassificationModule(_RecipeModule):
         self.spec = spec
         self.augment = AugmentConfig.from_dict(recipe.augment)
         self.mix_rng = np.random.default_rng(recipe.seed)
+        if self.augment.consistency and (self.augment.mixup or self.augment.cutmix):
+            raise RecipeError(
+                f"recipe {recipe.name!r}: augment.consistency compares two views of one slice, "
+                "which mixup / cutmix blend with other slices; use one or the other"
+            )
         loss_args = dict(recipe.loss_args)
         if recipe.label_smoothing:
             loss_args.setdefault("label_smoothing", recipe.label_smoothing)
@@ -103,6 +109,14 @@ class ClassificationModule(_RecipeModule):
         return logits_to_probs(logits.float())
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.augment.consistency:
+            # Each slice twice, each copy with its own random draw: twice the network's work.
+            images = self._inputs(torch.cat([batch["image"], batch["image"]]), train=True)
+            loss = two_view_loss(
+                self.loss_fn, self(images), batch["label"], self.augment.consistency
+            )
+            self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
+            return loss
         mixed = mix_batch(
             self._inputs(batch["image"], train=True),
             self.augment.mixup,
@@ -177,6 +191,10 @@ class SegmentationModule(_RecipeModule):
             raise RecipeError(
                 f"recipe {recipe.name!r}: augment.mixup / augment.cutmix apply to classifiers "
                 "only (a blended mask has no single tumour outline)"
+            )
+        if self.augment is not None and self.augment.consistency:
+            raise RecipeError(
+                f"recipe {recipe.name!r}: augment.consistency applies to classifiers only"
             )
         self.loss_fn = build_loss(
             recipe.loss, SEGMENT_KIND, multilabel=self.multilabel, **recipe.loss_args
