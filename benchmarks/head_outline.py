@@ -9,7 +9,13 @@ For real slices drawn from each shared source, re-exports every slice with gamma
 the 4-class default's preprocessing (crop to the head, equalised inside it, 128 px) under each
 head outline. Reports, per outline and gamma, the mean absolute difference of the network
 inputs (grey levels), the mean IoU of the crop boxes and the share of slices whose box IoU
-falls under 0.95. Writes ``benchmarks/results/head_outline.json``.
+falls under 0.95. The ``gamma-normalised`` outline is measured twice: found at the decoded
+size and on a 256 px working copy (``preprocess.outline_side``).
+
+Second part, for the JPEGs among the slices: the same file decoded whole and decoded reduced
+(libjpeg's DCT scaling to a 256 px longer side, what predict does to save decoding time), the
+mean input difference and the crop boxes' IoU, per outline. Writes
+``benchmarks/results/head_outline.json``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ from braintumor.training.setup import preprocess_spec
 from speed_common import RESULTS, command_line, machine_info, shared_data_root, write_result
 
 GAMMAS = (0.5, 0.7, 1.4, 2.0)
+#: (outline, outline_side) pairs measured; the label is the outline, with "@side" when set.
+OUTLINES = [(outline, None) for outline in HEAD_OUTLINES] + [
+    ("gamma-normalised", side) for side in (256, 384, 512)
+]
+REDUCED_SIDE = 256
 SOURCES = ("sartaj-4class", "figshare-seg", "br35h-binary")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
@@ -78,6 +89,27 @@ def measure_outline(greys: list[np.ndarray], spec: PreprocessSpec) -> dict[str, 
     return per_gamma
 
 
+def measure_reduced_decode(jpegs: list[Path], spec: PreprocessSpec) -> dict[str, Any]:
+    """Full against reduced JPEG decode of the same files: input difference and box IoU."""
+    diffs, ious = [], []
+    for path in jpegs:
+        full = to_grey_uint8(read_image(path).array)
+        reduced = to_grey_uint8(read_image(path, min_side=REDUCED_SIDE).array)
+        first, second = (prepare_slice(g, spec).astype(np.float32) for g in (full, reduced))
+        diffs.append(np.abs(first - second).mean())
+        scale = full.shape[0] / reduced.shape[0]
+        box, small_box = brain_box(full, spec), brain_box(reduced, spec)
+        assert box is not None and small_box is not None  # the 4-class default crops
+        y0, y1, x0, x1 = (round(v * scale) for v in small_box)
+        ious.append(box_iou(box, (y0, y1, x0, x1)))
+    return {
+        "files": len(jpegs),
+        "mean_input_difference": float(np.mean(diffs)),
+        "p90_input_difference": float(np.percentile(diffs, 90)),
+        "mean_box_iou": float(np.mean(ious)),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", nargs="+", default=list(SOURCES))
@@ -90,16 +122,26 @@ def main() -> None:
     files = [f for s in args.sources for f in slices_of(root / s, args.per_source, rng)]
     greys = [to_grey_uint8(read_image(f).array) for f in files]
     default = preprocess_spec(load_recipe("fast-cpu-4class"))
-    outlines = {
-        outline: measure_outline(greys, dataclasses.replace(default, head_outline=outline))
-        for outline in HEAD_OUTLINES
+    specs = {
+        outline + (f"@{side}" if side else ""): dataclasses.replace(
+            default, head_outline=outline, outline_side=side
+        )
+        for outline, side in OUTLINES
     }
-    for outline, per_gamma in outlines.items():
+    outlines = {label: measure_outline(greys, spec) for label, spec in specs.items()}
+    for label, per_gamma in outlines.items():
         cells = "  ".join(
             f"g{g}: {r['mean_input_difference']:5.2f} / {r['mean_box_iou']:.3f}"
             for g, r in per_gamma.items()
         )
-        print(f"{outline:17s} mean input difference / box IoU  {cells}")
+        print(f"{label:21s} mean input difference / box IoU  {cells}")
+    jpegs = [f for f in files if f.suffix.lower() in {".jpg", ".jpeg"}]
+    reduced = {label: measure_reduced_decode(jpegs, spec) for label, spec in specs.items()}
+    for label, row in reduced.items():
+        print(
+            f"{label:21s} whole against reduced decode: input difference "
+            f"{row['mean_input_difference']:5.2f}, box IoU {row['mean_box_iou']:.3f}"
+        )
     result = {
         "benchmark": "head_outline",
         "command": command_line(),
@@ -109,6 +151,7 @@ def main() -> None:
         "seed": args.seed,
         "preprocess": default.to_dict(),
         "outlines": outlines,
+        "reduced_decode": reduced,
     }
     print(write_result("head_outline.json", result, args.out))
 

@@ -50,8 +50,12 @@ CLOSE_FRACTION = 0.03
 KEEP_FRACTION = 0.1
 
 
-def head_contour(grey: np.ndarray, outline: HeadOutline = "range") -> np.ndarray | None:
-    """The outline of the head in a uint8 grey slice, or None when none is found.
+def head_contour(
+    grey: np.ndarray, outline: HeadOutline = "range", side: int | None = None
+) -> np.ndarray | None:
+    """The outline of the head in a uint8 grey slice (in its pixel coordinates), or None when
+    none is found; ``side``: found on a copy resized so that its longer side is ``side``
+    (:func:`_contour_at_side`), None: at the slice's own size.
 
     ``range``: smooth (median, then Gaussian), threshold at ``HEAD_THRESHOLD`` of the way from
     the background level (the median of the image border) to the 99th percentile, open, take
@@ -67,6 +71,8 @@ def head_contour(grey: np.ndarray, outline: HeadOutline = "range") -> np.ndarray
     ``otsu``: :func:`otsu_head_contour`. A blob under ``MIN_HEAD_FRACTION`` of the image
     counts as not found.
     """
+    if side is not None and side != max(grey.shape):
+        return _contour_at_side(grey, outline, side)
     if outline == "otsu":
         return otsu_head_contour(grey)
     if outline not in HEAD_OUTLINES:
@@ -97,6 +103,26 @@ def head_contour(grey: np.ndarray, outline: HeadOutline = "range") -> np.ndarray
     else:
         head = max(contours, key=cv2.contourArea)
     return head if _large_enough(head, grey.shape) else None
+
+
+def _contour_at_side(grey: np.ndarray, outline: HeadOutline, side: int) -> np.ndarray | None:
+    """:func:`head_contour` of ``grey`` resized to a longer side of ``side``, mapped back.
+
+    The smoothing and morphology work in pixels and the threshold's percentiles shift with the
+    resampling, so the outline of one file decoded whole and decoded reduced (libjpeg's DCT
+    scaling) differed; on one working size they agree, which lets predict decode reduced.
+    """
+    height, width = grey.shape
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    contour = head_contour(cv2.resize(grey, size, interpolation=interpolation), outline, side)
+    if contour is None:
+        return None
+    # Pixel centres map as (x + 0.5) / scale - 0.5, on each axis with its own rounded scale.
+    factors = np.array([width / size[0], height / size[1]])
+    back = np.round((contour + 0.5) * factors - 0.5)
+    return np.clip(back, 0, [width - 1, height - 1]).astype(np.int32)
 
 
 def gamma_normalised_level(smooth: np.ndarray, background: float, bright: float) -> float:
@@ -183,9 +209,11 @@ def fill_contour(contour: np.ndarray | None, shape: tuple[int, int]) -> np.ndarr
     return filled.astype(bool)
 
 
-def head_mask(grey: np.ndarray, outline: HeadOutline = "range") -> np.ndarray:
+def head_mask(
+    grey: np.ndarray, outline: HeadOutline = "range", side: int | None = None
+) -> np.ndarray:
     """Boolean (H, W) mask of the head of a uint8 grey slice (all True when none is found)."""
-    return fill_contour(head_contour(grey, outline), grey.shape)
+    return fill_contour(head_contour(grey, outline, side), grey.shape)
 
 
 def standardise(

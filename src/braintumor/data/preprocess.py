@@ -45,7 +45,10 @@ class PreprocessSpec:
 
     ``head_outline`` is how the head is found for both (:func:`~.intensity.head_contour`):
     ``None``, as model folders from before the choice existed, takes ``range`` with intensity
-    standardisation and system 004's ``otsu`` without.
+    standardisation and system 004's ``otsu`` without. ``outline_side``: the head is found on a
+    copy of the slice resized to this longer side, so that the outline does not depend on the
+    file's resolution or on a reduced JPEG decode; ``None`` (model folders from before it):
+    at the decoded size.
 
     ``channels``: the file channels to use (0-based, in order), taken before the colour step;
     ``None`` takes them all. ``[1]`` on an LGG slice is FLAIR alone, so ``grey`` with one chosen
@@ -63,6 +66,7 @@ class PreprocessSpec:
     percentiles: list[float] = field(default_factory=lambda: [1.0, 99.0])
     background: int = 0
     head_outline: HeadOutline | None = None
+    outline_side: int | None = None
 
     def __post_init__(self) -> None:
         if self.intensity not in INTENSITY_MODES:
@@ -79,6 +83,14 @@ class PreprocessSpec:
             raise RecipeError(
                 f"preprocess.head_outline must be one of {', '.join(HEAD_OUTLINES)}, "
                 f"got {self.head_outline!r}"
+            )
+
+        if self.outline_side is not None and (
+            not isinstance(self.outline_side, int) or self.outline_side < MIN_OUTLINE_SIDE
+        ):
+            raise RecipeError(
+                f"preprocess.outline_side must be an integer >= {MIN_OUTLINE_SIDE} or null, "
+                f"got {self.outline_side!r}"
             )
 
     @property
@@ -103,14 +115,22 @@ class PreprocessSpec:
 #: the network's input side, and area-resized from there: measured against a full decode on
 #: real slices in docs/benchmarks.md ("Predict on files").
 DRAFT_MARGIN = 2
+#: ``outline_side`` below this loses the thin scalp ring the outline closes over.
+MIN_OUTLINE_SIDE = 64
 
 
 def decode_side(spec: PreprocessSpec) -> int | None:
     """The longest side a JPEG must keep when decoded for ``spec`` (``read_image``'s
-    ``min_side``); None decodes it whole: a brain crop keeps only part of the image, at more
-    pixels per millimetre than the image as a whole needs, and the ``gamma-normalised`` head
-    outline's threshold moves with the decoded size (measured: a 256 px decode of a 512 px
-    Sartaj JPEG moved the equalised input by 6.4 grey levels, against 1.4 with ``range``)."""
+    ``min_side``); None decodes it whole.
+
+    Without ``outline_side``, a head outline found at the decoded size moves with it
+    (measured: a 256 px decode of a 512 px Sartaj JPEG moved the equalised ``gamma-normalised``
+    input by 6.4 grey levels, against 1.4 with ``range``), so a brain crop or that outline
+    decodes whole. With it, the outline is the same at any decode (the working copy is
+    resampled from whatever was decoded).
+    """
+    if spec.outline_side is not None:
+        return DRAFT_MARGIN * spec.image_size
     if spec.brain_crop or spec.outline == "gamma-normalised":
         return None
     return DRAFT_MARGIN * spec.image_size
@@ -161,10 +181,12 @@ def rescale_to_uint8(array: np.ndarray) -> np.ndarray:
     return ((array - low) * (255.0 / (high - low))).round().astype(np.uint8)
 
 
-def brain_bbox(grey: np.ndarray, outline: HeadOutline = "otsu") -> tuple[int, int, int, int]:
+def brain_bbox(
+    grey: np.ndarray, outline: HeadOutline = "otsu", side: int | None = None
+) -> tuple[int, int, int, int]:
     """Bounding box (y0, y1, x0, x1) of the head of a uint8 grey slice, found the ``outline``
-    way (:func:`~.intensity.head_contour`); the whole image when no head is found."""
-    return _contour_box(head_contour(grey, outline), grey.shape)
+    way (:func:`~.intensity.head_contour`, at ``side``); the whole image when none is found."""
+    return _contour_box(head_contour(grey, outline, side), grey.shape)
 
 
 def _contour_box(contour: np.ndarray | None, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
@@ -230,7 +252,7 @@ def brain_box(array: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, i
     spec does not crop. Masks and predicted maps use the same box."""
     if not spec.brain_crop:
         return None
-    return brain_bbox(_grey_of(_as_uint8_channels(array, spec)), spec.outline)
+    return brain_bbox(_grey_of(_as_uint8_channels(array, spec)), spec.outline, spec.outline_side)
 
 
 def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
@@ -242,7 +264,7 @@ def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     image = _as_uint8_channels(array, spec)
     standardised = spec.intensity != "none"
     needs_head = spec.brain_crop or standardised
-    contour = head_contour(_grey_of(image), spec.outline) if needs_head else None
+    contour = head_contour(_grey_of(image), spec.outline, spec.outline_side) if needs_head else None
     head = fill_contour(contour, image.shape[:2]) if standardised else None
     if spec.brain_crop:
         y0, y1, x0, x1 = _contour_box(contour, image.shape)

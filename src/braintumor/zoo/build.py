@@ -87,7 +87,11 @@ INVARIANCE_OVERRIDES = (
 # or converter's framing) gives the network the same picture; the head is found with an
 # outline a gamma re-export leaves in place. Measured for both classifier settings
 # (docs/benchmarks.md, "Cropping to the head", "Head outline", "Binary, every source held out").
-FIELD_OF_VIEW_OVERRIDES = ("preprocess.brain_crop=true", "preprocess.head_outline=gamma-normalised")
+FIELD_OF_VIEW_OVERRIDES = (
+    "preprocess.brain_crop=true",
+    "preprocess.head_outline=gamma-normalised",
+    "preprocess.outline_side=384",
+)
 
 _NO = ("no_tumor",)
 
