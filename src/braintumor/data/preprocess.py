@@ -84,7 +84,6 @@ class PreprocessSpec:
                 f"preprocess.head_outline must be one of {', '.join(HEAD_OUTLINES)}, "
                 f"got {self.head_outline!r}"
             )
-
         if self.outline_side is not None and (
             not isinstance(self.outline_side, int) or self.outline_side < MIN_OUTLINE_SIDE
         ):
@@ -129,9 +128,8 @@ def decode_side(spec: PreprocessSpec) -> int | None:
     decodes whole. With it, the outline is the same at any decode (the working copy is
     resampled from whatever was decoded).
     """
-    if spec.outline_side is not None:
-        return DRAFT_MARGIN * spec.image_size
-    if spec.brain_crop or spec.outline == "gamma-normalised":
+    moves_with_decode = spec.brain_crop or spec.outline == "gamma-normalised"
+    if moves_with_decode and spec.outline_side is None:
         return None
     return DRAFT_MARGIN * spec.image_size
 

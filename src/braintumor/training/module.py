@@ -115,15 +115,14 @@ class ClassificationModule(_RecipeModule):
             loss = two_view_loss(
                 self.loss_fn, self(images), batch["label"], self.augment.consistency
             )
-            self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
-            return loss
-        mixed = mix_batch(
-            self._inputs(batch["image"], train=True),
-            self.augment.mixup,
-            self.augment.cutmix,
-            self.mix_rng,
-        )
-        loss = mixed.loss(self.loss_fn, self(mixed.images), batch["label"])
+        else:
+            mixed = mix_batch(
+                self._inputs(batch["image"], train=True),
+                self.augment.mixup,
+                self.augment.cutmix,
+                self.mix_rng,
+            )
+            loss = mixed.loss(self.loss_fn, self(mixed.images), batch["label"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
