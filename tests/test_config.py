@@ -21,10 +21,17 @@ def test_every_shipped_recipe_loads_and_names_itself() -> None:
 
 @pytest.mark.parametrize("kind", ["4class", "binary"])
 def test_default_recipes_are_the_plain_ones_with_the_invariance_options(kind: str) -> None:
-    from braintumor.zoo.build import FIELD_OF_VIEW_OVERRIDES, INVARIANCE_OVERRIDES
+    from braintumor.zoo.build import (
+        CONSISTENCY_OVERRIDES,
+        FIELD_OF_VIEW_OVERRIDES,
+        INVARIANCE_OVERRIDES,
+    )
 
     robust = load_recipe(f"fast-cpu-{kind}")
-    fast = load_recipe(f"plain-cpu-{kind}", [*INVARIANCE_OVERRIDES, *FIELD_OF_VIEW_OVERRIDES])
+    consistency = CONSISTENCY_OVERRIDES if kind == "4class" else ()
+    fast = load_recipe(
+        f"plain-cpu-{kind}", [*INVARIANCE_OVERRIDES, *FIELD_OF_VIEW_OVERRIDES, *consistency]
+    )
     assert robust.preprocess["brain_crop"] is True
     assert robust.preprocess["head_outline"] == "gamma-normalised"
     assert robust.preprocess["intensity"] == "equalize" and robust.augment["jpeg"] > 0
