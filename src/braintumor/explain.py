@@ -243,7 +243,7 @@ def explain_image(
     x = normalise_batch(predictor.prepare(image)[None], predictor.spec)
     square = gradcam(loaded, x, target_class=chosen)
     # Back onto the original pixels: undo resize, padding and any brain crop, as masks are.
-    heat = predictor.restore(square, image.array)
+    heat = predictor.restore(square, image)
     overlay = cam_overlay(image, heat)
     result: dict[str, Any] = {
         "id": str(image.path),

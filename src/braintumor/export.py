@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from braintumor.atomic import atomic_path, write_text_atomic
+from braintumor.data.lgg import slice_spec
 from braintumor.data.preprocess import normalise_batch, prepare_slice
 from braintumor.errors import DataError, ModelFormatError
 from braintumor.inference.predictor import InferenceSettings, Predictor, _first_output, spec_of
@@ -127,7 +128,8 @@ def export_onnx(
                 {"input": f"random batch {batch}", "max_abs_diff": _max_diff(session, net, x)}
             )
         for image in parity_images:
-            prepared = torch.from_numpy(prepare_slice(image.array, spec))[None]
+            own_spec = slice_spec(image.path, image.array, spec)
+            prepared = torch.from_numpy(prepare_slice(image.array, own_spec))[None]
             x = normalise_batch(prepared, spec).contiguous()
             checks.append({"input": str(image.path), "max_abs_diff": _max_diff(session, net, x)})
         worst = max(check["max_abs_diff"] for check in checks)

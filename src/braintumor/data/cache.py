@@ -18,6 +18,7 @@ import numpy as np
 from rich.progress import Progress
 
 from braintumor.atomic import atomic_path
+from braintumor.data.lgg import is_lgg_slice, slice_spec
 from braintumor.data.preprocess import (
     PreprocessSpec,
     brain_box,
@@ -56,7 +57,12 @@ def _cache_key(samples: list[Sample], spec: PreprocessSpec, with_masks: bool) ->
     digest.update(f"preprocess-v{PREPROCESS_VERSION}".encode())
     digest.update(json.dumps(spec.to_dict(), sort_keys=True).encode())
     digest.update(b"masks" if with_masks else b"images")
+    # LGG slices under a grey spec without channels are read as FLAIR (data/lgg.py), which
+    # caches from before that rule averaged: their entries get a key of their own.
+    grey_any = spec.color == "grey" and spec.channels is None
     for sample in samples:
+        if grey_any and is_lgg_slice(Path(sample.image)):
+            digest.update(b"|flair")
         for path in (sample.image, sample.mask) if with_masks else (sample.image,):
             stat = os.stat(path) if path and os.path.exists(path) else None
             digest.update(
@@ -75,10 +81,11 @@ def _decode_one(
         # The size prediction decodes at (inference/prefetch.py), so both see the same pixels;
         # a mask is read at the image's full size, which its image must then match.
         loaded = read_image(sample.image, min_side=None if with_masks else decode_side(spec))
-        image = prepare_slice(loaded.array, spec)
+        own_spec = slice_spec(loaded.path, loaded.array, spec)  # LGG: FLAIR, not a mix
+        image = prepare_slice(loaded.array, own_spec)
         mask = None
         if with_masks:
-            box = brain_box(loaded.array, spec)
+            box = brain_box(loaded.array, own_spec)
             mask = prepare_mask(read_mask(sample.mask, like=loaded), spec, box)
     except BrainTumorError as exc:
         return None, None, str(exc)

@@ -16,9 +16,9 @@ import numpy as np
 import tifffile
 
 from braintumor.data.layouts_base import SEGMENT_DATA, DetectedLayout, list_dir, relative_id
+from braintumor.data.lgg import LGG_PATIENT
 from braintumor.data.samples import Sample
 
-LGG_PATIENT = re.compile(r"^TCGA_[A-Z0-9]{2}_[A-Z0-9]{4}_\d{8}$", re.IGNORECASE)
 _MASK = re.compile(r"^(?P<stem>.+)_mask\.tiff?$", re.IGNORECASE)
 _SLICE = re.compile(r"^(?P<stem>.+_(?P<n>[^_]+))\.tiff?$", re.IGNORECASE)
 _SHOWN_SKIPS = 20

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from braintumor.data.lgg import slice_spec
 from braintumor.data.preprocess import (
     PreprocessSpec,
     brain_box,
@@ -161,7 +162,8 @@ class Predictor:
         if ready is not None:
             return torch.from_numpy(ready)
         check_raster(image)
-        return torch.from_numpy(prepare_slice(image.array, self.spec))
+        spec = slice_spec(image.path, image.array, self.spec)  # LGG: FLAIR, not a mix
+        return torch.from_numpy(prepare_slice(image.array, spec))
 
     def batch_input(self, images: list[LoadedImage]) -> torch.Tensor:
         """uint8 (B, C, S, S) of a batch; images not prepared yet are prepared in threads."""
@@ -256,17 +258,15 @@ class Predictor:
                 prob = 1.0 - torch.softmax(logits, dim=1)[:, 0]
             prob = mean_of_mirrors(prob[:, None], self._flips)[:, 0]
             for image, square in zip(chunk, prob.cpu().numpy(), strict=True):
-                maps.append(self.restore(square, image.array, full_shape(image)))
+                maps.append(self.restore(square, image))
         return maps, _joined(scores)
 
-    def restore(
-        self, square: np.ndarray, array: np.ndarray, shape: tuple[int, int] | None = None
-    ) -> np.ndarray:
-        """Undo resize, padding and (when the spec crops) the brain crop; ``shape`` is the
-        image's size as stored when ``array`` was decoded smaller (never with a brain crop:
+    def restore(self, square: np.ndarray, image: LoadedImage) -> np.ndarray:
+        """Undo resize, padding and (when the spec crops) the brain crop of ``image``'s map, at
+        the image's size as stored (a JPEG decoded smaller never crops:
         :func:`~braintumor.data.preprocess.decode_side`)."""
-        height, width = shape or array.shape[:2]
-        box = brain_box(array, self.spec)
+        height, width = full_shape(image)
+        box = brain_box(image.array, slice_spec(image.path, image.array, self.spec))
         if box is None:
             return restore_mask_size(square, height, width).astype(np.float32)
         y0, y1, x0, x1 = box

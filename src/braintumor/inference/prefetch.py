@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from braintumor.data.lgg import slice_spec
 from braintumor.data.preprocess import PreprocessSpec, decode_side, prepare_slice
 from braintumor.errors import DataError
 from braintumor.inference.inputs import DECODE_THREADS, axial_slice, is_volume, read_input
@@ -79,7 +80,7 @@ def prepared(image: LoadedImage, spec: PreprocessSpec) -> PreparedImage:
         spacing=image.spacing,
         affine=image.affine,
         meta=image.meta,
-        network_input=prepare_slice(image.array, spec),
+        network_input=prepare_slice(image.array, slice_spec(image.path, image.array, spec)),
         spec=spec,
     )
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
+from braintumor.data.lgg import flair_view, is_lgg_slice
 from braintumor.data.preprocess import to_grey_uint8
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
@@ -59,7 +60,9 @@ def load_slices(samples: list[Sample], with_masks: bool) -> tuple[list[TestSlice
         except (ImageReadError, DataError) as error:
             skipped.append(f"{sample.id}: {error}")
             continue
-        slices.append(TestSlice(sample, image, to_grey_uint8(image.array), mask))
+        # An LGG slice's grey is its FLAIR channel, as grey models read it (data/lgg.py).
+        array = flair_view(image.array) if is_lgg_slice(image.path) else image.array
+        slices.append(TestSlice(sample, image, to_grey_uint8(array), mask))
     return slices, skipped
 
 
