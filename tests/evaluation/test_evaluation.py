@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -169,6 +170,41 @@ def test_segmentation_scores_per_image_and_per_patient(tmp_path, segmenter_dir):
     assert int(rows[0]["truth_px"]) == int(truth.sum())
     assert segmentation_scores(truth, truth)["dice"] == 1.0
     assert (out / "report.html").is_file()
+
+
+def test_segmenter_on_two_sources_reports_each(tmp_path, segmenter_dir):
+    """A stacked source (patients of several slices) gets volume Dice; single slices do not."""
+    samples = []
+    for i in range(16):
+        image = _png(tmp_path / "images" / f"{i}.png", _slice(i + 1, size=36))
+        mask = np.zeros((36, 36), np.uint8)
+        mask[8:20, 10:25] = 255 if i % 3 else 0
+        mask_path = _png(tmp_path / "masks" / f"{i}.png", mask)
+        stacked = i < 10  # two patients of five slices, then six single slices
+        samples.append(
+            Sample(
+                id=str(i),
+                image=str(image),
+                mask=str(mask_path),
+                group=f"p{i // 5}" if stacked else f"s{i}",
+                source="stacks" if stacked else "singles",
+            )
+        )
+    out = tmp_path / "eval"
+    metrics = evaluate_model(load_model_dir(segmenter_dir), samples, out, batch_size=4)
+    rows = {r["id"]: float(r["dice"]) for r in _rows(out / "predictions.csv")}
+    by_source = metrics["per_source"]
+    assert set(by_source) == {"stacks", "singles"}
+    assert by_source["stacks"]["n"] == 10 and by_source["singles"]["n"] == 6
+    for name, ids in (("stacks", range(10)), ("singles", range(10, 16))):
+        expected = np.mean([rows[str(i)] for i in ids])
+        assert by_source[name]["dice"]["mean"] == pytest.approx(expected)
+    assert by_source["stacks"]["patient_volume_dice"]["n"] == 2
+    assert "patient_volume_dice" not in by_source["singles"]
+    assert "By source" in (out / "report.html").read_text()
+    one_source = [dataclasses.replace(s, source="stacks") for s in samples]
+    alone = evaluate_model(load_model_dir(segmenter_dir), one_source, tmp_path / "e2")
+    assert alone["per_source"] is None
 
 
 def test_segment_samples_without_masks_are_refused(tmp_path, segmenter_dir):

@@ -12,7 +12,7 @@ from braintumor.data.synthetic import write_synthetic_dataset
 from braintumor.models.card import split_front_matter
 from braintumor.models.folder import load_model_dir
 from braintumor.zoo import build, registry
-from braintumor.zoo.build import ReferenceSpec, Source, source_counts
+from braintumor.zoo.build import ReferenceSpec, Source, per_source_test, source_counts
 
 NO = ("no_tumor",)
 
@@ -64,3 +64,26 @@ def test_build_reference_trains_cards_and_installs(data_root, tmp_path, monkeypa
     index = json.loads((zoo_dir / "index.json").read_text())
     assert set(index["models"]["tiny"]["files"]) == {"model.safetensors", "model.json", "README.md"}
     shutil.rmtree(tmp_path / "work")
+
+
+def test_card_rows_of_a_segmenter_over_two_sources() -> None:
+    summary = {"n": 3, "mean": 0.71, "median": 0.7, "std": 0.1, "ci95": [0.6, 0.8]}
+    metrics = {
+        "test": {
+            "task": "segment",
+            "per_source": {
+                "figshare-seg": {"n": 180, "dice": summary, "iou": summary},
+                "lgg-kaggle3m": {
+                    "n": 120,
+                    "dice": summary,
+                    "iou": summary,
+                    "patient_volume_dice": dict(summary, mean=0.5, ci95=None),
+                },
+            },
+        }
+    }
+    rows = per_source_test(metrics)
+    assert [r["source"] for r in rows] == ["figshare-seg", "lgg-kaggle3m"]
+    assert rows[0]["Dice per slice"] == "0.710 [0.600, 0.800]"
+    assert rows[0]["volume Dice per patient"] == "-"
+    assert rows[1]["volume Dice per patient"] == "0.500" and rows[1]["test slices"] == "120"

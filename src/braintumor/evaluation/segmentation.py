@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from braintumor.data.lgg import LGG_LAYOUT, flair_view
+from braintumor.data.lgg import flair_view, is_lgg_slice
 from braintumor.data.preprocess import to_grey_uint8
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
@@ -19,6 +19,7 @@ from braintumor.inference.outputs import tumour_mask
 from braintumor.inference.predictor import Predictor, model_device
 from braintumor.io import LoadedImage
 from braintumor.metrics.patient import patient_summary, slice_counts
+from braintumor.metrics.per_source_segmentation import segmentation_by_source
 from braintumor.metrics.segmentation import (
     SEGMENTATION_METRICS,
     EmptyRule,
@@ -164,6 +165,13 @@ def evaluate_segmenter(
         **_patient_headline(per_patient),
         "summary": summary,
         "per_patient": per_patient,
+        "per_source": segmentation_by_source(
+            details,
+            [by_id[r["id"]].source for r in rows],
+            [by_id[r["id"]].group for r in rows],
+            empty_rule,
+            N_BOOTSTRAP,
+        ),
         "skipped": skipped,
     }
     ood = ood_summary(np.concatenate(ood_parts) if ood_parts else None, predictor.ood)
@@ -174,7 +182,6 @@ def evaluate_segmenter(
         metrics["adapt_bn"] = adapted
     write_outputs(out_dir, metrics, details)
     panels = []
-    lgg = (loaded.info.data_fingerprint or {}).get("layout") == LGG_LAYOUT
     chosen = [by_id[i] for i in pick_panel_ids(rows)]
     if chosen:
         for sample in chosen:
@@ -182,7 +189,8 @@ def evaluate_segmenter(
             with adaptation.applied(sample):
                 prob = predictor.segment([image])[0]
             pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)
-            shown = flair_view(image.array) if lgg else image.array  # never a mix of sequences
+            # An LGG slice is shown as FLAIR, never as a mix of its three sequences.
+            shown = flair_view(image.array) if is_lgg_slice(image.path) else image.array
             panels.append((sample.id, to_grey_uint8(shown), truth, pred))
     segmentation_report(
         out_dir,
@@ -195,5 +203,6 @@ def evaluate_segmenter(
         empty_rule=empty_rule,
         mask_rule=_mask_rule(predictor),
         per_patient=per_patient,
+        per_source=metrics["per_source"],
     )
     return metrics

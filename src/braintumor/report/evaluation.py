@@ -151,6 +151,28 @@ def classification_report(
     return write_report(out / "report.html", title, sections, subtitle=", ".join(class_names))
 
 
+def segmentation_source_rows(per_source: dict[str, dict]) -> list[dict[str, str]]:
+    """One row per test source of a segmenter: slices, Dice and IoU per slice and, for
+    patients' stacks, volume Dice per patient, each as ``mean [low, high]``."""
+
+    def cell(summary: dict | None) -> str:
+        if not summary or summary.get("mean") is None:
+            return "-"
+        ci = summary.get("ci95")
+        return f"{summary['mean']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    return [
+        {
+            "source": source,
+            "test slices": str(figures["n"]),
+            "Dice per slice": cell(figures.get("dice")),
+            "IoU per slice": cell(figures.get("iou")),
+            "volume Dice per patient": cell(figures.get("patient_volume_dice")),
+        }
+        for source, figures in per_source.items()
+    ]
+
+
 def per_source_section(per_source: dict[str, dict]) -> ReportSection:
     """One row per test source: its size, classes and headline metrics with 95% CIs."""
     from braintumor.metrics.per_source import HEADLINE, mean_and_worst
@@ -248,11 +270,14 @@ def segmentation_report(
     empty_rule: EmptyRule = EmptyRule(),
     mask_rule: str = "",
     per_patient: dict | None = None,
+    per_source: dict[str, dict] | None = None,
 ) -> Path:
     """Write ``out_dir/report.html`` and its PNGs for a segmenter's test-set evaluation.
 
     ``per_patient`` (:func:`braintumor.metrics.patient.patient_summary`) adds the patients'
-    volume Dice and slice-level detection.
+    volume Dice and slice-level detection; ``per_source``
+    (:func:`braintumor.metrics.per_source_segmentation.segmentation_by_source`) a table of
+    each test source's figures.
 
     ``mask_rule`` says how probabilities became masks (threshold, TTA, largest component).
     ``per_image_rows`` hold an ``"id"`` and metric values (from ``segmentation_scores``);
@@ -283,6 +308,16 @@ def segmentation_report(
                 text=f"{summary['n_groups']} patients; each is the mean over its images.",
                 table=summary_table(summary["per_group"]),
             )
+        )
+    if per_source:
+        sections.insert(
+            1,
+            ReportSection(
+                "By source",
+                text="Each test source on its own: mean per slice [bootstrap 95% CI]; the "
+                "volume Dice per patient where a source's slices come as patients' stacks.",
+                table=segmentation_source_rows(per_source),
+            ),
         )
     if per_patient is not None:
         sections.extend(_patient_sections(per_patient))

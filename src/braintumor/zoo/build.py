@@ -191,9 +191,13 @@ def source_counts(data: list[str], task: str, classes: list[str] | None) -> dict
 
 
 def per_source_test(metrics: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of the test split's per-source figures (classification runs over several sources)."""
+    """Rows of the test split's per-source figures (runs over several sources)."""
     test = metrics.get("test")
     per_source = test.get("per_source") if isinstance(test, dict) else None
+    if per_source and test.get("task") == "segment":
+        from braintumor.report.evaluation import segmentation_source_rows
+
+        return list(segmentation_source_rows(per_source))
 
     def cell(figures: dict[str, Any], key: str) -> str:
         value, ci = figures.get(key), (figures.get("ci95") or {}).get(key)
