@@ -28,9 +28,9 @@ def test_default_recipes_are_the_plain_ones_with_the_invariance_options(kind: st
     )
 
     robust = load_recipe(f"fast-cpu-{kind}")
-    consistency = CONSISTENCY_OVERRIDES if kind == "4class" else ()
     fast = load_recipe(
-        f"plain-cpu-{kind}", [*INVARIANCE_OVERRIDES, *FIELD_OF_VIEW_OVERRIDES, *consistency]
+        f"plain-cpu-{kind}",
+        [*INVARIANCE_OVERRIDES, *FIELD_OF_VIEW_OVERRIDES, *CONSISTENCY_OVERRIDES],
     )
     assert robust.preprocess["brain_crop"] is True
     assert robust.preprocess["head_outline"] == "gamma-normalised"

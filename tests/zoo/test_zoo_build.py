@@ -87,3 +87,14 @@ def test_card_rows_of_a_segmenter_over_two_sources() -> None:
     assert rows[0]["Dice per slice"] == "0.710 [0.600, 0.800]"
     assert rows[0]["volume Dice per patient"] == "-"
     assert rows[1]["volume Dice per patient"] == "0.500" and rows[1]["test slices"] == "120"
+
+
+def test_a_recarded_build_keeps_the_recorded_training_time(tmp_path) -> None:
+    record = tmp_path / "reference_models.json"
+    build.write_build_record(record, {"name": "seg2d", "train_seconds": 1006.7, "headline": "a"})
+    build.write_build_record(record, {"name": "seg2d", "train_seconds": None, "headline": "b"})
+    entry = json.loads(record.read_text())["models"]["seg2d"]
+    assert entry == {"name": "seg2d", "train_seconds": 1006.7, "headline": "b"}
+
+    build.write_build_record(record, {"name": "seg2d", "train_seconds": 30.0, "headline": "c"})
+    assert json.loads(record.read_text())["models"]["seg2d"]["train_seconds"] == 30.0
