@@ -154,14 +154,17 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
         ),
         ReferenceSpec(
             name="seg2d",
-            summary="2D tumour segmentation of one brain MRI slice (T1 contrast-enhanced).",
+            summary="2D tumour segmentation of one brain MRI slice (T1 post-contrast or FLAIR).",
             recipe="fast-cpu-seg",
-            sources=(Source("figshare-seg"),),
-            minutes=9,
-            overrides=INVARIANCE_OVERRIDES,
+            sources=(Source("figshare-seg"), Source("lgg-kaggle3m")),
+            minutes=16,
+            # LGG patients stay on one side of the split (grouped by patient folder); its
+            # 3-channel slices are read as FLAIR by this grey model (docs/data.md, LGG).
+            overrides=(*INVARIANCE_OVERRIDES, "max_epochs=40"),
             notes=(
-                "Trained on Figshare T1 contrast-enhanced slices only; FLAIR abnormality (as in "
-                "lgg-kaggle3m) is a different target it has not learnt.",
+                "Trained on Figshare T1 contrast-enhanced slices (the whole tumour outlined) and "
+                "lgg-kaggle3m FLAIR slices (the FLAIR abnormality outlined, 20 patients): two "
+                "different targets on two sequences; other sequences were never seen.",
             ),
         ),
         ReferenceSpec(
