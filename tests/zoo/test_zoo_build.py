@@ -98,3 +98,13 @@ def test_a_recarded_build_keeps_the_recorded_training_time(tmp_path) -> None:
 
     build.write_build_record(record, {"name": "seg2d", "train_seconds": 30.0, "headline": "c"})
     assert json.loads(record.read_text())["models"]["seg2d"]["train_seconds"] == 30.0
+
+
+def test_segmentation_sources_are_counted_by_their_masks(shared_data, tmp_path) -> None:
+    """LGG slices have no class: the card counts tumour slices and empty masks instead."""
+    patient = "TCGA_CS_5395_19981004"
+    shutil.copytree(
+        shared_data / "lgg-kaggle3m" / "kaggle_3m" / patient, tmp_path / "kaggle_3m" / patient
+    )
+    counts = source_counts([f"lgg={tmp_path}"], "segment", None)
+    assert counts == {"lgg": {"tumour slice": 3, "empty mask": 17}}

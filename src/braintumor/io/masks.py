@@ -52,6 +52,23 @@ def _spatial_shape(image: LoadedImage) -> tuple[int, ...]:
     return tuple(image.array.shape[:2])
 
 
+def read_mask_file(path: str | Path) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Read a mask file (or ``coco:`` reference) as uint8 labels, with its spatial shape
+    (height x width for rasters, the volume shape for NIfTI/DICOM); no image to check against."""
+    if isinstance(path, str) and path.startswith(COCO_PREFIX):
+        mask = read_coco_mask(path)
+        return mask, tuple(mask.shape)
+    path = Path(path)
+    if sniff_format(path) == "mat":
+        mask = read_figshare_mat(path).mask
+        return mask, tuple(mask.shape)
+    loaded = read_image(path)
+    array = loaded.array
+    if loaded.affine is None and array.ndim == 3:
+        array = to_grey(array)
+    return mask_to_labels(array, path), _spatial_shape(loaded)
+
+
 def read_mask(path: str | Path, like: LoadedImage) -> np.ndarray:
     """Read the mask for image ``like`` as a uint8 binary (0/1) or label array.
 
@@ -59,26 +76,10 @@ def read_mask(path: str | Path, like: LoadedImage) -> np.ndarray:
     ``coco:<json>#<image id>`` reference. Raises :class:`~braintumor.errors.DataError` naming
     both files when the mask's height x width (or volume shape) differs from the image's.
     """
-    if isinstance(path, str) and path.startswith(COCO_PREFIX):
-        mask = read_coco_mask(path)
-        mask_shape = mask.shape
-        label = path
-    else:
-        path = Path(path)
-        label = str(path)
-        if sniff_format(path) == "mat":
-            mask = read_figshare_mat(path).mask
-            mask_shape = mask.shape
-        else:
-            loaded = read_image(path)
-            mask_shape = _spatial_shape(loaded)
-            array = loaded.array
-            if loaded.affine is None and array.ndim == 3:
-                array = to_grey(array)
-            mask = mask_to_labels(array, path)
+    mask, mask_shape = read_mask_file(path)
     image_shape = _spatial_shape(like)
     if tuple(mask_shape) != image_shape:
         dims = "x".join(str(n) for n in mask_shape)
         want = "x".join(str(n) for n in image_shape)
-        raise DataError(f"mask {label} is {dims} but image {like.path} is {want}")
+        raise DataError(f"mask {path} is {dims} but image {like.path} is {want}")
     return mask

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from braintumor.atomic import write_text_atomic
+from braintumor.data.samples import Sample
 from braintumor.errors import DataError
+from braintumor.io.masks import read_mask_file
 from braintumor.models.card import CardExtras, metric_rows, write_card
 from braintumor.models.card_loso import read_loso_results
 from braintumor.models.folder import read_model_info
@@ -186,15 +188,27 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
 
 
 def source_counts(data: list[str], task: str, classes: list[str] | None) -> dict[str, dict]:
-    """Samples per source and class, as training will see them (``unlabelled``: no class)."""
+    """Samples per source and class, as training will see them. A sample without a class is
+    counted by its mask: ``tumour slice`` or ``empty mask`` for a 2D slice (LGG), ``case`` for
+    a multimodal case (BraTS), ``unlabelled`` without a mask."""
     from braintumor.data.sources import load_data
 
     counts: dict[str, dict[str, int]] = {}
     for sample in load_data(data, task, classes).samples:
         per_label = counts.setdefault(sample.source or "-", {})
-        label = str(sample.label) if sample.label is not None else "unlabelled"
+        label = str(sample.label) if sample.label is not None else _mask_kind(sample)
         per_label[label] = per_label.get(label, 0) + 1
     return counts
+
+
+def _mask_kind(sample: Sample) -> str:
+    """What an unclassified sample is, for the card's training-data table."""
+    if sample.modalities:
+        return "case"
+    if sample.mask is None:
+        return "unlabelled"
+    mask, _ = read_mask_file(sample.mask)
+    return "tumour slice" if mask.any() else "empty mask"
 
 
 def per_source_test(metrics: dict[str, Any]) -> list[dict[str, Any]]:
