@@ -57,7 +57,8 @@ def test_layout_lists_every_slice_pair_by_patient(three_patients: Path) -> None:
 
 def test_cache_keeps_the_three_sequences(three_patients: Path, tmp_path: Path) -> None:
     layout = detect_layout(three_patients)
-    spec = preprocess_spec(load_recipe("fast-cpu-lgg"))
+    # Without the recipe's per-sequence scaling, so that channel 1 can be compared with the file.
+    spec = preprocess_spec(load_recipe("fast-cpu-lgg", ["preprocess.intensity=none"]))
     decoded = decode_slices(layout.samples, spec, with_masks=True, cache_dir=tmp_path / "cache")
     assert decoded.images.shape == (62, 3, 128, 128) and not decoded.failures
     raw = tifffile.imread(layout.samples[10].image)

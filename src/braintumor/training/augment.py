@@ -51,6 +51,11 @@ class AugmentConfig:
     # Classifiers only (training/consistency.py): weight of the Jensen-Shannon divergence between
     # two augmented views of each slice; zero trains on one view.
     consistency: float = 0.0
+    # Multi-sequence inputs only: the probability that each other channel is replaced by the
+    # channel ``missing_sequence_fill`` (LGG's kaggle_3m stores FLAIR where a sequence was not
+    # acquired, so some patients arrive with two or three identical channels).
+    missing_sequence: float = 0.0
+    missing_sequence_fill: int = 1
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
@@ -131,6 +136,8 @@ def augment_batch(
         images = resample(images, cfg.resample)
     if cfg.noise:
         images = (images + torch.randn_like(images) * cfg.noise).clamp(0, 1)
+    if cfg.missing_sequence:
+        images = missing_sequence(images, cfg.missing_sequence, cfg.missing_sequence_fill)
     return images, masks
 
 
@@ -197,6 +204,23 @@ def sharpen(images: torch.Tensor, amount: float) -> torch.Tensor:
     factor = _uniform(n, -amount, amount, images.device).view(n, 1, 1, 1)
     blurred = F.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
     return (images + factor * (images - blurred)).clamp(0, 1)
+
+
+def missing_sequence(images: torch.Tensor, probability: float, fill: int) -> torch.Tensor:
+    """Replace each channel other than ``fill`` by channel ``fill`` with ``probability``, drawn
+    per image and channel: a sequence that was not acquired, stored as a copy of another one."""
+    n, channels = images.shape[:2]
+    if channels < 2:
+        return images
+    if not 0 <= fill < channels:
+        from braintumor.errors import RecipeError
+
+        raise RecipeError(
+            f"augment.missing_sequence_fill={fill} but the input has {channels} channels"
+        )
+    replace = torch.rand(n, channels, 1, 1, device=images.device) < probability
+    replace[:, fill] = False
+    return torch.where(replace, images[:, fill : fill + 1], images)
 
 
 def resample(images: torch.Tensor, probability: float) -> torch.Tensor:
