@@ -100,11 +100,14 @@ def plain_loop(model: torch.nn.Module, segment: bool, batch: int) -> Callable[[l
     return run
 
 
-def ours_predict(model_ref: str, precision: str, batch: int, out: Path) -> Callable[..., int]:
-    """``predict_images`` as the CLI runs it (records; the U-Net's masks and overlays written)."""
+def ours_predict(
+    model_ref: str, precision: str, batch: int, out: Path, overlays: bool = True
+) -> Callable[..., int]:
+    """``predict_images`` as the CLI runs it (records; the U-Net's masks, localisations and,
+    unless ``overlays`` is off (``--no-overlays``), overlays written)."""
     loaded = load_model_dir(resolve_model_ref(model_ref))
     task = task_of(loaded)
-    options = PredictOptions(batch_size=batch, precision=precision)
+    options = PredictOptions(batch_size=batch, precision=precision, overlays=overlays)
     predictor = task.predictor(loaded, options, "cpu")
 
     def run(paths: list[Path]) -> int:
@@ -188,6 +191,9 @@ def speed(root: Path, count: int, rounds: int, batch: int) -> dict[str, Any]:
                 "ours_predict": ours_predict(ref, "auto", batch, Path(tmp)),
             }
             if segment:  # the plain loop's output: maps, no files
+                variants["ours_predict_no_overlays"] = ours_predict(
+                    ref, "auto", batch, Path(tmp), overlays=False
+                )
                 variants["ours_maps"] = ours_maps(ref, "auto", batch)
                 variants["ours_maps_no_tta"] = ours_maps(ref, "auto", batch, tta=False)
                 variants["ours_maps_no_tta_fp32"] = ours_maps(ref, "fp32", batch, tta=False)

@@ -136,6 +136,26 @@ def test_segment_writes_mask_overlay_and_localization(tmp_path, segmenter_dir):
     assert summary[0]["id"] == "slice" and int(summary[0]["area_px"]) == loc["total_area_px"]
 
 
+def test_no_overlays_writes_the_same_masks_and_no_pictures(tmp_path, segmenter_dir):
+    # A 512 px JPEG is decoded reduced for the network; without overlays it is never decoded
+    # whole, and its mask must still come out at the file's size, the same as with them.
+    array = np.asarray(Image.open(_write_png(tmp_path / "grey.png", 512, 384, 5)).convert("RGB"))
+    (tmp_path / "in").mkdir()
+    Image.fromarray(array).save(tmp_path / "in" / "scan.jpg", quality=95)
+    (tmp_path / "grey.png").unlink()
+    base = [str(segmenter_dir), str(tmp_path / "in"), "--threshold", "0.45"]
+    for out, flag in (("with", "--overlays"), ("without", "--no-overlays")):
+        result = runner.invoke(app, [*base, "--out", str(tmp_path / out), flag])
+        assert result.exit_code == 0, result.output
+    assert (tmp_path / "with" / "scan_overlay.png").is_file()
+    assert not list((tmp_path / "without").glob("*overlay*"))
+    masks = [np.asarray(Image.open(tmp_path / out / "scan_mask.png")) for out in ("with", "without")]
+    assert masks[0].shape == (512, 384)
+    assert np.array_equal(masks[0], masks[1])
+    row = _rows(tmp_path / "without" / "summary.csv")[0]
+    assert row["overlay"] == "" and row["mask"] == "scan_mask.png"
+
+
 def test_segment_nifti_volume_slice_with_spacing(tmp_path, segmenter_dir):
     volume = np.random.default_rng(0).random((30, 40, 7)).astype(np.float32)
     nib.save(nib.Nifti1Image(volume, np.diag([0.5, 0.8, 2.0, 1.0])), tmp_path / "vol.nii.gz")

@@ -262,12 +262,26 @@ def test_write_png_round_trip_and_refusals(tmp_path: Path) -> None:
     assert np.array_equal(read_image(write_png(grey16, tmp_path / "a.png")).array, grey16)
     rgb = np.random.default_rng(1).integers(0, 256, (8, 9, 3), dtype=np.uint8)
     assert np.array_equal(read_image(write_png(rgb, tmp_path / "b.png")).array, rgb)
+    # Encoded by OpenCV (BGR order inside): Pillow must read back the channels in RGB order.
+    rgba = np.random.default_rng(2).integers(0, 256, (7, 6, 4), dtype=np.uint8)
+    write_png(rgba, tmp_path / "c.png")
+    with Image.open(tmp_path / "c.png") as image:
+        assert image.mode == "RGBA"
+        assert np.array_equal(np.asarray(image), rgba)
+    grey = np.random.default_rng(3).integers(0, 256, (6, 11), dtype=np.uint8)
+    assert np.array_equal(read_image(write_png(grey, tmp_path / "g.png")).array, grey)
     flags = np.zeros((5, 5), dtype=bool)
     flags[1, 1] = True
     assert read_image(write_png(flags, tmp_path / "m.png")).array[1, 1] == 255
     with pytest.raises(DataError, match="PNG needs"):
         write_png(np.zeros((4, 4), dtype=np.float32), tmp_path / "f.png")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "m.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.png",
+        "b.png",
+        "c.png",
+        "g.png",
+        "m.png",
+    ]
 
 
 def test_to_grey_and_to_rgb() -> None:

@@ -100,6 +100,15 @@ def predict_command(
     ] = "png",
     backend: Annotated[str, typer.Option("--backend", help="torch or onnx.")] = "torch",
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1...")] = "auto",
+    overlays: Annotated[
+        bool,
+        typer.Option(
+            "--overlays/--no-overlays",
+            help="Segmenters: overlay PNGs (the mask outlined on the image; BraTS: per case). "
+            "--no-overlays writes masks and localisations only, several times faster on "
+            "folders of JPEGs.",
+        ),
+    ] = True,
     adapt_bn: Annotated[
         bool,
         typer.Option(
@@ -122,6 +131,7 @@ def predict_command(
         "device": device,
         "spacing": spacing,
         "adapt_bn": adapt_bn,
+        "overlays": overlays,
     }
     with user_errors():
         model, inputs = split_model_argument(arguments)

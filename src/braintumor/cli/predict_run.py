@@ -79,6 +79,7 @@ def predict_with(
     spacing: str | None,
     adapt_bn: bool,
     mask_format: str = "png",
+    overlays: bool = True,
 ) -> None:
     """``model`` on all ``inputs``; writes the tables for its task into ``out`` (a user error
     is one line and exit code 1, see :func:`braintumor.cli.errors.user_errors`)."""
@@ -93,6 +94,7 @@ def predict_with(
             batch_size=batch_size,
             precision=precision,
             adapt_bn=adapt_bn,
+            overlays=overlays,
         )
         check_output_folder(out)
         task, predictor, info = open_predictor(model, options, backend, device)

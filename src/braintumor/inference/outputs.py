@@ -100,8 +100,10 @@ def segmentation_record(
     min_area: int = 0,
     keep_largest: bool = False,
     flair: bool = False,
+    overlay: bool = True,
 ) -> dict:
-    """Write ``<stem>_mask.png``, ``<stem>_overlay.png`` and ``<stem>_localization.json``.
+    """Write ``<stem>_mask.png``, ``<stem>_overlay.png`` (when ``overlay``) and
+    ``<stem>_localization.json``.
 
     The mask is :func:`tumour_mask` of ``prob`` at the image's original size; areas are in
     mm² too when the image has a pixel spacing. ``flair``: the overlay shows an LGG slice's
@@ -112,8 +114,9 @@ def segmentation_record(
     spacing = image.spacing if image.spacing is not None and len(image.spacing) == 2 else None
     found = localize(mask, spacing=spacing, min_area=min_area)
     write_png(mask, out / f"{stem}_mask.png")
-    shown = _display(flair_view(image.array) if flair else image.array)
-    write_png(draw_overlay(shown, mask, found), out / f"{stem}_overlay.png")
+    if overlay:
+        shown = _display(flair_view(image.array) if flair else image.array)
+        write_png(draw_overlay(shown, mask, found), out / f"{stem}_overlay.png")
     height, width = mask.shape
     details = {
         "id": stem,
@@ -141,7 +144,7 @@ def segmentation_record(
         "boxes": [list(c.bbox) for c in found.components],
         "max_probability": float(prob.max()) if prob.size else 0.0,
         "mask": f"{stem}_mask.png",
-        "overlay": f"{stem}_overlay.png",
+        "overlay": f"{stem}_overlay.png" if overlay else None,
         "localization": f"{stem}_localization.json",
     }
 

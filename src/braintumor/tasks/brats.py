@@ -81,7 +81,10 @@ class BratsTask:
         """Segmentation NIfTI, overlays and region volumes per case (``predict_case``)."""
         from braintumor.brats.inference import predict_case  # MONAI
 
-        return [predict_case(predictor, sample, out, tta=bool(options.tta)) for sample in items]
+        return [
+            predict_case(predictor, sample, out, tta=bool(options.tta), overlays=options.overlays)
+            for sample in items
+        ]
 
 
 class Brats2DTask(BratsTask):

@@ -86,6 +86,9 @@ class PredictOptions:
     precision: str = "auto"
     #: re-estimate batch-norm statistics on the inputs before predicting them (AdaBN)
     adapt_bn: bool = False
+    #: segmenters: an overlay PNG per image (off: masks and localisations only, and a JPEG
+    #: decoded reduced for the network is not decoded again whole for the picture)
+    overlays: bool = True
 
 
 @runtime_checkable

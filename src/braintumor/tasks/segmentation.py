@@ -70,16 +70,25 @@ class SegmentationTask(ImageTask):
     def predict(
         self, predictor: Any, items: Sequence[Item], out: Path, options: PredictOptions
     ) -> list[dict]:
-        """Writes ``<stem>_mask.png``, ``_overlay.png`` and ``_localization.json`` per image;
-        records carry the out-of-distribution flag and score when the model has statistics."""
+        """Writes ``<stem>_mask.png``, ``_overlay.png`` (unless ``options.overlays`` is off) and
+        ``_localization.json`` per image; records carry the out-of-distribution flag and score
+        when the model has statistics."""
         probs, scores = predictor.segment_scored([image for _, _, _, image in items])
-        items = [(stem, path, index, as_stored(image)) for stem, path, index, image in items]
+        if options.overlays:  # drawn on the image as stored, not as decoded for the network
+            items = [(stem, path, index, as_stored(image)) for stem, path, index, image in items]
         info = getattr(predictor, "info", None)
         # Overlays of a model trained on LGG show FLAIR, not three sequences as colours.
         flair = info is not None and (info.data_fingerprint or {}).get("layout") == LGG_LAYOUT
         return [
             segmentation_record(
-                item, prob, out, options.threshold, options.min_area, predictor.keep_largest, flair
+                item,
+                prob,
+                out,
+                options.threshold,
+                options.min_area,
+                predictor.keep_largest,
+                flair,
+                options.overlays,
             )
             | ood_fields(None if scores is None else scores[n], predictor.ood)
             for n, (item, prob) in enumerate(zip(items, probs, strict=True))
