@@ -66,6 +66,7 @@ def test_overrides_parse_yaml_scalars_and_dotted_keys() -> None:
         ("fast-cpu-brats", ["extra.sw_overlap=yes"], r"extra\.sw_overlap must be float"),
         ("fast-cpu-seg", ["extra.modalities=[flair]"], r"extra\.modalities is unknown"),
         ("fast-cpu-seg", ["extra=3"], "extra must be a mapping"),
+        ("fast-cpu-lgg", ["augment.missing_sequence_fill=3"], r"one of the 3 input channels"),
     ],
 )
 def test_bad_recipes_raise_recipe_error(name: str, overrides: list[str], message: str) -> None:

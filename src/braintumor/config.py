@@ -117,6 +117,16 @@ class Recipe:
                 f"recipe {self.name!r}: positive_fraction must be a number between 0 and 1 "
                 f"(exclusive) or null, not {fraction!r}"
             )
+        fill = self.augment.get("missing_sequence_fill", 1)
+        if (
+            self.augment.get("missing_sequence")
+            and self.in_channels > 1
+            and not (isinstance(fill, int) and 0 <= fill < self.in_channels)
+        ):  # checked here so a typo fails before the data is read, not at the first step
+            raise RecipeError(
+                f"recipe {self.name!r}: augment.missing_sequence_fill={fill!r} must be one of "
+                f"the {self.in_channels} input channels (0-{self.in_channels - 1})"
+            )
         if self.compile != "auto" and not isinstance(self.compile, bool):
             raise RecipeError(
                 f"recipe {self.name!r}: compile must be true, false or auto, not {self.compile!r}"

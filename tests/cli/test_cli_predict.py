@@ -149,7 +149,7 @@ def test_no_overlays_writes_the_same_masks_and_no_pictures(tmp_path, segmenter_d
         assert result.exit_code == 0, result.output
     assert (tmp_path / "with" / "scan_overlay.png").is_file()
     assert not list((tmp_path / "without").glob("*overlay*"))
-    masks = [np.asarray(Image.open(tmp_path / out / "scan_mask.png")) for out in ("with", "without")]
+    masks = [np.asarray(Image.open(tmp_path / o / "scan_mask.png")) for o in ("with", "without")]
     assert masks[0].shape == (512, 384)
     assert np.array_equal(masks[0], masks[1])
     row = _rows(tmp_path / "without" / "summary.csv")[0]
