@@ -22,9 +22,9 @@ from monai.visualize import GradCAM
 from PIL import Image
 from torch import nn
 
-from braintumor.atomic import atomic_path
 from braintumor.errors import BrainTumorError
 from braintumor.io.base import LoadedImage
+from braintumor.io.raster import write_png
 from braintumor.models.folder import LoadedModel
 from braintumor.tasks.registry import CLASSES, model_task
 
@@ -256,7 +256,6 @@ def explain_image(
     }
     if out_dir is not None:
         dest = Path(out_dir) / f"{name or Path(image.path).stem}_gradcam.png"
-        with atomic_path(dest) as tmp:
-            Image.fromarray(overlay).save(tmp, format="PNG")
+        write_png(overlay, dest)
         result["overlay_path"] = str(dest)
     return result

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import io
 import json
 import threading
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from braintumor.errors import DataError
 from braintumor.inference.inputs import axial_slice, is_volume
 from braintumor.inference.outputs import tumour_mask
 from braintumor.io import LoadedImage, read_dicom_series, read_image, write_nifti
+from braintumor.io.raster import encode_png
 from braintumor.models.folder import LoadedModel, load_model_dir
 from braintumor.serve.card import model_card
 from braintumor.serve.limits import (
@@ -87,9 +87,7 @@ def png_base64(array: np.ndarray, max_side: int | None = None) -> str:
     image = Image.fromarray(np.ascontiguousarray(array))
     if max_side is not None and max(image.size) > max_side:
         image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(encode_png(np.asarray(image))).decode("ascii")
 
 
 def file_base64(path: Path) -> str:
