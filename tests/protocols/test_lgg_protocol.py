@@ -92,3 +92,8 @@ def test_kfold_can_run_chosen_folds_alone(tmp_path: Path) -> None:
     assert [f["fold"] for f in summary["per_fold"]] == [1]
     assert not (tmp_path / "cv" / "fold-0").exists()
     assert summary["pooled"]["n_patients"] == 2  # the patients of fold 1 only
+    # Run again with both folds: fold 1 is kept, with the wall time it took the first time.
+    again = run_kfold(recipe, data, tmp_path / "cv", folds=2, resume=True)
+    assert [f["fold"] for f in again["per_fold"]] == [0, 1]
+    assert again["per_fold"][1]["seconds"] == summary["per_fold"][0]["seconds"] > 0
+    assert again["pooled"]["n_patients"] == 4

@@ -31,6 +31,8 @@ from braintumor.training.splits import leak_groups
 console = Console(stderr=True)
 FOLDS_FILE = "folds.csv"
 SUMMARY_FILE = "kfold.json"
+#: A finished fold's wall time, kept in its folder so that a resumed or merged run reports it.
+FOLD_SECONDS_FILE = "fold_seconds.json"
 N_BOOTSTRAP = 1000
 
 
@@ -147,6 +149,9 @@ def run_kfold(
                 accelerator=accelerator,
             )
             seconds = round(time.perf_counter() - start, 1)
+            write_text_atomic(fold_dir / FOLD_SECONDS_FILE, json.dumps({"seconds": seconds}))
+        elif (fold_dir / FOLD_SECONDS_FILE).is_file():
+            seconds = json.loads((fold_dir / FOLD_SECONDS_FILE).read_text())["seconds"]
         metrics = json.loads((fold_dir / "test" / "metrics.json").read_text())
         rows = _slice_rows(fold_dir)
         per_fold.append({"fold": fold, **_fold_summary(metrics, rows, seconds)})
