@@ -1,4 +1,5 @@
-"""2D rasters: JPEG/PNG/BMP through Pillow, TIFF through tifffile; grey/RGB conversion; PNG out."""
+"""2D rasters: JPEG/PNG/BMP through Pillow, TIFF through tifffile; grey/RGB conversion; PNG out
+(encoded by OpenCV)."""
 
 from __future__ import annotations
 
