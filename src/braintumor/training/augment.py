@@ -23,6 +23,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from braintumor.errors import RecipeError
+
 
 @dataclass
 class AugmentConfig:
@@ -212,9 +214,7 @@ def missing_sequence(images: torch.Tensor, probability: float, fill: int) -> tor
     n, channels = images.shape[:2]
     if channels < 2:
         return images
-    if not 0 <= fill < channels:
-        from braintumor.errors import RecipeError
-
+    if not 0 <= fill < channels:  # a recipe's fill is checked at load against in_channels
         raise RecipeError(
             f"augment.missing_sequence_fill={fill} but the input has {channels} channels"
         )
