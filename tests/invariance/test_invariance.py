@@ -366,3 +366,50 @@ def test_segmenter_check_moves_the_truth_with_geometric_variants(tmp_path) -> No
     mirrored = run_invariance(loaded, samples, select_variants(geometric), batch_size=2, tta=True)
     assert mirrored["tta"] is True
     assert mirrored["reference"]["dice"] == pytest.approx(report["reference"]["dice"], abs=1e-6)
+
+
+def test_fov_cut_reframes_like_an_export_that_cut_the_head_edges() -> None:
+    # A bright square in the middle and bright columns at both edges: cutting every side by a
+    # quarter of the frame removes the edge columns and enlarges the square to twice its size.
+    image = torch.zeros(1, 1, 64, 64)
+    image[..., 24:40, 24:40] = 1.0
+    image[..., :, :4] = 1.0
+    image[..., :, 60:] = 1.0
+    mask = (image > 0).float()
+    theta = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    torch.manual_seed(0)
+    framed, box = aug.narrow_field_of_view(theta, probability=1.0, fraction=0.25)
+    # Every side cut by U(0, 0.25) of the frame: the box lies inside and is never empty.
+    assert bool((box[:, [0, 2]] >= -1).all() and (box[:, [1, 3]] <= 1).all())
+    assert bool((box[:, 1] - box[:, 0] >= 1.0).all() and (box[:, 3] - box[:, 2] >= 1.0).all())
+    # The longer side of the box fills the frame, centred on the box.
+    half_side = max(float(box[0, 1] - box[0, 0]), float(box[0, 3] - box[0, 2])) / 2
+    assert abs(float(framed[0, 0, 0]) - half_side) < 1e-6
+    assert abs(float(framed[0, 0, 2]) - float(box[0, 0] + box[0, 1]) / 2) < 1e-6
+    fixed_box = torch.tensor([[-0.5, 0.5, -0.5, 0.5]])
+    fixed = theta * 0.5
+    grid = torch.nn.functional.affine_grid(fixed, [1, 1, 64, 64], align_corners=False)
+    out = torch.nn.functional.grid_sample(image, grid, align_corners=False) * aug._inside(
+        grid, fixed_box
+    )
+    assert float(out[..., :, :4].sum()) == 0.0  # the edge columns were cut away
+    assert 0.9 < float((out > 0.5).float().mean()) / 0.25 < 1.1  # the square fills half a side
+    # Not chosen (probability 0): the frame and the affine are unchanged.
+    same, whole = aug.narrow_field_of_view(theta, probability=0.0, fraction=0.25)
+    assert torch.equal(same, theta)
+    assert torch.equal(whole, torch.tensor([[-1.0, 1.0, -1.0, 1.0]]))
+    # Through augment_batch the mask follows the image, and the central square is enlarged.
+    image[..., :, :4] = image[..., :, 60:] = 0.0
+    mask = (image > 0).float()
+    cfg = AugmentConfig(hflip=0.0, fov_cut=1.0, fov_cut_fraction=0.2)
+    torch.manual_seed(3)
+    images, masks = augment_batch(image.repeat(4, 1, 1, 1), mask.repeat(4, 1, 1, 1), cfg)
+    assert masks is not None
+    # (nearest for the mask, bilinear for the image: they may differ along the edges only)
+    assert float(((masks > 0.5) != (images > 0.5)).float().mean()) < 0.02
+    assert float((images > 0.5).float().mean()) > float((image > 0.5).float().mean())
+
+
+def test_fov_cut_fraction_is_checked() -> None:
+    with pytest.raises(RecipeError, match="fov_cut_fraction"):
+        AugmentConfig.from_dict({"fov_cut": 0.3, "fov_cut_fraction": 0.6})

@@ -2,9 +2,10 @@
 
 Per-item PIL transforms cost more than the network on a small CPU model, so augmentation runs
 once per batch as tensor ops: one random affine per image (rotation, shift, zoom, shear, flips)
-applied with a single ``grid_sample`` to the image (bilinear) and its mask (nearest), then
-intensity jitter. torchvision.transforms.v2 and kornia both transform a batch with one shared
-parameter set or loop per item; a per-item affine over a batch in one call is not in either.
+applied with a single ``grid_sample`` to the image (bilinear) and its mask (nearest), composed
+with a narrower field of view when ``fov_cut`` asks for it, then intensity jitter.
+torchvision.transforms.v2 and kornia both transform a batch with one shared parameter set or
+loop per item; a per-item affine over a batch in one call is not in either.
 
 The export-invariance families follow MONAI's intensity transforms (``RandAdjustContrast``,
 ``RandHistogramShift``, ``RandBiasField``, ``RandGaussianNoise``, ``RandGaussianSmooth`` /
@@ -47,6 +48,10 @@ class AugmentConfig:
     resample: float = 0.0  # probability of a down-and-up resample by 1.5-3x
     jpeg: float = 0.0  # probability; JPEG re-encoding per item by the dataset
     jpeg_quality: tuple[int, int] = (30, 95)
+    # Probability that a slice is re-framed as an export with a narrower field of view would be
+    # after the crop to the head: each side cut by up to ``fov_cut_fraction`` of the frame.
+    fov_cut: float = 0.0
+    fov_cut_fraction: float = 0.12
     # Classifiers only (training/mixing.py): Beta alphas of mixup and CutMix; zero disables one.
     mixup: float = 0.0
     cutmix: float = 0.0
@@ -59,14 +64,18 @@ class AugmentConfig:
     missing_sequence: float = 0.0
     missing_sequence_fill: int = 1
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fov_cut_fraction < 0.5:
+            raise RecipeError(
+                f"augment.fov_cut_fraction must be in [0, 0.5), got {self.fov_cut_fraction}"
+            )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AugmentConfig:
         """Build from a recipe's ``augment`` mapping, rejecting unknown keys."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            from braintumor.errors import RecipeError
-
             raise RecipeError(f"unknown augment keys {unknown}; known: {sorted(known)}")
         if "jpeg_quality" in data:
             data = {**data, "jpeg_quality": tuple(int(q) for q in data["jpeg_quality"])}
@@ -75,7 +84,8 @@ class AugmentConfig:
     @property
     def has_geometry(self) -> bool:
         """Whether any spatial transform is enabled."""
-        return any((self.hflip, self.vflip, self.rotate, self.translate, self.zoom, self.shear))
+        geometry = (self.hflip, self.vflip, self.rotate, self.translate, self.zoom, self.shear)
+        return any(geometry) or bool(self.fov_cut)
 
 
 def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
@@ -101,18 +111,58 @@ def random_affine(n: int, cfg: AugmentConfig, device: torch.device) -> torch.Ten
     return theta
 
 
+def narrow_field_of_view(
+    theta: torch.Tensor, probability: float, fraction: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Compose ``theta`` (n, 2, 3) with a cut of the field of view: ``(theta', box)``.
+
+    An export that frames the head tightly loses the head's edges, and the crop to the head
+    (``preprocess.brain_crop``) then pads what is left to a square and fills the frame with it:
+    the slice arrives cut and enlarged. For each chosen slice every side is cut by U(0,
+    ``fraction``) of the frame and the remaining box re-framed the same way (its longer side
+    filling the frame, centred). ``box`` (n, 4) holds x0, x1, y0, y1 in ``affine_grid``
+    coordinates; sampled points outside it are the cut-away part, to be set to 0. Slices not
+    chosen keep the whole frame.
+    """
+    n, device = theta.shape[0], theta.device
+    cuts = _uniform(4 * n, 0.0, 2 * fraction, device).view(n, 4)
+    cuts[torch.rand(n, device=device) >= probability] = 0.0
+    box = torch.stack((-1 + cuts[:, 0], 1 - cuts[:, 1], -1 + cuts[:, 2], 1 - cuts[:, 3]), dim=1)
+    half_side = torch.maximum(box[:, 1] - box[:, 0], box[:, 3] - box[:, 2]) / 2
+    centre = torch.stack(((box[:, 0] + box[:, 1]) / 2, (box[:, 2] + box[:, 3]) / 2), dim=1)
+    # Output point u -> v = A u + t (the random affine) -> centre + half_side * v.
+    framed = theta * half_side.view(n, 1, 1)
+    framed[:, :, 2] += centre
+    return framed, box
+
+
+def _inside(grid: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+    """(n, 1, H, W) float: 1 where the sampling ``grid`` (n, H, W, 2) falls inside ``box``."""
+    x, y = grid[..., 0], grid[..., 1]
+    b = box.view(-1, 4, 1, 1)
+    keep = (x >= b[:, 0]) & (x <= b[:, 1]) & (y >= b[:, 2]) & (y <= b[:, 3])
+    return keep.unsqueeze(1).to(grid.dtype)
+
+
 def augment_batch(
     images: torch.Tensor, masks: torch.Tensor | None, cfg: AugmentConfig
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Float images in [0, 1] (B, C, H, W) and optional masks (B, K, H, W) -> augmented."""
     if cfg.has_geometry:
         theta = random_affine(images.shape[0], cfg, images.device)
+        box = None
+        if cfg.fov_cut:
+            theta, box = narrow_field_of_view(theta, cfg.fov_cut, cfg.fov_cut_fraction)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         images = F.grid_sample(
             images, grid, mode="bilinear", padding_mode="zeros", align_corners=False
         )
         if masks is not None:
             masks = F.grid_sample(masks.float(), grid, mode="nearest", align_corners=False)
+        if box is not None:
+            inside = _inside(grid, box)
+            images = images * inside
+            masks = None if masks is None else masks * inside
     n = images.shape[0]
     shape = (n, 1, 1, 1)
     if cfg.brightness:
