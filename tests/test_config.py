@@ -25,12 +25,14 @@ def test_default_recipes_are_the_plain_ones_with_the_invariance_options(kind: st
         CONSISTENCY_OVERRIDES,
         FIELD_OF_VIEW_OVERRIDES,
         INVARIANCE_OVERRIDES,
+        NARROW_FIELD_OF_VIEW_OVERRIDES,
     )
 
     robust = load_recipe(f"fast-cpu-{kind}")
+    binary_only = NARROW_FIELD_OF_VIEW_OVERRIDES if kind == "binary" else ()
     fast = load_recipe(
         f"plain-cpu-{kind}",
-        [*INVARIANCE_OVERRIDES, *FIELD_OF_VIEW_OVERRIDES, *CONSISTENCY_OVERRIDES],
+        [*INVARIANCE_OVERRIDES, *FIELD_OF_VIEW_OVERRIDES, *CONSISTENCY_OVERRIDES, *binary_only],
     )
     assert robust.preprocess["brain_crop"] is True
     assert robust.preprocess["head_outline"] == "gamma-normalised"

@@ -73,8 +73,8 @@ class ReferenceSpec:
 # Reference models meet scans from sources they never saw: standardise the grey levels inside
 # the head and train through the perturbations other converters make (docs/training.md). The
 # default recipes fast-cpu-4class / fast-cpu-binary are plain-cpu-* with exactly these, the
-# FIELD_OF_VIEW_OVERRIDES and CONSISTENCY_OVERRIDES below
-# (tests/test_config.py checks).
+# FIELD_OF_VIEW_OVERRIDES and CONSISTENCY_OVERRIDES below, and fast-cpu-binary also the
+# NARROW_FIELD_OF_VIEW_OVERRIDES (tests/test_config.py checks).
 INVARIANCE_OVERRIDES = (
     "preprocess.intensity=equalize",
     "augment.zoom=0.2",
@@ -105,6 +105,12 @@ CONSISTENCY_OVERRIDES = (
     "augment.consistency=6",
     "augment.zoom=0.3",
 )
+# Train on slices re-framed as a tighter export arrives after the crop to the head: the binary
+# model's answers changed by a 20% narrower field of view fell from 8.5% to 4.2%, its test
+# figures rose. The 4-class build with it scored lower on its test split (0.901 against 0.915)
+# and already passed that variant, so it stays binary only (docs/benchmarks.md, "Narrower
+# field of view").
+NARROW_FIELD_OF_VIEW_OVERRIDES = ("augment.fov_cut=0.3",)
 
 _NO = ("no_tumor",)
 
