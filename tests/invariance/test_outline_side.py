@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from braintumor.config import load_recipe
-from braintumor.data.intensity import head_contour
+from braintumor.data.intensity import (
+    MIXED_BORDER_GAP,
+    border_background,
+    head_contour,
+    head_mask,
+)
 from braintumor.data.preprocess import (
     PreprocessSpec,
     brain_bbox,
@@ -97,3 +102,34 @@ def test_a_reduced_jpeg_decode_gives_the_network_the_same_input(shared_data):
 def _difference(a: np.ndarray, b: np.ndarray, spec: PreprocessSpec) -> float:
     first, second = (prepare_slice(x, spec).astype(np.float32) for x in (a, b))
     return float(np.abs(first - second).mean()) / 255
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(
+    "relative",
+    ["navoneel-binary/yes/Y250.jpg", "sartaj-4class/Testing/pituitary_tumor/image(95).jpg"],
+)
+def test_the_head_is_found_when_a_tighter_export_cut_through_it(shared_data, relative) -> None:
+    grey = to_grey_uint8(read_image(shared_data / relative).array)
+    height, width = grey.shape
+    dy, dx = round(0.1 * height), round(0.1 * width)
+    narrower = np.ascontiguousarray(grey[dy : height - dy, dx : width - dx])
+    whole = head_mask(grey, "gamma-normalised", 384)[dy : height - dy, dx : width - dx]
+    cut = head_mask(narrower, "gamma-normalised", 384)
+    assert (whole & cut).sum() / (whole | cut).sum() >= 0.95
+    # The check can fail: most of the narrower slice's border is head, so its median is a
+    # tissue level (the outline found with it overlapped the head by IoU 0.31 and 0.48).
+    smooth = _smoothed(narrower)
+    assert border_background(smooth) < _border_median(smooth) - MIXED_BORDER_GAP
+    # A border that is all background keeps its median.
+    background_only = _smoothed(_head(256))
+    assert border_background(background_only) == _border_median(background_only)
+
+
+def _smoothed(grey: np.ndarray) -> np.ndarray:
+    return cv2.GaussianBlur(cv2.medianBlur(grey, 5), (5, 5), 0)
+
+
+def _border_median(smooth: np.ndarray) -> float:
+    edges = (smooth[:3], smooth[-3:], smooth[:, :3], smooth[:, -3:])
+    return float(np.median(np.concatenate([edge.ravel() for edge in edges])))

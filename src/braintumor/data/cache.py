@@ -48,8 +48,9 @@ class DecodedSlices:
 
 #: Raised whenever preprocessing changes what it produces for the same spec, so caches
 #: written by an older braintumor are not reused (2: masks take the brain crop too; 3: JPEGs
-#: decoded reduced, as prediction decodes them).
-PREPROCESS_VERSION = 3
+#: decoded reduced, as prediction decodes them; 4: the head outline's background level on a
+#: border that is partly head).
+PREPROCESS_VERSION = 4
 
 
 def _cache_key(samples: list[Sample], spec: PreprocessSpec, with_masks: bool) -> str:
