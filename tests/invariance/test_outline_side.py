@@ -13,8 +13,10 @@ from braintumor.config import load_recipe
 from braintumor.data.intensity import (
     MIXED_BORDER_GAP,
     border_background,
+    border_pixels,
     head_contour,
     head_mask,
+    smoothed_for_outline,
 )
 from braintumor.data.preprocess import (
     PreprocessSpec,
@@ -119,17 +121,9 @@ def test_the_head_is_found_when_a_tighter_export_cut_through_it(shared_data, rel
     assert (whole & cut).sum() / (whole | cut).sum() >= 0.95
     # The check can fail: most of the narrower slice's border is head, so its median is a
     # tissue level (the outline found with it overlapped the head by IoU 0.31 and 0.48).
-    smooth = _smoothed(narrower)
-    assert border_background(smooth) < _border_median(smooth) - MIXED_BORDER_GAP
+    smooth = smoothed_for_outline(narrower)
+    border_median = float(np.median(border_pixels(smooth)))
+    assert border_background(smooth) < border_median - MIXED_BORDER_GAP
     # A border that is all background keeps its median.
-    background_only = _smoothed(_head(256))
-    assert border_background(background_only) == _border_median(background_only)
-
-
-def _smoothed(grey: np.ndarray) -> np.ndarray:
-    return cv2.GaussianBlur(cv2.medianBlur(grey, 5), (5, 5), 0)
-
-
-def _border_median(smooth: np.ndarray) -> float:
-    edges = (smooth[:3], smooth[-3:], smooth[:, :3], smooth[:, -3:])
-    return float(np.median(np.concatenate([edge.ravel() for edge in edges])))
+    background_only = smoothed_for_outline(_head(256))
+    assert border_background(background_only) == float(np.median(border_pixels(background_only)))

@@ -80,7 +80,7 @@ def head_contour(
         return otsu_head_contour(grey)
     if outline not in HEAD_OUTLINES:
         raise ValueError(f"unknown head outline {outline!r}; known: {', '.join(HEAD_OUTLINES)}")
-    smooth = cv2.GaussianBlur(cv2.medianBlur(grey, 5), (5, 5), 0)
+    smooth = smoothed_for_outline(grey)
     background = border_background(smooth)
     bright = percentile_uint8(smooth, 99)
     if outline == "range":
@@ -105,6 +105,17 @@ def head_contour(
     return head if _large_enough(head, grey.shape) else None
 
 
+def smoothed_for_outline(grey: np.ndarray) -> np.ndarray:
+    """A uint8 grey slice smoothed as the head outline reads it (median 5, then Gaussian 5)."""
+    return cv2.GaussianBlur(cv2.medianBlur(grey, 5), (5, 5), 0)
+
+
+def border_pixels(image: np.ndarray) -> np.ndarray:
+    """The pixels of the image's 3-pixel border, flattened (corners counted twice)."""
+    edges = (image[:3], image[-3:], image[:, :3], image[:, -3:])
+    return np.concatenate([edge.ravel() for edge in edges])
+
+
 def border_background(smooth: np.ndarray) -> float:
     """The background grey level of a smoothed uint8 slice, read on its 3-pixel border.
 
@@ -116,9 +127,7 @@ def border_background(smooth: np.ndarray) -> float:
     and the 10th percentile, the part of it outside the head, is taken instead (3.7%). Borders
     that are all background keep their median, so most slices' outlines do not move.
     """
-    border = np.concatenate(
-        [smooth[:3].ravel(), smooth[-3:].ravel(), smooth[:, :3].ravel(), smooth[:, -3:].ravel()]
-    )
+    border = border_pixels(smooth)
     median = float(np.median(border))
     darker_part = float(np.percentile(border, 10))
     return darker_part if median - darker_part > MIXED_BORDER_GAP else median
