@@ -12,6 +12,7 @@ from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
 
 from braintumor.errors import RecipeError
+from braintumor.models.mixstyle import add_mixstyle
 from braintumor.models.registry import CLASSIFIER, register
 
 
@@ -31,13 +32,18 @@ def build_small_resnet(
     widths: Sequence[int] = (32, 64, 128, 256),
     layers: Sequence[int] = (1, 1, 1, 1),
     drop_rate: float = 0.2,
+    mixstyle: float = 0.0,
 ) -> nn.Module:
-    """timm ``ResNet(BasicBlock, layers, channels=widths)``; there are no pretrained weights."""
+    """timm ``ResNet(BasicBlock, layers, channels=widths)``; there are no pretrained weights.
+
+    ``mixstyle``: probability of mixing feature statistics between training images after the
+    first two stages (:mod:`braintumor.models.mixstyle`); 0 leaves the network as it is.
+    """
     if pretrained:
         raise RecipeError("small-resnet has no pretrained weights; it is trained from scratch")
     if len(widths) != 4 or len(layers) != 4:
         raise RecipeError("small-resnet: widths and layers need 4 entries each")
-    return ResNet(
+    model = ResNet(
         block=BasicBlock,
         layers=tuple(layers),
         channels=tuple(widths),
@@ -46,3 +52,5 @@ def build_small_resnet(
         in_chans=in_channels,
         drop_rate=drop_rate,
     )
+    add_mixstyle([model.layer1, model.layer2], mixstyle)
+    return model
