@@ -303,3 +303,37 @@ def test_onnx_backend_matches_torch(tmp_path, classifier_dir):
         probs[backend] = np.array([[float(r[f"prob_{c}"]) for c in CLASSES] for r in rows])
     assert probs["onnx"].shape == (3, 4)
     np.testing.assert_allclose(probs["onnx"], probs["torch"], atol=1e-4)
+
+
+def test_terminal_shows_the_first_answers_and_counts_them_all(tmp_path, classifier_dir):
+    from braintumor.cli.predict_summary import MAX_ROWS
+
+    for i in range(MAX_ROWS + 2):
+        _write_png(tmp_path / "in" / f"scan{i:02d}.png", 40, 50, i)
+    out = tmp_path / "out"
+    result = runner.invoke(app, [str(classifier_dir), str(tmp_path / "in"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = _rows(out / "predictions.csv")
+    shown = [r for r in rows if f"scan{int(r['id'][4:]):02d}.png" in result.stdout]
+    assert len(shown) == MAX_ROWS  # the first ten, by name; the last two only counted
+    first = rows[0]
+    line = next(x for x in result.stdout.splitlines() if "scan00.png" in x)
+    assert first["predicted"] in line and f"{float(first['confidence']):.2f}" in line
+    counts = {name: sum(r["predicted"] == name for r in rows) for name in CLASSES}
+    summary = next(x for x in result.stdout.splitlines() if x.startswith("answers:"))
+    for name, n in counts.items():
+        assert (f"{name} {n}" in summary) == (n > 0), summary
+    assert "2 not shown above" in summary
+
+
+def test_terminal_shows_whether_a_tumour_was_found(tmp_path, segmenter_dir):
+    _write_png(tmp_path / "in" / "slice.png", 45, 70, 3)
+    out = tmp_path / "out"
+    args = [str(segmenter_dir), str(tmp_path / "in"), "--out", str(out), "--threshold", "0.0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    row = _rows(out / "summary.csv")[0]
+    assert row["tumor"] == "True"
+    line = next(x for x in result.stdout.splitlines() if "slice.png" in x)
+    assert "yes" in line and f"{row['area_px']} px" in line
+    assert "answers: tumour 1" in result.stdout

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from braintumor.atomic import write_text_atomic
 from braintumor.cli.errors import user_errors
+from braintumor.cli.predict_summary import answers_count, answers_table
 from braintumor.errors import DataError
 from braintumor.inference.adapt_bn import NO_BATCHNORM
 from braintumor.inference.inputs import expand_inputs
@@ -169,7 +170,15 @@ def predict_with(
             if patients:
                 write_text_atomic(out / "patients.csv", csv_text(patients))
         _write_table(out, task.table, rows, payload)
+        _show_answers(records, task.outputs, str(model))
         _finish(out, len(records), failures)
+
+
+def _show_answers(records: list[dict], outputs: str, model: str) -> None:
+    if records:
+        console = _console()
+        console.print(answers_table(records, outputs, title=model))
+        console.print(answers_count(records, outputs))
 
 
 def _adapt(predictor: Any, model: str | Path, paths: list[Path], slice_: str, size: int) -> dict:
