@@ -134,6 +134,12 @@ def test_segment_writes_mask_overlay_and_localization(tmp_path, segmenter_dir):
     assert sum(c["area_px"] for c in loc["components"]) == loc["total_area_px"]
     summary = _rows(out / "summary.csv")
     assert summary[0]["id"] == "slice" and int(summary[0]["area_px"]) == loc["total_area_px"]
+    # The terminal says the same: tumour found or not, and its area.
+    line = next(x for x in result.stdout.splitlines() if "slice.png" in x)
+    found = summary[0]["tumor"] == "True"
+    assert ("yes" if found else "no") in line
+    assert (f"{loc['total_area_px']} px" in line) == found
+    assert f"answers: {'tumour' if found else 'no tumour'} 1" in result.stdout
 
 
 def test_no_overlays_writes_the_same_masks_and_no_pictures(tmp_path, segmenter_dir):
@@ -324,16 +330,3 @@ def test_terminal_shows_the_first_answers_and_counts_them_all(tmp_path, classifi
     for name, n in counts.items():
         assert (f"{name} {n}" in summary) == (n > 0), summary
     assert "2 not shown above" in summary
-
-
-def test_terminal_shows_whether_a_tumour_was_found(tmp_path, segmenter_dir):
-    _write_png(tmp_path / "in" / "slice.png", 45, 70, 3)
-    out = tmp_path / "out"
-    args = [str(segmenter_dir), str(tmp_path / "in"), "--out", str(out), "--threshold", "0.0"]
-    result = runner.invoke(app, args)
-    assert result.exit_code == 0, result.output
-    row = _rows(out / "summary.csv")[0]
-    assert row["tumor"] == "True"
-    line = next(x for x in result.stdout.splitlines() if "slice.png" in x)
-    assert "yes" in line and f"{row['area_px']} px" in line
-    assert "answers: tumour 1" in result.stdout
