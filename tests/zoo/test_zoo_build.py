@@ -91,10 +91,12 @@ def test_card_rows_of_a_segmenter_over_two_sources() -> None:
 
 def test_a_recarded_build_keeps_the_recorded_training_time(tmp_path) -> None:
     record = tmp_path / "reference_models.json"
-    build.write_build_record(record, {"name": "seg2d", "train_seconds": 1006.7, "headline": "a"})
-    build.write_build_record(record, {"name": "seg2d", "train_seconds": None, "headline": "b"})
+    first = {"name": "seg2d", "train_seconds": 1006.7, "load_average": [1.5], "headline": "a"}
+    build.write_build_record(record, first)
+    recard = {"name": "seg2d", "train_seconds": None, "load_average": None, "headline": "b"}
+    build.write_build_record(record, recard)
     entry = json.loads(record.read_text())["models"]["seg2d"]
-    assert entry == {"name": "seg2d", "train_seconds": 1006.7, "headline": "b"}
+    assert entry == {**first, "headline": "b"}
 
     build.write_build_record(record, {"name": "seg2d", "train_seconds": 30.0, "headline": "c"})
     assert json.loads(record.read_text())["models"]["seg2d"]["train_seconds"] == 30.0

@@ -334,7 +334,7 @@ def build_reference(
         "overrides": overrides,
         "sources": counts,
         "train_seconds": None if reusing else round(seconds, 1),
-        "load_average": os.getloadavg(),
+        "load_average": None if reusing else os.getloadavg(),
         "headline": figures,
         "compact_max_prob_diff": compact_parity(model_dir, folder),
         "zoo_bytes": sum(f.stat().st_size for f in folder.iterdir()),
@@ -354,12 +354,14 @@ def read_spec_loso(spec: ReferenceSpec, path: Path) -> dict[str, Any]:
 def write_build_record(path: Path, summary: dict[str, Any]) -> None:
     """Merge one build's summary into the results file (one entry per reference model).
 
-    A re-carded run (``train_seconds`` None) keeps the training time its first build recorded.
+    A re-carded run (``train_seconds`` None) keeps the training time its first build recorded,
+    and the machine's load during that training.
     """
     data = json.loads(path.read_text()) if path.is_file() else {"benchmark": "reference_models"}
     models = data.setdefault("models", {})
     previous = models.get(summary["name"], {})
     if summary["train_seconds"] is None and previous.get("train_seconds") is not None:
-        summary = {**summary, "train_seconds": previous["train_seconds"]}
+        kept = {k: previous.get(k) for k in ("train_seconds", "load_average")}
+        summary = {**summary, **kept}
     models[summary["name"]] = summary
     write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
