@@ -253,19 +253,47 @@ def brain_box(array: np.ndarray, spec: PreprocessSpec) -> tuple[int, int, int, i
     return brain_bbox(_grey_of(_as_uint8_channels(array, spec)), spec.outline, spec.outline_side)
 
 
+def box_in_frame(
+    box: tuple[int, int, int, int], decoded: tuple[int, int], stored: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """``box`` (y0, y1, x0, x1), found on an image decoded at ``decoded`` (height, width), in
+    the coordinates of the image as stored (``stored``): a JPEG decoded reduced has its crop
+    found on the reduced copy, and its mask is restored to the stored size."""
+    if decoded == stored:
+        return box
+    fy, fx = stored[0] / decoded[0], stored[1] / decoded[1]
+    y0, y1, x0, x1 = box
+    return (
+        round(y0 * fy),
+        min(stored[0], max(round(y1 * fy), round(y0 * fy) + 1)),
+        round(x0 * fx),
+        min(stored[1], max(round(x1 * fx), round(x0 * fx) + 1)),
+    )
+
+
 def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     """Raw raster -> uint8 (C, S, S) at the spec's size, before normalisation.
 
     The uint8 result is what the decoded-image cache stores; :func:`normalise` turns it into
     the float network input.
     """
+    return prepare_slice_and_box(array, spec)[0]
+
+
+def prepare_slice_and_box(
+    array: np.ndarray, spec: PreprocessSpec
+) -> tuple[np.ndarray, tuple[int, int, int, int] | None]:
+    """:func:`prepare_slice`, and the brain crop it took of ``array`` (:func:`brain_box`; None
+    when the spec does not crop), so that a predicted map can be put back without finding the
+    head again."""
     image = _as_uint8_channels(array, spec)
     standardised = spec.intensity != "none"
     needs_head = spec.brain_crop or standardised
     contour = head_contour(_grey_of(image), spec.outline, spec.outline_side) if needs_head else None
     head = fill_contour(contour, image.shape[:2]) if standardised else None
+    box = None
     if spec.brain_crop:
-        y0, y1, x0, x1 = _contour_box(contour, image.shape)
+        box = y0, y1, x0, x1 = _contour_box(contour, image.shape)
         image = image[y0:y1, x0:x1]
         head = head[y0:y1, x0:x1] if head is not None else None
     square, _ = pad_to_square(image)
@@ -279,7 +307,7 @@ def prepare_slice(array: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
         small_head = resize(head_square, spec.image_size, nearest=True).astype(bool)
         low, high = spec.percentiles
         resized = standardise(resized, small_head, spec.intensity, (low, high), spec.background)
-    return np.ascontiguousarray(resized.transpose(2, 0, 1))
+    return np.ascontiguousarray(resized.transpose(2, 0, 1)), box
 
 
 def prepare_mask(

@@ -17,6 +17,7 @@ import torch
 from braintumor.data.lgg import slice_spec
 from braintumor.data.preprocess import (
     PreprocessSpec,
+    box_in_frame,
     brain_box,
     normalise_batch,
     prepare_slice,
@@ -156,6 +157,13 @@ class Predictor:
             return image.network_input
         return None
 
+    def _crop_box(self, image: LoadedImage) -> tuple[int, int, int, int] | None:
+        """The brain crop of ``image.array`` for this model's spec: the one its preparation
+        took, else found again."""
+        if isinstance(image, PreparedImage) and image.spec == self.spec:
+            return image.crop_box
+        return brain_box(image.array, slice_spec(image.path, image.array, self.spec))
+
     def prepare(self, image: LoadedImage) -> torch.Tensor:
         """One 2D image -> uint8 tensor (C, S, S) exactly as training prepared it."""
         ready = self._ready(image)
@@ -263,13 +271,12 @@ class Predictor:
 
     def restore(self, square: np.ndarray, image: LoadedImage) -> np.ndarray:
         """Undo resize, padding and (when the spec crops) the brain crop of ``image``'s map, at
-        the image's size as stored (a JPEG decoded smaller never crops:
-        :func:`~braintumor.data.preprocess.decode_side`)."""
+        the image's size as stored (a JPEG decoded reduced has its crop scaled up to it)."""
         height, width = full_shape(image)
-        box = brain_box(image.array, slice_spec(image.path, image.array, self.spec))
+        box = self._crop_box(image)
         if box is None:
             return restore_mask_size(square, height, width).astype(np.float32)
-        y0, y1, x0, x1 = box
+        y0, y1, x0, x1 = box_in_frame(box, image.array.shape[:2], (height, width))
         full = np.zeros((height, width), dtype=np.float32)
         full[y0:y1, x0:x1] = restore_mask_size(square, y1 - y0, x1 - x0)
         return full

@@ -5,8 +5,8 @@ a bounded number of batches ahead, so that decoding overlaps the forward pass.
 an input with: :func:`~braintumor.io.read_image` with the spec's
 :func:`~braintumor.data.preprocess.decode_side` (a JPEG decoded reduced, as the training
 cache decodes it), a volume's chosen slice, then :func:`~braintumor.data.preprocess.prepare_slice`.
-The :class:`PreparedImage` it returns carries the network input, so the predictor does not
-prepare it again.
+The :class:`PreparedImage` it returns carries the network input and the crop to the head, so
+the predictor neither prepares it again nor finds the head again to put a mask back.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from braintumor.data.lgg import slice_spec
-from braintumor.data.preprocess import PreprocessSpec, decode_side, prepare_slice
+from braintumor.data.preprocess import PreprocessSpec, decode_side, prepare_slice_and_box
 from braintumor.errors import DataError
 from braintumor.inference.inputs import DECODE_THREADS, axial_slice, is_volume, read_input
 from braintumor.io import read_image
@@ -45,6 +45,8 @@ class PreparedImage(LoadedImage):
 
     network_input: np.ndarray | None = None
     spec: PreprocessSpec | None = None
+    #: the brain crop taken of ``array`` (y0, y1, x0, x1); None when ``spec`` does not crop
+    crop_box: tuple[int, int, int, int] | None = None
 
 
 def full_shape(image: LoadedImage) -> tuple[int, int]:
@@ -74,14 +76,18 @@ def check_raster(image: LoadedImage) -> None:
 def prepared(image: LoadedImage, spec: PreprocessSpec) -> PreparedImage:
     """``image`` with its network input for ``spec`` (a :class:`DataError` if not 2D)."""
     check_raster(image)
+    network_input, crop_box = prepare_slice_and_box(
+        image.array, slice_spec(image.path, image.array, spec)
+    )
     return PreparedImage(
         array=image.array,
         path=image.path,
         spacing=image.spacing,
         affine=image.affine,
         meta=image.meta,
-        network_input=prepare_slice(image.array, slice_spec(image.path, image.array, spec)),
+        network_input=network_input,
         spec=spec,
+        crop_box=crop_box,
     )
 
 
