@@ -4,7 +4,8 @@ Classifiers: the share of slices whose predicted class differs from the predicti
 original file (flip rate) and the balanced accuracy of each variant. Segmenters: the mean Dice
 of each variant, the truth mask moved with the image for geometric variants. The original
 files give the reference figures; every variant is written to real files in a temporary
-folder and read back through the normal prediction path (decoding included).
+folder and read back through the normal prediction path (decoding included: a JPEG is decoded
+reduced where the model allows it, as ``predict`` reads it).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from sklearn.metrics import balanced_accuracy_score
 
 from braintumor.data.lgg import flair_view, is_lgg_slice
-from braintumor.data.preprocess import to_grey_uint8
+from braintumor.data.preprocess import PreprocessSpec, to_grey_uint8
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, ImageReadError
 from braintumor.evaluation.common import label_indices
@@ -27,6 +28,7 @@ from braintumor.evaluation.segmentation import THRESHOLD
 from braintumor.inference.inputs import read_pair
 from braintumor.inference.outputs import tumour_mask
 from braintumor.inference.predictor import Predictor, model_device
+from braintumor.inference.prefetch import load_prepared
 from braintumor.invariance.variants import Variant
 from braintumor.io import LoadedImage, read_image
 from braintumor.metrics.segmentation import segmentation_scores
@@ -77,14 +79,14 @@ def _dice(predictor: Predictor, images: list[LoadedImage], truths: list[np.ndarr
 
 
 def _export(
-    slices: list[TestSlice], variant: Variant, folder: Path
+    slices: list[TestSlice], variant: Variant, folder: Path, spec: PreprocessSpec
 ) -> tuple[list[LoadedImage], list[np.ndarray | None]]:
-    """Write every slice as ``variant`` and read the files back."""
+    """Write every slice as ``variant`` and read the files back as ``predict`` reads them."""
     folder.mkdir(parents=True, exist_ok=True)
     images, masks = [], []
     for index, item in enumerate(slices):
         path, mask = variant(item.grey, item.mask, folder / f"{index:05d}")
-        images.append(read_image(path))
+        images.append(load_prepared(path, spec))
         masks.append(mask)
     return images, masks
 
@@ -117,10 +119,11 @@ def run_invariance(
         if outputs == CLASSES:
             samples_read = [s.sample for s in slices]
             labels, _ = label_indices(samples_read, predictor.class_names, loaded.path)
-            base = predictor.classify([s.image for s in slices]).argmax(1)
+            originals = [load_prepared(Path(s.sample.image), predictor.spec) for s in slices]
+            base = predictor.classify(originals).argmax(1)
             reference = {"balanced_accuracy": float(balanced_accuracy_score(labels, base))}
             for variant in variants:
-                images, _ = _export(slices, variant, Path(tmp) / variant.name)
+                images, _ = _export(slices, variant, Path(tmp) / variant.name, predictor.spec)
                 pred = predictor.classify(images).argmax(1)
                 bal = float(balanced_accuracy_score(labels, pred))
                 rows.append(
@@ -137,7 +140,7 @@ def run_invariance(
             truths = [s.mask for s in slices]
             reference = {"dice": _dice(predictor, [s.image for s in slices], truths)}
             for variant in variants:
-                images, moved = _export(slices, variant, Path(tmp) / variant.name)
+                images, moved = _export(slices, variant, Path(tmp) / variant.name, predictor.spec)
                 dice = _dice(predictor, images, moved)
                 rows.append(
                     {
