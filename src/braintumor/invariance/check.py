@@ -42,10 +42,9 @@ MAX_METRIC_DROP = 0.03
 
 @dataclass
 class TestSlice:
-    """One readable test sample: its original image, grey pixels and truth."""
+    """One readable test sample: its grey pixels and truth."""
 
     sample: Sample
-    image: LoadedImage
     grey: np.ndarray  # uint8 (H, W), what every variant starts from
     mask: np.ndarray | None  # bool (H, W) for segmenters
 
@@ -64,7 +63,7 @@ def load_slices(samples: list[Sample], with_masks: bool) -> tuple[list[TestSlice
             continue
         # An LGG slice's grey is its FLAIR channel, as grey models read it (data/lgg.py).
         array = flair_view(image.array) if is_lgg_slice(image.path) else image.array
-        slices.append(TestSlice(sample, image, to_grey_uint8(array), mask))
+        slices.append(TestSlice(sample, to_grey_uint8(array), mask))
     return slices, skipped
 
 
@@ -115,11 +114,12 @@ def run_invariance(
         raise DataError(f"none of the {len(samples)} test samples could be read")
     predictor = Predictor(loaded, device=model_device(loaded), tta=tta, batch_size=batch_size)
     rows: list[dict[str, Any]] = []
+    # The reference reads the original files as predict does, like every variant.
+    originals = [load_prepared(Path(s.sample.image), predictor.spec) for s in slices]
     with tempfile.TemporaryDirectory(dir=work_dir, prefix="invariance-") as tmp:
         if outputs == CLASSES:
             samples_read = [s.sample for s in slices]
             labels, _ = label_indices(samples_read, predictor.class_names, loaded.path)
-            originals = [load_prepared(Path(s.sample.image), predictor.spec) for s in slices]
             base = predictor.classify(originals).argmax(1)
             reference = {"balanced_accuracy": float(balanced_accuracy_score(labels, base))}
             for variant in variants:
@@ -138,7 +138,7 @@ def run_invariance(
                 shutil.rmtree(Path(tmp) / variant.name)
         else:
             truths = [s.mask for s in slices]
-            reference = {"dice": _dice(predictor, [s.image for s in slices], truths)}
+            reference = {"dice": _dice(predictor, originals, truths)}
             for variant in variants:
                 images, moved = _export(slices, variant, Path(tmp) / variant.name, predictor.spec)
                 dice = _dice(predictor, images, moved)
