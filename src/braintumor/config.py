@@ -60,6 +60,9 @@ class Recipe:
     batch_size: int = 32
     max_epochs: int = 30
     max_minutes: float | None = None
+    # Validate, checkpoint and ship an exponential moving average of the weights over about
+    # this many epochs (training.averaging); None trains and ships the last weights.
+    ema_epochs: float | None = None
     early_stopping_patience: int | None = 10
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
@@ -126,6 +129,14 @@ class Recipe:
             raise RecipeError(
                 f"recipe {self.name!r}: augment.missing_sequence_fill={fill!r} must be one of "
                 f"the {self.in_channels} input channels (0-{self.in_channels - 1})"
+            )
+        ema = self.ema_epochs
+        if ema is not None and (
+            isinstance(ema, bool) or not isinstance(ema, int | float) or ema <= 0
+        ):
+            raise RecipeError(
+                f"recipe {self.name!r}: ema_epochs must be a positive number of epochs or null, "
+                f"not {ema!r}"
             )
         if self.compile != "auto" and not isinstance(self.compile, bool):
             raise RecipeError(

@@ -39,6 +39,10 @@ class _RecipeModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The network's input for a training batch, augmented as training augments it."""
+        raise NotImplementedError
+
     def configure_optimizers(self) -> Any:
         optimizer = build_optimizer(self.model, self.recipe)
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
@@ -102,6 +106,9 @@ class ClassificationModule(_RecipeModule):
         if train:
             x, _ = augment_batch(x, None, self.augment)
         return normalise_batch(x, self.spec)
+
+    def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._inputs(batch["image"], train=True)
 
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:
         from braintumor.models import logits_to_probs
@@ -215,6 +222,9 @@ class SegmentationModule(_RecipeModule):
                 masks = masks if augmented is None else augmented
             images = normalise_batch(x, self.spec)
         return images, masks
+
+    def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._prepare(batch, train=True)[0]
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, masks = self._prepare(batch, train=True)

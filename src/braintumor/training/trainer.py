@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from braintumor.config import Recipe
 from braintumor.inference.precision import cpu_has_bf16
 from braintumor.runfolder import RunFolder
+from braintumor.training.averaging import EmaOverEpochs
 from braintumor.training.elapsed import ElapsedMinutes
 from braintumor.training.interrupt import GracefulStop
 
@@ -128,6 +129,8 @@ def build_trainer(
                 patience=recipe.early_stopping_patience,
             )
         )
+    if recipe.ema_epochs:
+        callbacks.append(EmaOverEpochs(recipe.ema_epochs))
     if progress:
         callbacks.append(RichProgressBar(leave=True))
     loggers = [
