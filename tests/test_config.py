@@ -26,10 +26,13 @@ def test_default_recipes_are_the_plain_ones_with_the_invariance_options(kind: st
         FIELD_OF_VIEW_OVERRIDES,
         INVARIANCE_OVERRIDES,
         NARROW_FIELD_OF_VIEW_OVERRIDES,
+        WEIGHT_AVERAGING_OVERRIDES,
     )
 
     robust = load_recipe(f"fast-cpu-{kind}")
-    binary_only = NARROW_FIELD_OF_VIEW_OVERRIDES if kind == "binary" else ()
+    binary_only = (
+        (*NARROW_FIELD_OF_VIEW_OVERRIDES, *WEIGHT_AVERAGING_OVERRIDES) if kind == "binary" else ()
+    )
     fast = load_recipe(
         f"plain-cpu-{kind}",
         [*INVARIANCE_OVERRIDES, *FIELD_OF_VIEW_OVERRIDES, *CONSISTENCY_OVERRIDES, *binary_only],

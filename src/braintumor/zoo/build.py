@@ -74,7 +74,7 @@ class ReferenceSpec:
 # the head and train through the perturbations other converters make (docs/training.md). The
 # default recipes fast-cpu-4class / fast-cpu-binary are plain-cpu-* with exactly these, the
 # FIELD_OF_VIEW_OVERRIDES and CONSISTENCY_OVERRIDES below, and fast-cpu-binary also the
-# NARROW_FIELD_OF_VIEW_OVERRIDES (tests/test_config.py checks).
+# NARROW_FIELD_OF_VIEW_OVERRIDES and WEIGHT_AVERAGING_OVERRIDES (tests/test_config.py checks).
 INVARIANCE_OVERRIDES = (
     "preprocess.intensity=equalize",
     "augment.zoom=0.2",
@@ -112,6 +112,11 @@ CONSISTENCY_OVERRIDES = (
 # passed that variant, so the 4-class model goes without (docs/benchmarks.md, "Narrower field
 # of view").
 NARROW_FIELD_OF_VIEW_OVERRIDES = ("augment.fov_cut=0.3",)
+
+# Ship the weights averaged over the last two epochs: held-out sartaj (binary) rose from 0.757
+# to 0.800 balanced accuracy over four seeds; the 4-class folds did not move, so the 4-class
+# model goes without (docs/benchmarks.md, "Weight averaging on held-out sources").
+WEIGHT_AVERAGING_OVERRIDES = ("ema_epochs=2",)
 
 _NO = ("no_tumor",)
 
