@@ -3,6 +3,7 @@
     python benchmarks/lgg.py cv --set max_minutes=10     # 5-fold patient-grouped CV, fast-cpu-lgg
     python benchmarks/lgg.py cv --fold 0 --out F.json    # one fold of it
     python benchmarks/lgg.py recipes                     # system-003 recipes: params, s/epoch
+    python benchmarks/lgg.py stack-rule --work W         # the 3D stack rule on W's fold models
 
 ``cv`` trains one run per fold (``braintumor train fast-cpu-lgg --protocol kfold``) and writes
 ``benchmarks/results/lgg_cv.json``: per-fold and pooled per-patient volume Dice (mean, median,
@@ -10,7 +11,13 @@ bootstrap 95% CI), slice-level Dice/IoU, slice detection sensitivity/specificity
 ``recipes`` times real training steps of each system-003 recipe on LGG slices (3 channels, no
 pretrained weights) and writes ``benchmarks/results/lgg_recipes.json``: parameter counts,
 seconds per step and per image, and the epoch time they give for a fold's training slices.
-Both record the machine's load average at the start and the exact overrides.
+``stack-rule`` takes the fold models of a finished ``cv`` (``W/cv/fold-K/model``, each also
+from its own work folder: ``--work`` is repeatable), chooses the inference settings afresh on
+each fold's validation patients as training now does (TTA, largest component, the 3D component
+rule across a patient's stack: ``braintumor.inference.stack_filter``), and evaluates each fold's
+test patients with the choice and with the stack rule off; it writes the pooled per-patient
+volume Dice of both (``benchmarks/results/lgg_stack-rule.json``).
+All record the machine's load average at the start and the exact overrides.
 """
 
 from __future__ import annotations
@@ -132,23 +139,97 @@ def _recipes(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _fold_samples(fold_dir: Path) -> dict[str, list[Any]]:
+    """The fold's samples by split, as its ``splits.csv`` assigned them."""
+    import csv
+
+    from braintumor.data.layouts import detect_layout
+
+    by_id = {s.id: s for s in detect_layout(LGG).samples}
+    with (fold_dir / "splits.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    splits: dict[str, list[Any]] = {}
+    for row in rows:
+        splits.setdefault(row["split"], []).append(by_id[row["id"]])
+    return splits
+
+
+def _stack_rule(args: argparse.Namespace) -> dict[str, Any]:
+    import dataclasses
+    import tempfile
+
+    from braintumor.evaluation.segmentation import evaluate_segmenter
+    from braintumor.inference.choice import choose_inference
+    from braintumor.metrics.segmentation import value_summary
+    from braintumor.models.folder import load_model_dir
+    from braintumor.recipe_options import InferenceOptions
+
+    start = time.perf_counter()
+    folds, patients = [], {"chosen": [], "without_stack_rule": []}
+    fold_dirs = sorted(d for work in args.work_dirs for d in (work / "cv").glob("fold-*"))
+    for fold_dir in fold_dirs:
+        if not (fold_dir / "model" / "model.json").is_file():
+            continue
+        splits = _fold_samples(fold_dir)
+        loaded = load_model_dir(fold_dir / "model")
+        chosen = choose_inference(loaded, splits["val"], InferenceOptions())
+        row: dict[str, Any] = {"fold": fold_dir.name, "choice": chosen}
+        for name, stack in (("chosen", chosen["stack_components"]), ("without_stack_rule", False)):
+            settings = {**chosen, "stack_components": stack}
+            info = dataclasses.replace(loaded.info, inference=settings)
+            with tempfile.TemporaryDirectory() as out:
+                metrics = evaluate_segmenter(
+                    dataclasses.replace(loaded, info=info), splits["test"], Path(out) / "eval"
+                )
+            per_patient = metrics["per_patient"]
+            row[name] = {
+                "patient_dice": per_patient["dice"],
+                "detection": per_patient["detection"],
+                "patients": {p["patient"]: round(p["dice"], 4) for p in per_patient["patients"]},
+            }
+            patients[name] += [p["dice"] for p in per_patient["patients"]]
+        print(
+            f"{fold_dir.name}: stack rule {chosen['stack_components']}, per-patient Dice "
+            f"{row['chosen']['patient_dice']['mean']:.3f} "
+            f"(without it {row['without_stack_rule']['patient_dice']['mean']:.3f})",
+            flush=True,
+        )
+        folds.append(row)
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": _machine(),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "folds": folds,
+        "pooled": {name: value_summary(values) for name, values in patients.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("cv", "recipes"))
+    parser.add_argument("what", choices=("cv", "recipes", "stack-rule"))
     parser.add_argument("--recipe", default="fast-cpu-lgg")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument(
         "--fold", type=int, action="append", help="cv: run only this fold (0-based; repeatable)"
     )
     parser.add_argument("--set", action="append", default=[], help="recipe override key=value")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/braintumor-lgg-bench"))
+    parser.add_argument(
+        "--work",
+        type=Path,
+        action="append",
+        dest="work_dirs",
+        help="work folder (default /tmp/braintumor-lgg-bench); stack-rule: repeatable",
+    )
     parser.add_argument("--resume", action="store_true", help="keep finished folds")
     parser.add_argument("--batch", type=int, default=4, help="recipes: images per timed step")
     parser.add_argument("--steps", type=int, default=2, help="recipes: timed steps")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    args.work_dirs = args.work_dirs or [Path("/tmp/braintumor-lgg-bench")]
+    args.work = args.work_dirs[0]
     args.work.mkdir(parents=True, exist_ok=True)
-    result = _cv(args) if args.what == "cv" else _recipes(args)
+    actions = {"cv": _cv, "recipes": _recipes, "stack-rule": _stack_rule}
+    result = actions[args.what](args)
     out = args.out or RESULTS / f"lgg_{args.what}.json"
     write_text_atomic(out, json.dumps(result, indent=2))
     print(f"wrote {out}")

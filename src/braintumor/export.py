@@ -191,6 +191,7 @@ class OnnxPredictor(Predictor):
         settings = InferenceSettings.of(info)
         self.tta = settings.tta if tta is None else tta
         self.keep_largest = settings.keep_largest
+        self.stack_components = settings.stack_components
         self.batch_size = batch_size
         try:
             self.session = _session(onnx_path)

@@ -73,6 +73,8 @@ class InferenceOptions:
 
     tta: bool | str = AUTO
     keep_largest: bool | str = AUTO
+    #: 3D components across a patient's slice stack (only chosen when validation has stacks)
+    stack_components: bool | str = AUTO
 
     def __post_init__(self) -> None:
         for key, value in dataclasses.asdict(self).items():

@@ -60,6 +60,15 @@ def predict_command(
             "setting, chosen on validation.",
         ),
     ] = None,
+    stack_components: Annotated[
+        bool | None,
+        typer.Option(
+            "--stack-components/--no-stack-components",
+            help="Segmenters, patient folders (<patient>/<patient>_N.tif): drop 3D tumour "
+            "components under a quarter of the stack's largest. Default: the model's setting, "
+            "chosen on validation.",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     precision: Annotated[
         str,
@@ -122,6 +131,7 @@ def predict_command(
     settings: dict[str, Any] = {
         "tta": tta,
         "keep_largest": keep_largest,
+        "stack_components": stack_components,
         "batch_size": batch_size,
         "precision": precision,
         "slice": slice,

@@ -17,6 +17,11 @@ from braintumor.inference.inputs import read_pair
 from braintumor.inference.ood import ood_fields, ood_summary
 from braintumor.inference.outputs import tumour_mask
 from braintumor.inference.predictor import Predictor, model_device
+from braintumor.inference.stack_filter import (
+    STACK_MIN_FRACTION,
+    keep_stack_components,
+    stacks_of,
+)
 from braintumor.io import LoadedImage
 from braintumor.metrics.patient import patient_summary, slice_counts
 from braintumor.metrics.per_source_segmentation import segmentation_by_source
@@ -70,12 +75,43 @@ def _image_or_none(sample: Sample) -> LoadedImage | None:
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class _Predicted:
+    """One slice's predicted mask with what scoring it needs."""
+
+    sample: Sample
+    spacing: tuple[float, float] | None
+    truth: np.ndarray
+    pred: np.ndarray
+    ood: dict
+
+    def scored(self, empty_rule: EmptyRule) -> tuple[dict, dict]:
+        """The metrics row and the predictions.csv row."""
+        scores = segmentation_scores(self.pred, self.truth, self.spacing, empty_rule)
+        sample = self.sample
+        detail = {
+            "id": sample.id,
+            "path": sample.image,
+            "mask": sample.mask,
+            "group": sample.group,
+            **scores,
+            **slice_counts(self.pred, self.truth),
+            **self.ood,
+        }
+        return {"id": sample.id, **scores}, detail
+
+
 def _mask_rule(predictor: Predictor) -> str:
     steps = [f"probability >= {THRESHOLD}"]
     if predictor.tta:
         steps.insert(0, "mirror TTA")
     if predictor.keep_largest:
         steps.append("largest component only")
+    if predictor.stack_components:
+        steps.append(
+            f"in each patient stack, 3D components under {STACK_MIN_FRACTION:.0%} "
+            "of the largest dropped"
+        )
     return f"Predicted mask: {', '.join(steps)} (the model folder's settings)."
 
 
@@ -109,36 +145,45 @@ def evaluate_segmenter(
         ood=wants_ood(adapt_bn, loaded.model),
     )
     adaptation = SourceAdaptation(predictor, samples, _image_or_none, adapt_bn)
-    rows: list[dict] = []
-    details: list[dict] = []
+    # Slices of a patient stack wait for the rest of their stack when the model drops small
+    # 3D components (inference/stack_filter.py); the others are scored as they come.
+    stacks = stacks_of([s.image for s in samples]) if predictor.stack_components else []
+    in_stack = {i for stack in stacks for i in stack}
+    scored: dict[int, tuple[dict, dict]] = {}
+    waiting: dict[int, _Predicted] = {}
     skipped: list[dict] = []
     ood_parts: list[np.ndarray] = []
     for chunk in adaptation.chunks(batch_size):
         pairs = []
-        for sample in (samples[i] for i in chunk):
+        for index in chunk:
             try:
-                pairs.append((sample, *read_pair(sample)))
+                pairs.append((index, *read_pair(samples[index])))
             except (ImageReadError, DataError) as error:
-                skipped.append(skip_record(sample, error))
+                skipped.append(skip_record(samples[index], error))
         if not pairs:
             continue
         probs, ood_scores = predictor.segment_scored([image for _, image, _ in pairs])
         ood_parts += [] if ood_scores is None else [ood_scores]
-        for n, ((sample, image, truth), prob) in enumerate(zip(pairs, probs, strict=True)):
-            pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)
-            scores = segmentation_scores(pred, truth, _spacing(image), empty_rule)
-            rows.append({"id": sample.id, **scores})
-            details.append(
-                {
-                    "id": sample.id,
-                    "path": sample.image,
-                    "mask": sample.mask,
-                    "group": sample.group,
-                    **scores,
-                    **slice_counts(pred, truth),
-                    **ood_fields(None if ood_scores is None else ood_scores[n], predictor.ood),
-                }
+        for n, ((index, image, truth), prob) in enumerate(zip(pairs, probs, strict=True)):
+            predicted = _Predicted(
+                samples[index],
+                _spacing(image),
+                truth,
+                tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest),
+                ood_fields(None if ood_scores is None else ood_scores[n], predictor.ood),
             )
+            if index in in_stack:
+                waiting[index] = predicted
+            else:
+                scored[index] = predicted.scored(empty_rule)
+    for stack in stacks:
+        present = [i for i in stack if i in waiting]
+        kept = keep_stack_components([waiting[i].pred for i in present])
+        for index, pred in zip(present, kept, strict=True):
+            waiting[index] = dataclasses.replace(waiting[index], pred=pred)
+            scored[index] = waiting[index].scored(empty_rule)
+    rows = [scored[i][0] for i in sorted(scored)]
+    details = [scored[i][1] for i in sorted(scored)]
     if not rows:
         raise DataError(f"none of the {len(samples)} samples could be read (first: {skipped[0]})")
     by_id = {s.id: s for s in samples}
@@ -159,6 +204,7 @@ def evaluate_segmenter(
         "threshold": THRESHOLD,
         "tta": predictor.tta,
         "keep_largest": predictor.keep_largest,
+        "stack_components": predictor.stack_components,
         "empty_rule": dataclasses.asdict(empty_rule),
         "metrics": list(SEGMENTATION_METRICS),
         **_headline(summary),
@@ -182,13 +228,17 @@ def evaluate_segmenter(
         metrics["adapt_bn"] = adapted
     write_outputs(out_dir, metrics, details)
     panels = []
+    stacked_preds = {p.sample.id: p.pred for p in waiting.values()}
     chosen = [by_id[i] for i in pick_panel_ids(rows)]
     if chosen:
         for sample in chosen:
             image, truth = read_pair(sample)
-            with adaptation.applied(sample):
-                prob = predictor.segment([image])[0]
-            pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)
+            if sample.id in stacked_preds:  # as scored: after its stack's 3D rule
+                pred = stacked_preds[sample.id]
+            else:
+                with adaptation.applied(sample):
+                    prob = predictor.segment([image])[0]
+                pred = tumour_mask(prob, THRESHOLD, keep_largest=predictor.keep_largest)
             # An LGG slice is shown as FLAIR, never as a mix of its three sequences.
             shown = flair_view(image.array) if is_lgg_slice(image.path) else image.array
             panels.append((sample.id, to_grey_uint8(shown), truth, pred))

@@ -1,8 +1,10 @@
 """Inference settings of a segmenter, chosen on the validation split after training.
 
-As nnU-Net does for its post-processing, two cheap test-time choices are decided by the
-validation data rather than fixed: averaging with the mirrored image (TTA) and keeping only
-the largest connected tumour component (most 2D tumour slices show one tumour). Each is
+As nnU-Net does for its post-processing, cheap test-time choices are decided by the
+validation data rather than fixed: averaging with the mirrored image (TTA), keeping only
+the largest connected tumour component (most 2D tumour slices show one tumour) and, when the
+validation slices form patient stacks, dropping small 3D components across a stack
+(:mod:`.stack_filter`). Each is
 adopted only when it raises the mean validation Dice; the comparison is written into
 ``model.json`` (``inference``) so evaluate, predict and serve apply the same settings and a
 reader sees why.
@@ -20,15 +22,19 @@ from braintumor.errors import DataError, ImageReadError
 from braintumor.inference.inputs import read_pair
 from braintumor.inference.outputs import tumour_mask
 from braintumor.inference.predictor import InferenceSettings, Predictor, model_device
+from braintumor.inference.stack_filter import filter_stacks, stacks_of
 from braintumor.io import LoadedImage
 from braintumor.metrics.segmentation import segmentation_scores
 from braintumor.models.folder import LoadedModel
 from braintumor.recipe_options import AUTO, InferenceOptions
 
 
-def _val_pairs(samples: list[Sample]) -> tuple[list[LoadedImage], list[np.ndarray]]:
-    """Readable images with masks and their binary truths (unreadable ones are skipped)."""
-    images, truths = [], []
+def _val_pairs(
+    samples: list[Sample],
+) -> tuple[list[LoadedImage], list[np.ndarray], list[str]]:
+    """Readable images with masks, their binary truths and their paths (unreadable ones are
+    skipped)."""
+    images, truths, paths = [], [], []
     for sample in samples:
         if not sample.mask:
             continue
@@ -38,27 +44,38 @@ def _val_pairs(samples: list[Sample]) -> tuple[list[LoadedImage], list[np.ndarra
             continue
         images.append(image)
         truths.append(truth)
-    return images, truths
+        paths.append(sample.image)
+    return images, truths, paths
 
 
-def _mean_dice(probs: list[np.ndarray], truths: list[np.ndarray], keep_largest: bool) -> float:
-    scores = [
-        segmentation_scores(tumour_mask(p, keep_largest=keep_largest), t)["dice"]
-        for p, t in zip(probs, truths, strict=True)
-    ]
+def _mean_dice(
+    probs: list[np.ndarray],
+    truths: list[np.ndarray],
+    paths: list[str],
+    settings: InferenceSettings,
+) -> float:
+    masks = [tumour_mask(p, keep_largest=settings.keep_largest) for p in probs]
+    if settings.stack_components:
+        masks = filter_stacks(masks, paths)
+    scores = [segmentation_scores(m, t)["dice"] for m, t in zip(masks, truths, strict=True)]
     return float(np.mean(scores))
 
 
-def _candidates(inference: InferenceOptions) -> list[InferenceSettings]:
-    """Every combination the recipe leaves open, simplest first."""
+def _candidates(inference: InferenceOptions, stacks: bool = False) -> list[InferenceSettings]:
+    """Every combination the recipe leaves open, simplest first. The stack rule is a candidate
+    only when ``stacks`` (the validation slices form patient stacks): elsewhere it does
+    nothing."""
     options = {
         key: (False, True) if value == AUTO else (value,)
         for key, value in asdict(inference).items()
     }
+    if not stacks:
+        options["stack_components"] = (False,)
     return [
-        InferenceSettings(tta=tta, keep_largest=largest)
+        InferenceSettings(tta=tta, keep_largest=largest, stack_components=stack)
         for tta in options["tta"]
         for largest in options["keep_largest"]
+        for stack in options["stack_components"]
     ]
 
 
@@ -68,10 +85,11 @@ def score_settings(
     candidates: list[InferenceSettings] | None = None,
     batch_size: int = 32,
 ) -> dict[str, float]:
-    """Mean Dice on ``samples`` (with masks) of each candidate, all four by default, keyed
-    ``plain``, ``keep_largest``, ``tta``, ``tta+keep_largest``."""
-    candidates = candidates or _candidates(InferenceOptions())
-    images, truths = _val_pairs(samples)
+    """Mean Dice on ``samples`` (with masks) of each candidate, keyed as :func:`label` names
+    them (``plain``, ``keep_largest``, ``tta``, ``tta+keep_largest``, and with
+    ``+stack_components`` when the samples form stacks). By default every candidate."""
+    candidates = candidates or _candidates(InferenceOptions(), has_stacks(samples))
+    images, truths, paths = _val_pairs(samples)
     if not images:
         return {}
     device = model_device(loaded)
@@ -79,7 +97,12 @@ def score_settings(
         tta: Predictor(loaded, device=device, tta=tta, batch_size=batch_size).segment(images)
         for tta in sorted({c.tta for c in candidates})
     }
-    return {label(c): _mean_dice(probs[c.tta], truths, c.keep_largest) for c in candidates}
+    return {label(c): _mean_dice(probs[c.tta], truths, paths, c) for c in candidates}
+
+
+def has_stacks(samples: list[Sample]) -> bool:
+    """True when some of ``samples`` are slices of one patient stack (:mod:`.stack_filter`)."""
+    return bool(stacks_of([s.image for s in samples if s.mask]))
 
 
 def choose_inference(
@@ -91,11 +114,12 @@ def choose_inference(
     """Pick the settings ``recipe.inference`` leaves at ``auto`` (the default) by mean
     validation Dice; the others are taken as the recipe fixes them.
 
-    Returns what goes into ``model.json``: the chosen ``tta`` and ``keep_largest``, the mean
+    Returns what goes into ``model.json``: the chosen ``tta``, ``keep_largest`` and
+    ``stack_components``, the mean
     validation Dice of every candidate, and the number of validation samples with a mask.
     Without readable validation images an ``auto`` setting stays off.
     """
-    candidates = _candidates(inference)
+    candidates = _candidates(inference, has_stacks(val_samples))
     scores = (
         score_settings(loaded, val_samples, candidates, batch_size) if len(candidates) > 1 else {}
     )
@@ -115,6 +139,6 @@ def choose_inference(
 
 
 def label(settings: InferenceSettings) -> str:
-    """``plain``, ``tta``, ``keep_largest`` or ``tta+keep_largest``."""
+    """The settings that are on, joined by ``+`` (``tta+keep_largest``), or ``plain``."""
     parts = [name for name, on in asdict(settings).items() if on]
     return "+".join(parts) or "plain"

@@ -101,16 +101,19 @@ def segmentation_record(
     keep_largest: bool = False,
     flair: bool = False,
     overlay: bool = True,
+    mask: np.ndarray | None = None,
 ) -> dict:
     """Write ``<stem>_mask.png``, ``<stem>_overlay.png`` (when ``overlay``) and
     ``<stem>_localization.json``.
 
-    The mask is :func:`tumour_mask` of ``prob`` at the image's original size; areas are in
+    The mask is :func:`tumour_mask` of ``prob`` at the image's original size unless ``mask``
+    gives it (a stack's slice after the 3D rule, :mod:`.stack_filter`); areas are in
     mm² too when the image has a pixel spacing. ``flair``: the overlay shows an LGG slice's
     FLAIR channel rather than its three sequences as a colour picture.
     """
     stem, path, index, image = item
-    mask = tumour_mask(prob, threshold, min_area, keep_largest)
+    if mask is None:
+        mask = tumour_mask(prob, threshold, min_area, keep_largest)
     spacing = image.spacing if image.spacing is not None and len(image.spacing) == 2 else None
     found = localize(mask, spacing=spacing, min_area=min_area)
     write_png(mask, out / f"{stem}_mask.png")

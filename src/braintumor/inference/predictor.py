@@ -42,12 +42,18 @@ class InferenceSettings:
 
     tta: bool = False
     keep_largest: bool = False
+    #: in a patient's stack of slices, only the large 3D components (:mod:`.stack_filter`)
+    stack_components: bool = False
 
     @classmethod
     def of(cls, info: ModelInfo) -> InferenceSettings:
         """The settings saved in a model folder; folders from before they existed get none."""
         saved = info.inference or {}
-        return cls(tta=bool(saved.get("tta")), keep_largest=bool(saved.get("keep_largest")))
+        return cls(
+            tta=bool(saved.get("tta")),
+            keep_largest=bool(saved.get("keep_largest")),
+            stack_components=bool(saved.get("stack_components")),
+        )
 
 
 def check_2d(loaded_path: object, info: ModelInfo) -> str:
@@ -132,6 +138,7 @@ class Predictor:
         settings = InferenceSettings.of(loaded.info)
         self.tta = settings.tta if tta is None else tta
         self.keep_largest = settings.keep_largest
+        self.stack_components = settings.stack_components
         self.batch_size = batch_size
         if ood:
             self.ood = scorer_of(loaded)

@@ -47,7 +47,7 @@ class ModelInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     data_fingerprint: dict[str, Any] = field(default_factory=dict)
-    # Segmenters: TTA and largest-component choice (inference/choice.py).
+    # Segmenters: TTA, largest-component and stack-rule choice (inference/choice.py).
     inference: dict[str, Any] = field(default_factory=dict)
     # Out-of-distribution statistics (inference/ood.py); empty in folders made before them.
     ood: dict[str, Any] = field(default_factory=dict)

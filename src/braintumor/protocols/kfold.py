@@ -77,6 +77,7 @@ def _fold_summary(metrics: dict, rows: list[dict], seconds: float | None) -> dic
         "detection": per_patient.get("detection"),
         "tta": metrics.get("tta"),
         "keep_largest": metrics.get("keep_largest"),
+        "stack_components": metrics.get("stack_components"),
         "seconds": seconds,
     }
 

@@ -18,6 +18,7 @@ from PIL import Image
 from braintumor.errors import DataError
 from braintumor.inference.inputs import axial_slice, is_volume
 from braintumor.inference.outputs import tumour_mask
+from braintumor.inference.stack_filter import keep_stack_components
 from braintumor.io import LoadedImage, read_dicom_series, read_image, write_nifti
 from braintumor.io.raster import encode_png
 from braintumor.models.folder import LoadedModel, load_model_dir
@@ -213,6 +214,8 @@ def _segment(served: ServedModel, item: tuple, work: Path, volume: Any) -> dict:
         masks += [
             tumour_mask(p, keep_largest=predictor.keep_largest) for p in predictor.segment(chunk)
         ]
+    if getattr(predictor, "stack_components", False):  # a volume's slices are one stack
+        masks = keep_stack_components(masks)
     mask_volume = _mask_volume(volume, masks)
     spacing = volume.spacing
     voxels = int(mask_volume.sum())

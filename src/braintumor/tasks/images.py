@@ -36,6 +36,8 @@ class ImageTask:
         )
         if options.keep_largest is not None:
             predictor.keep_largest = options.keep_largest
+        if options.stack_components is not None:
+            predictor.stack_components = options.stack_components
         return predictor
 
     def resolve(self, recipe: Recipe, splits: dict[str, list[Sample]]) -> Recipe:

@@ -20,6 +20,7 @@ from braintumor.inference.outputs import Item
 from braintumor.inference.precision import PRECISIONS
 from braintumor.inference.predictor import resolve_device
 from braintumor.inference.prefetch import load_prepared, prefetched
+from braintumor.inference.stack_filter import stacks_of
 from braintumor.io import LoadedImage
 from braintumor.models.folder import ModelInfo, load_model_dir, read_model_info
 from braintumor.tasks.registry import IMAGES, PredictOptions, Task, model_task
@@ -62,6 +63,8 @@ def open_predictor(
         predictor = OnnxPredictor(model, tta=options.tta, batch_size=options.batch_size)
         if options.keep_largest is not None:
             predictor.keep_largest = options.keep_largest
+        if options.stack_components is not None:
+            predictor.stack_components = options.stack_components
         return model_task(info.task, model), predictor, info
     loaded = load_model_dir(model, device=resolve_device(device))
     task = model_task(loaded.info.task, model)
@@ -114,9 +117,8 @@ def predict_images(
     """Records and failures for image inputs, one batch of ``options.batch_size`` at a time;
     the next batch is read while the network runs on the current one."""
     stems = unique_stems(paths)
-    size = options.batch_size
     jobs = list(zip(paths, stems, strict=True))
-    chunks = [jobs[start : start + size] for start in range(0, len(jobs), size)]
+    chunks = _chunks(jobs, options.batch_size, getattr(predictor, "stack_components", False))
 
     def load(job: tuple[Path, str]) -> Item | ImageReadError | DataError:
         return _load_one(job[0], job[1], predictor.spec, slice_)
@@ -135,6 +137,19 @@ def predict_images(
             records += task.predict(predictor, items, out, options)
         on_progress(len(chunk))
     return records, failures
+
+
+def _chunks(
+    jobs: list[tuple[Path, str]], size: int, by_stack: bool
+) -> list[list[tuple[Path, str]]]:
+    """Batches of ``size`` inputs; with ``by_stack`` each patient stack is one batch of its
+    own, in slice order, so the task can apply its 3D rule (inference/stack_filter.py)."""
+    stacks = stacks_of([path for path, _ in jobs]) if by_stack else []
+    in_stack = {i for stack in stacks for i in stack}
+    rest = [job for i, job in enumerate(jobs) if i not in in_stack]
+    return [[jobs[i] for i in stack] for stack in stacks] + [
+        rest[start : start + size] for start in range(0, len(rest), size)
+    ]
 
 
 def predict_cases(

@@ -80,6 +80,8 @@ class PredictOptions:
     threshold: float = 0.5
     min_area: int = 0
     keep_largest: bool | None = None
+    #: segmenters: the 3D rule across a patient's slice stack (inference/stack_filter.py)
+    stack_components: bool | None = None
     tta: bool | None = None
     batch_size: int = 32
     # auto: bf16 autocast on CPUs with AMX/AVX512-BF16, else fp32 (inference/precision.py)

@@ -15,8 +15,9 @@ from braintumor.data.samples import Sample
 from braintumor.evaluation.tables import segmentation_table
 from braintumor.inference.choice import choose_inference
 from braintumor.inference.ood import ood_fields
-from braintumor.inference.outputs import Item, segmentation_record
+from braintumor.inference.outputs import Item, segmentation_record, tumour_mask
 from braintumor.inference.prefetch import as_stored
+from braintumor.inference.stack_filter import filter_stacks
 from braintumor.models.folder import LoadedModel
 from braintumor.models.registry import SEGMENTER_2D
 from braintumor.tasks.images import ImageTask
@@ -24,8 +25,9 @@ from braintumor.tasks.registry import MASK, PredictOptions, TaskSetup
 
 
 class SegmentationTask(ImageTask):
-    """Decoded slice/mask pairs + a binary segmenter; TTA and largest component chosen on
-    validation; masks, overlays and localisations per image."""
+    """Decoded slice/mask pairs + a binary segmenter; TTA, largest component and (patient
+    stacks) the 3D component rule chosen on validation; masks, overlays and localisations per
+    image."""
 
     name = "segment"
     description = "a binary tumour mask per 2D image"
@@ -42,7 +44,8 @@ class SegmentationTask(ImageTask):
         return build_segmentation(recipe, splits)
 
     def tune(self, loaded: LoadedModel, recipe: Recipe, val: list[Sample]) -> dict[str, Any]:
-        """TTA and largest component, chosen by validation Dice (:mod:`.inference.choice`)."""
+        """TTA, largest component and the stack rule, chosen by validation Dice
+        (:mod:`.inference.choice`)."""
         return choose_inference(loaded, val, recipe.inference)
 
     def evaluate(
@@ -74,6 +77,12 @@ class SegmentationTask(ImageTask):
         ``_localization.json`` per image; records carry the out-of-distribution flag and score
         when the model has statistics."""
         probs, scores = predictor.segment_scored([image for _, _, _, image in items])
+        masks = [
+            tumour_mask(p, options.threshold, options.min_area, predictor.keep_largest)
+            for p in probs
+        ]
+        if getattr(predictor, "stack_components", False):  # predict_images batches by stack
+            masks = filter_stacks(masks, [path for _, path, _, _ in items])
         if options.overlays:  # drawn on the image as stored, not as decoded for the network
             items = [(stem, path, index, as_stored(image)) for stem, path, index, image in items]
         info = getattr(predictor, "info", None)
@@ -89,7 +98,8 @@ class SegmentationTask(ImageTask):
                 predictor.keep_largest,
                 flair,
                 options.overlays,
+                mask,
             )
             | ood_fields(None if scores is None else scores[n], predictor.ood)
-            for n, (item, prob) in enumerate(zip(items, probs, strict=True))
+            for n, (item, prob, mask) in enumerate(zip(items, probs, masks, strict=True))
         ]

@@ -205,7 +205,8 @@ def _report_inference(inference: dict[str, Any]) -> None:
     if scores:
         console.print(
             f"inference settings by validation Dice ({scores}): "
-            f"tta={inference['tta']}, keep_largest={inference['keep_largest']}"
+            f"tta={inference['tta']}, keep_largest={inference['keep_largest']}, "
+            f"stack_components={inference.get('stack_components', False)}"
         )
 
 
