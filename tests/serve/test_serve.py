@@ -111,6 +111,31 @@ def test_zip_of_a_dicom_series(client: TestClient) -> None:
     assert body["volume_ml"] == pytest.approx(body["volume_voxels"] * 0.5 * 0.8 * 3.0 / 1000)
 
 
+def test_zip_of_a_patient_folder_gives_the_patients_summary(client: TestClient) -> None:
+    patient = "TCGA_AB_0001_20000101"
+    mask = io.BytesIO()
+    Image.fromarray(np.zeros((70, 90), dtype=np.uint8)).save(mask, format="PNG")
+    entries = {f"{patient}/{patient}_{n}.png": png_bytes(seed=n) for n in (1, 2, 10)}
+    entries |= {f"{patient}/{patient}_{n}_mask.png": mask.getvalue() for n in (1, 2, 10)}
+    reply = _post(client, "patient.zip", _zip(entries), model="seg")
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["id"] == patient and body["n_slices"] == 3 and body["outputs"] == "mask"
+    summary = body["patient"]
+    assert summary["patient"] == patient and summary["n_slices"] == 3
+    assert "reference_dice" in summary  # the reference masks came along
+    assert [item["index"] for item in body["stack"]] == [1, 2, 10]  # slice order, not text
+    assert body["area_px"] == sum(item["area_px"] for item in body["stack"])
+    assert body["area_px"] == summary["volume_voxels"]
+    assert (body["n_components"] > 0) is body["tumor"]
+    assert _png(body["overlay_png"]).size == (90, 70)
+    refused = _post(client, "patient.zip", _zip(entries), model="cls")
+    assert refused.status_code == 422 and "segmenters" in refused.json()["error"]
+    other = "TCGA_AB_0002_20000101"
+    two = entries | {f"{other}/{other}_{n}.png": png_bytes(seed=n) for n in (1, 2)}
+    assert "one patient folder" in _post(client, "p.zip", _zip(two), model="seg").json()["error"]
+
+
 def _zip(entries: dict[str, bytes]) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:

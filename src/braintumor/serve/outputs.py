@@ -1,5 +1,6 @@
-"""What the web page adds to a segmentation result: the area with its unit, and the mask as a
-download in the input's own format (PNG for rasters, NIfTI for NIfTI, DICOM SEG for DICOM).
+"""What the web page adds to a result: pictures and files as base64 text, the area with its
+unit, and the mask as a download in the input's own format (PNG for rasters, NIfTI for NIfTI,
+DICOM SEG for DICOM).
 """
 
 from __future__ import annotations
@@ -9,10 +10,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from braintumor.errors import DataError
 from braintumor.io import LoadedImage, write_nifti
 from braintumor.io.dicom_seg import SEG_SUFFIX, is_dicom_image, source_frames, write_dicom_seg
+from braintumor.io.raster import encode_png
+
+STACK_SIDE = 256  # longest side of a stack picture
+
+
+def png_base64(array: np.ndarray, max_side: int | None = None) -> str:
+    """uint8 (H, W) or (H, W, 3) -> base64 PNG text, shrunk to ``max_side`` when given."""
+    image = Image.fromarray(np.ascontiguousarray(array))
+    if max_side is not None and max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
+    return base64.b64encode(encode_png(np.asarray(image))).decode("ascii")
+
+
+def file_base64(path: Path) -> str:
+    """A file's bytes as base64 text."""
+    return base64.b64encode(Path(path).read_bytes()).decode("ascii")
+
 
 MEDIA_TYPES = {
     "png": "image/png",

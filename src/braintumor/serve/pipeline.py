@@ -4,7 +4,6 @@ plus the pictures (base64 PNG) and, for volumes, a small stack of slices and the
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import json
 import threading
@@ -20,7 +19,6 @@ from braintumor.inference.inputs import axial_slice, is_volume
 from braintumor.inference.outputs import tumour_mask
 from braintumor.inference.stack_filter import keep_stack_components
 from braintumor.io import LoadedImage, read_dicom_series, read_image, write_nifti
-from braintumor.io.raster import encode_png
 from braintumor.models.folder import LoadedModel, load_model_dir
 from braintumor.serve.card import model_card
 from braintumor.serve.limits import (
@@ -30,13 +28,20 @@ from braintumor.serve.limits import (
     header_shape,
 )
 from braintumor.serve.naming import default_name, parse_model_arg, unique_name
-from braintumor.serve.outputs import area_fields, file_download, mask_download
+from braintumor.serve.outputs import (
+    STACK_SIDE,
+    area_fields,
+    file_base64,
+    file_download,
+    mask_download,
+    png_base64,
+)
+from braintumor.serve.patient_view import PatientUpload, patient_upload, predict_patient
 from braintumor.serve.security import UploadError, safe_extract_zip
 from braintumor.tasks.predict import takes_images
 from braintumor.tasks.registry import CLASSES, PredictOptions, Task, task_of
 
 STACK_SLICES = 24  # slices of a volume sent back for the slider
-STACK_SIDE = 256  # longest side of a stack picture
 
 
 @dataclass
@@ -83,19 +88,6 @@ def load_models(model_args: list[str | Path]) -> dict[str, ServedModel]:
     return served
 
 
-def png_base64(array: np.ndarray, max_side: int | None = None) -> str:
-    """uint8 (H, W) or (H, W, 3) -> base64 PNG text, shrunk to ``max_side`` when given."""
-    image = Image.fromarray(np.ascontiguousarray(array))
-    if max_side is not None and max(image.size) > max_side:
-        image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    return base64.b64encode(encode_png(np.asarray(image))).decode("ascii")
-
-
-def file_base64(path: Path) -> str:
-    """A file's bytes as base64 text."""
-    return base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
 def _display(array: np.ndarray) -> np.ndarray:
     from braintumor.data.preprocess import rescale_to_uint8, to_grey_uint8
 
@@ -106,8 +98,9 @@ def _display(array: np.ndarray) -> np.ndarray:
 
 def read_upload(
     path: Path, kind: str, work: Path, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "upload"
-) -> LoadedImage | Path:
-    """The uploaded image or volume; for a zip of a BraTS case, the folder it was unpacked to.
+) -> LoadedImage | Path | PatientUpload:
+    """The uploaded image or volume; for a zip of a BraTS case, the folder it was unpacked to;
+    for a zip of a patient folder (``<patient>/<patient>_N.tif``), its slices.
 
     Every file's header is checked against ``max_pixels`` before it is decoded (413 above).
     """
@@ -125,6 +118,9 @@ def read_upload(
     folder = work / "unzipped"
     folder.mkdir()
     files = safe_extract_zip(path, folder)
+    patient = patient_upload(files, work, max_pixels, name)
+    if patient is not None:
+        return patient
     if any(f.name.lower().endswith((".nii", ".nii.gz")) for f in files):
         for file in files:
             if file.name.lower().endswith((".nii", ".nii.gz")):
@@ -294,6 +290,10 @@ def predict_upload(
         "filename": filename,
     }
     loaded = read_upload(path, kind, work, max_pixels, filename)
+    if isinstance(loaded, PatientUpload):
+        if not takes_images(served.task):
+            raise UploadError(422, "a BraTS model wants a zip of one case's NIfTI modalities")
+        return head | {"kind": kind} | predict_patient(served, loaded, work)
     if not takes_images(served.task):
         if not isinstance(loaded, Path):
             raise UploadError(422, "a BraTS model wants a zip of one case's NIfTI modalities")
