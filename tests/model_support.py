@@ -72,3 +72,24 @@ def save_untrained(
         **info,
     )
     return save_model_dir(net, description, folder)
+
+
+class BrightIsTumour(nn.Module):
+    """Calls every pixel brighter than half the image's maximum tumour: no learning needed."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        low = x.amin(dim=(2, 3), keepdim=True)
+        high = x.amax(dim=(2, 3), keepdim=True)
+        return 50.0 * (x - 0.5 * (low + high))
+
+
+def bright_segmenter(inference: dict | None = None, image_size: int = 64) -> LoadedModel:
+    """:class:`BrightIsTumour` as a loaded grey segmenter with these inference settings."""
+    return loaded_2d(
+        "segment",
+        BrightIsTumour(),
+        ["background", "tumor"],
+        image_size=image_size,
+        num_outputs=1,
+        inference=inference or {},
+    )

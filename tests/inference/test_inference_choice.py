@@ -6,8 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from braintumor.config import load_recipe
 from braintumor.data.samples import Sample
@@ -18,27 +16,11 @@ from braintumor.inference.predictor import InferenceSettings, Predictor
 from braintumor.io import write_png
 from braintumor.models.folder import LoadedModel
 from braintumor.recipe_options import InferenceOptions
-from model_support import loaded_2d
-
-
-class BrightIsTumour(nn.Module):
-    """Calls every pixel brighter than half the image's maximum tumour: no learning needed."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low = x.amin(dim=(2, 3), keepdim=True)
-        high = x.amax(dim=(2, 3), keepdim=True)
-        return 50.0 * (x - 0.5 * (low + high))
+from model_support import bright_segmenter
 
 
 def _loaded(inference: dict | None = None) -> LoadedModel:
-    return loaded_2d(
-        "segment",
-        BrightIsTumour(),
-        ["background", "tumor"],
-        image_size=64,
-        num_outputs=1,
-        inference=inference or {},
-    )
+    return bright_segmenter(inference, image_size=64)
 
 
 def _val_set(folder: Path, distractor: bool, n: int = 6) -> list[Sample]:

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from torch import nn
 
 from braintumor.data.samples import Sample
 from braintumor.evaluation.segmentation import evaluate_segmenter
@@ -22,7 +20,7 @@ from braintumor.models.folder import LoadedModel
 from braintumor.recipe_options import InferenceOptions
 from braintumor.tasks.predict import predict_images
 from braintumor.tasks.registry import PredictOptions, model_task
-from model_support import loaded_2d
+from model_support import bright_segmenter
 
 SIDE = 64
 #: slices 2-4 hold the tumour; slice 6 a bright spot that is not one
@@ -30,24 +28,8 @@ TUMOUR_SLICES = (2, 3, 4)
 SPOT_SLICE = 6
 
 
-class BrightIsTumour(nn.Module):
-    """Calls every pixel brighter than half the image's maximum tumour: no learning needed."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        low = x.amin(dim=(2, 3), keepdim=True)
-        high = x.amax(dim=(2, 3), keepdim=True)
-        return 50.0 * (x - 0.5 * (low + high))
-
-
 def _loaded(inference: dict | None = None) -> LoadedModel:
-    return loaded_2d(
-        "segment",
-        BrightIsTumour(),
-        ["background", "tumor"],
-        image_size=SIDE,
-        num_outputs=1,
-        inference=inference or {},
-    )
+    return bright_segmenter(inference, image_size=SIDE)
 
 
 def _patient(root: Path, name: str = "TCGA_XX_0001_20000101", n: int = 7) -> list[Sample]:
