@@ -105,7 +105,8 @@ def predict_patient(served: Any, upload: PatientUpload, work: Path) -> dict[str,
         failed = failures[0]
         raise UploadError(422, f"{Path(failed['path']).name}: {failed['error']}")
     (summary,) = stack_summaries(records, out)
-    ordered = sorted((stack_slice(Path(r["path"]))[1], r) for r in records)  # type: ignore[index]
+    numbered = [(stack_slice(Path(r["path"]))[1], r) for r in records]  # type: ignore[index]
+    ordered = sorted(numbered, key=lambda pair: pair[0])
     pictures = {n: _overlay(r, out) for n, r in ordered}
     shown = summary["largest_slice"] or ordered[len(ordered) // 2][0]
     voxels = summary["volume_voxels"]
