@@ -23,6 +23,7 @@ All record the machine's load average at the start and the exact overrides.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -141,8 +142,6 @@ def _recipes(args: argparse.Namespace) -> dict[str, Any]:
 
 def _fold_samples(fold_dir: Path) -> dict[str, list[Any]]:
     """The fold's samples by split, as its ``splits.csv`` assigned them."""
-    import csv
-
     from braintumor.data.layouts import detect_layout
 
     by_id = {s.id: s for s in detect_layout(LGG).samples}

@@ -165,7 +165,7 @@ def predict_with(
                 **meta,
                 "min_area": min_area,
                 "keep_largest": predictor.keep_largest,
-                "stack_components": getattr(predictor, "stack_components", False),
+                "stack_components": predictor.stack_components,
                 "images": records,
                 "patients": patients,
                 "errors": failures,

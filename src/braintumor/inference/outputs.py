@@ -95,25 +95,24 @@ def _display(array: np.ndarray) -> np.ndarray:
 def segmentation_record(
     item: Item,
     prob: np.ndarray,
+    mask: np.ndarray,
     out: Path,
     threshold: float = 0.5,
     min_area: int = 0,
     keep_largest: bool = False,
     flair: bool = False,
     overlay: bool = True,
-    mask: np.ndarray | None = None,
 ) -> dict:
     """Write ``<stem>_mask.png``, ``<stem>_overlay.png`` (when ``overlay``) and
     ``<stem>_localization.json``.
 
-    The mask is :func:`tumour_mask` of ``prob`` at the image's original size unless ``mask``
-    gives it (a stack's slice after the 3D rule, :mod:`.stack_filter`); areas are in
+    ``mask`` is the post-processed mask of the probability map ``prob`` at the image's original
+    size (:func:`tumour_mask` with ``threshold``, ``min_area`` and ``keep_largest``, which the
+    localisation records, and for a stack's slice the 3D rule, :mod:`.stack_filter`); areas are in
     mm² too when the image has a pixel spacing. ``flair``: the overlay shows an LGG slice's
     FLAIR channel rather than its three sequences as a colour picture.
     """
     stem, path, index, image = item
-    if mask is None:
-        mask = tumour_mask(prob, threshold, min_area, keep_largest)
     spacing = image.spacing if image.spacing is not None and len(image.spacing) == 2 else None
     found = localize(mask, spacing=spacing, min_area=min_area)
     write_png(mask, out / f"{stem}_mask.png")

@@ -121,7 +121,7 @@ def predict_patient(served: Any, upload: PatientUpload, work: Path) -> dict[str,
         "volume_ml": summary["volume_ml"],
         "slice": shown,
         "n_slices": len(records),
-        "stack_components": bool(getattr(served.predictor, "stack_components", False)),
+        "stack_components": served.predictor.stack_components,
         "image_png": png_base64(pictures[shown][0]),
         "overlay_png": png_base64(pictures[shown][1]),
         "stack": [

@@ -210,7 +210,7 @@ def _segment(served: ServedModel, item: tuple, work: Path, volume: Any) -> dict:
         masks += [
             tumour_mask(p, keep_largest=predictor.keep_largest) for p in predictor.segment(chunk)
         ]
-    if getattr(predictor, "stack_components", False):  # a volume's slices are one stack
+    if predictor.stack_components:  # a volume's slices are one stack
         masks = keep_stack_components(masks)
     mask_volume = _mask_volume(volume, masks)
     spacing = volume.spacing

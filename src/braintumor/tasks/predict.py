@@ -118,7 +118,7 @@ def predict_images(
     the next batch is read while the network runs on the current one."""
     stems = unique_stems(paths)
     jobs = list(zip(paths, stems, strict=True))
-    chunks = _chunks(jobs, options.batch_size, getattr(predictor, "stack_components", False))
+    chunks = _chunks(jobs, options.batch_size, predictor.stack_components)
 
     def load(job: tuple[Path, str]) -> Item | ImageReadError | DataError:
         return _load_one(job[0], job[1], predictor.spec, slice_)

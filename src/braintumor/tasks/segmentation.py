@@ -81,7 +81,7 @@ class SegmentationTask(ImageTask):
             tumour_mask(p, options.threshold, options.min_area, predictor.keep_largest)
             for p in probs
         ]
-        if getattr(predictor, "stack_components", False):  # predict_images batches by stack
+        if predictor.stack_components:  # predict_images batches by stack
             masks = filter_stacks(masks, [path for _, path, _, _ in items])
         if options.overlays:  # drawn on the image as stored, not as decoded for the network
             items = [(stem, path, index, as_stored(image)) for stem, path, index, image in items]
@@ -92,13 +92,13 @@ class SegmentationTask(ImageTask):
             segmentation_record(
                 item,
                 prob,
+                mask,
                 out,
                 options.threshold,
                 options.min_area,
                 predictor.keep_largest,
                 flair,
                 options.overlays,
-                mask,
             )
             | ood_fields(None if scores is None else scores[n], predictor.ood)
             for n, (item, prob, mask) in enumerate(zip(items, probs, masks, strict=True))
