@@ -123,6 +123,12 @@ def main() -> None:
     parser.add_argument("--tag", default="default")
     parser.add_argument("--recipe", default=None, help="Recipe instead of the setting's.")
     parser.add_argument("--test-source", action="append", default=None)
+    parser.add_argument(
+        "--add-data",
+        action="append",
+        default=[],
+        help="A training source beside the setting's (NAME=FOLDER[:CLASSES], FOLDER under --data).",
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-loso")
     parser.add_argument(
@@ -135,7 +141,8 @@ def main() -> None:
     setting = SETTINGS[args.setting]
     recipe_name = args.recipe or setting["recipe"]
     recipe = load_recipe(recipe_name, [f"max_minutes={args.max_minutes}", *args.overrides])
-    data = [_with_root(v, args.data) for v in setting["data"]]
+    data_args = [*setting["data"], *args.add_data]
+    data = [_with_root(v, args.data) for v in data_args]
     tests = args.test_source or setting["test"]
     run_dir = args.runs / f"{args.setting}-{args.tag}-{time.strftime('%Y%m%d-%H%M%S')}"
     start = time.perf_counter()
@@ -149,7 +156,7 @@ def main() -> None:
             "tag": args.tag,
             "command": "python benchmarks/loso.py " + shlex.join(sys.argv[1:]),
             "recipe": recipe.to_dict(),
-            "data": setting["data"],
+            "data": data_args,
             "test_sources": tests,
             "machine": {
                 "platform": platform.platform(),

@@ -139,6 +139,17 @@ def test_partly_labelled_source_is_an_error(tmp_path: Path) -> None:
         load_data([str(seg), f"x={seg}"])
 
 
+def test_a_filter_entry_renames_a_class(sets: dict[str, Path], tmp_path: Path) -> None:
+    spec = parse_source(f"lgg={sets['masks']}:yes=glioma,no")
+    assert (spec.only, spec.rename) == (("glioma", "no_tumor"), (("tumor", "glioma"),))
+    # Slices labelled by their masks (tumour / no tumour) join a four-class run as gliomas.
+    layout = load_data([str(sets["four"]), f"lgg={sets['masks']}:tumor=glioma,no_tumor"])
+    assert contributions(layout.samples)["lgg"] == {"glioma": 3, "no_tumor": 3}
+    assert layout.classes == ["glioma", "meningioma", "no_tumor", "pituitary"]
+    with pytest.raises(DataError, match="'tumor=' is not OLD=NEW"):
+        parse_source(f"{tmp_path}x:tumor=")
+
+
 def test_class_filter_takes_only_the_no_images(sets: dict[str, Path]) -> None:
     layout = load_data([str(sets["four"]), f"yn={sets['yesno']}:no"])
     table = contributions(layout.samples)

@@ -37,22 +37,26 @@ class SourceSpec:
     """One ``--data`` value: the folder, the source's name and an optional class filter.
 
     ``only`` keeps just those (harmonised) classes of the source, e.g. the ``no_tumor``
-    images of a yes/no set in a four-class run. ``named`` is True when the name was given
-    (``NAME=PATH``) rather than taken from the folder.
+    images of a yes/no set in a four-class run. ``rename`` gives some of the source's classes
+    another name first (``tumor=glioma``: LGG's tumour slices are gliomas); the new names are
+    in ``only``. ``named`` is True when the name was given (``NAME=PATH``) rather than taken
+    from the folder.
     """
 
     path: Path
     name: str
     only: tuple[str, ...] = ()
     named: bool = False
+    rename: tuple[tuple[str, str], ...] = ()
 
 
 def parse_source(text: str) -> SourceSpec:
     """Parse ``PATH``, ``NAME=PATH``, ``PATH:CLASS[,CLASS]`` or ``NAME=PATH:CLASS[,CLASS]``.
 
-    The class filter is recognised only when the whole text is not an existing path, so a
-    folder whose name holds a colon still works. Class names go through the usual synonyms
-    (``no`` -> ``no_tumor``).
+    A filter entry ``OLD=NEW`` keeps class OLD under the name NEW (``lgg=PATH:tumor=glioma,
+    no_tumor``). The class filter is recognised only when the whole text is not an existing
+    path, so a folder whose name holds a colon still works. Class names go through the usual
+    synonyms (``no`` -> ``no_tumor``).
     """
     text = text.strip()
     if not text:
@@ -62,16 +66,29 @@ def parse_source(text: str) -> SourceSpec:
     head, sep, rest = text.partition("=")
     if sep and _NAME.match(head) and not Path(text).exists():
         name, body = head, rest
-    only: tuple[str, ...] = ()
+    only: list[str] = []
+    rename: list[tuple[str, str]] = []
     if ":" in body and not Path(body).exists():
         where, _, classes = body.rpartition(":")
         if where and classes and "/" not in classes:
             body = where
-            only = tuple(normalise_class_name(c) for c in classes.split(",") if c.strip())
+            for entry in filter(None, (c.strip() for c in classes.split(","))):
+                old, sep, new = entry.partition("=")
+                if sep and not (old.strip() and new.strip()):
+                    raise DataError(f"--data {text}: '{entry}' is not OLD=NEW")
+                only.append(normalise_class_name(new if sep else old))
+                if sep:
+                    rename.append((normalise_class_name(old), only[-1]))
     path = Path(body).expanduser()
     # A folder name becomes the source name with odd characters made underscores.
     source_name = name or re.sub(r"[^A-Za-z0-9_.\-]", "_", path.absolute().name)
-    return SourceSpec(path=path, name=source_name, only=only, named=name is not None)
+    return SourceSpec(
+        path=path,
+        name=source_name,
+        only=tuple(only),
+        named=name is not None,
+        rename=tuple(rename),
+    )
 
 
 def parse_sources(texts: Sequence[str | Path]) -> list[SourceSpec]:
@@ -140,6 +157,19 @@ def _labelled(layout: DetectedLayout, spec: SourceSpec, strict: bool = True) -> 
     return samples
 
 
+def _renamed(samples: list[Sample], spec: SourceSpec) -> list[Sample]:
+    """The samples with the source's ``OLD=NEW`` renames applied (labels harmonised first)."""
+    if not spec.rename:
+        return samples
+    renames = dict(spec.rename)
+    return [
+        dataclasses.replace(s, label=renames.get(key, key))
+        if s.label is not None and (key := normalise_class_name(s.label)) in renames
+        else s
+        for s in samples
+    ]
+
+
 def _harmonise(
     samples: list[Sample], spec: SourceSpec, root: Path, classes: Sequence[str] | None
 ) -> list[Sample]:
@@ -149,7 +179,7 @@ def _harmonise(
     four-class model although br35h's other label, generic ``tumor``, has no four-class name.
     """
     mapped, bad, seen = [], set(), set()
-    for sample in samples:
+    for sample in _renamed(samples, spec):
         target = map_label(sample.label, classes)
         key = target or (normalise_class_name(sample.label) if sample.label else None)
         seen.add(str(key))
@@ -230,7 +260,7 @@ def load_sources(
         if classify:
             samples = _harmonise(_labelled(layout, spec), spec, layout.root, classes)
         elif task is None and layout.task != "brats" and not is_plain(specs):
-            samples = _labelled(layout, spec, strict=False)
+            samples = _renamed(_labelled(layout, spec, strict=False), spec)
             if spec.only:
                 samples = [s for s in samples if s.label in spec.only]
         elif spec.only:
