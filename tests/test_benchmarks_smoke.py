@@ -22,6 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import head_outline  # noqa: E402
+import loso_ensemble  # noqa: E402
 import matmul_peak  # noqa: E402
 import ood as ood_benchmark  # noqa: E402
 import profile_step  # noqa: E402
@@ -259,3 +260,29 @@ def test_head_outline_benchmark_measures_each_gamma() -> None:
         assert 0.0 <= record["mean_input_difference"] < 255.0
         assert 0.0 <= record["box_iou_under_0.95"] <= 1.0 and 0.9 < record["mean_box_iou"] <= 1.0
     assert head_outline.box_iou((0, 10, 0, 10), (0, 10, 5, 15)) == pytest.approx(1 / 3)
+
+
+def _fold_run(root: Path, name: str, probs: list[float], truth: list[str]) -> Path:
+    """A finished loso.py fold run: its held-out predictions.csv only."""
+    test = root / name / "test-held" / "test"
+    test.mkdir(parents=True)
+    lines = ["id,true,prob_no_tumor,prob_tumor"]
+    lines += [f"img{k},{t},{1 - p},{p}" for k, (p, t) in enumerate(zip(probs, truth, strict=True))]
+    (test / "predictions.csv").write_text("\n".join(lines) + "\n")
+    return root / name
+
+
+def test_loso_ensemble_averages_the_runs_answers(tmp_path: Path) -> None:
+    truth = ["tumor", "tumor", "no_tumor", "no_tumor"]
+    # Each run gets one image wrong, a different one; their average gets all four right.
+    runs = [
+        _fold_run(tmp_path, "a", [0.9, 0.4, 0.1, 0.2], truth),
+        _fold_run(tmp_path, "b", [0.9, 0.8, 0.1, 0.6], truth),
+    ]
+    table = loso_ensemble.ensemble_table(runs, "held")
+    assert table["n_common"] == 4 and table["classes"] == ["no_tumor", "tumor"]
+    assert table["by_size"]["1"]["mean_over_subsets"]["accuracy"] == 0.75
+    pair = table["by_size"]["2"]["subsets"][0]
+    assert pair["runs"] == ["a", "b"] and pair["accuracy"] == 1.0 and pair["tumor_auc"] == 1.0
+    with pytest.raises(loso_ensemble.DataError, match=r"no predictions\.csv"):
+        loso_ensemble.ensemble_table([tmp_path / "missing"], "held")

@@ -1,0 +1,108 @@
+"""What averaging the answers of several fold models would give on a held-out source.
+
+Leave-one-source-out runs of the same fold with different seeds (``benchmarks/loso.py
+--set seed=S``) leave each model's answers on the held-out source in
+``<run>/test-<source>/test/predictions.csv``. This averages the class probabilities of every
+subset of those runs over the images they all scored and reports the held-out metrics
+(:func:`braintumor.metrics.per_source.source_metrics`, bootstrap intervals) of each single
+model and of the mean ensemble of each size: the measurement behind shipping an ensemble,
+without training anything.
+
+    python benchmarks/loso_ensemble.py --source sartaj-4class --tag binemabn2-sartaj \\
+        RUN_DIR_SEED42 RUN_DIR_SEED1 RUN_DIR_SEED2 RUN_DIR_SEED3
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from braintumor.atomic import write_text_atomic
+from braintumor.errors import DataError
+from braintumor.metrics.per_source import HEADLINE, source_metrics
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def read_predictions(path: Path) -> tuple[list[str], dict[str, tuple[str, np.ndarray]]]:
+    """The class names and, per test id, the true class and the probabilities."""
+    if not path.is_file():
+        raise DataError(f"{path}: no predictions.csv (is it a finished loso.py run?)")
+    with path.open() as handle:
+        rows = list(csv.DictReader(handle))
+    if not rows:
+        raise DataError(f"{path}: no predictions")
+    names = [key.removeprefix("prob_") for key in rows[0] if key.startswith("prob_")]
+    return names, {
+        row["id"]: (row["true"], np.array([float(row[f"prob_{c}"]) for c in names])) for row in rows
+    }
+
+
+def _rounded(metrics: dict) -> dict:
+    """The headline numbers with their intervals, rounded for the results file."""
+    out = {"n": metrics["n"]}
+    for key in HEADLINE:
+        if metrics.get(key) is not None:
+            out[key] = round(metrics[key], 4)
+            out[f"{key}_ci95"] = [round(v, 4) for v in metrics["ci95"][key]]
+    return out
+
+
+def ensemble_table(runs: list[Path], source: str) -> dict:
+    """Single-model and mean-ensemble metrics of every subset size of ``runs``."""
+    loaded = [read_predictions(run / f"test-{source}" / "test" / "predictions.csv") for run in runs]
+    names = loaded[0][0]
+    if any(other != names for other, _ in loaded[1:]):
+        raise DataError("the runs do not share their class names")
+    ids = sorted(set(loaded[0][1]).intersection(*(preds for _, preds in loaded[1:])))
+    if not ids:
+        raise DataError(f"the runs scored no {source} image in common")
+    y = np.array([names.index(loaded[0][1][i][0]) for i in ids])
+    probs = [np.stack([preds[i][1] for i in ids]) for _, preds in loaded]
+    sizes = {}
+    for size in range(1, len(runs) + 1):
+        members = [
+            {
+                "runs": [runs[k].name for k in subset],
+                **_rounded(source_metrics(y, np.mean([probs[k] for k in subset], axis=0), names)),
+            }
+            for subset in itertools.combinations(range(len(runs)), size)
+        ]
+        keys = [k for k in HEADLINE if k in members[0]]
+        mean = {k: round(float(np.mean([m[k] for m in members])), 4) for k in keys}
+        sizes[str(size)] = {"mean_over_subsets": mean, "subsets": members}
+    return {"source": source, "n_common": len(ids), "classes": names, "by_size": sizes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="loso.py run folders of one fold")
+    parser.add_argument("--source", required=True, help="the held-out source")
+    parser.add_argument("--tag", required=True)
+    args = parser.parse_args()
+    try:
+        table = ensemble_table(args.runs, args.source)
+    except DataError as error:
+        sys.exit(f"error: {error}")
+    result = {
+        "benchmark": "loso-ensemble",
+        "command": "python benchmarks/loso_ensemble.py " + shlex.join(sys.argv[1:]),
+        **table,
+    }
+    out = RESULTS / f"loso_ensemble_{args.tag}.json"
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    for size, row in table["by_size"].items():
+        subsets = len(row["subsets"])
+        print(f"{size} model(s), mean over {subsets} subsets: {row['mean_over_subsets']}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
