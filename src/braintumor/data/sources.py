@@ -73,11 +73,11 @@ def parse_source(text: str) -> SourceSpec:
         if where and classes and "/" not in classes:
             body = where
             for entry in filter(None, (c.strip() for c in classes.split(","))):
-                old, sep, new = entry.partition("=")
-                if sep and not (old.strip() and new.strip()):
+                old, renamed, new = entry.partition("=")
+                if renamed and not (old.strip() and new.strip()):
                     raise DataError(f"--data {text}: '{entry}' is not OLD=NEW")
-                only.append(normalise_class_name(new if sep else old))
-                if sep:
+                only.append(normalise_class_name(new if renamed else old))
+                if renamed:
                     rename.append((normalise_class_name(old), only[-1]))
     path = Path(body).expanduser()
     # A folder name becomes the source name with odd characters made underscores.
