@@ -26,7 +26,7 @@ from braintumor.zoo.recard import recard_loso
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 FOUR = RESULTS / "loso_4class_today.json"
-SHIPPED_FOUR = RESULTS / "loso_4class_lgg30.json"
+SHIPPED_FOUR = RESULTS / "loso_4class_cons30.json"
 BINARY = RESULTS / "loso_binary_today.json"
 SHIPPED_BINARY = RESULTS / "loso_binary_binema14.json"
 sys.path.insert(0, str(ROOT / "benchmarks"))
