@@ -12,8 +12,10 @@ Settings (the shared folders under ``--data``):
 Each fold trains for at most ``--max-minutes``; near copies of the held-out source are
 removed from training. ``--adapt-bn`` also evaluates each fold's model with its batch-norm
 statistics re-estimated on the held-out source's images (``metrics_adapted`` per fold,
-``summary_adapted``). Writes ``benchmarks/results/loso_<setting>_<tag>.json`` and prints a
-Markdown table row per source (adapted rows say so).
+``summary_adapted``). ``--add-data NAME=FOLDER[:CLASSES]`` trains on one more source beside
+the setting's (e.g. ``lgg=lgg-kaggle3m:tumor=glioma,no_tumor`` for ``4class``). Writes
+``benchmarks/results/loso_<setting>_<tag>.json`` and prints a Markdown table row per source
+(adapted rows say so).
 
     python benchmarks/loso.py --setting 4class --max-minutes 8 [--tag baseline] [--set K=V ...]
 """
