@@ -21,7 +21,7 @@ runner = CliRunner()
 OVERRIDES = [
     "image_size=64",
     "max_minutes=10",
-    "max_epochs=8",
+    "max_epochs=12",
     "batch_size=16",
     "model_args.layers=[1,1,1,1]",
     "augment.rotate=0",
@@ -98,7 +98,9 @@ def test_pooled_sources_beat_one_source_on_the_shifted_one(
     multi = json.loads((multi_run / "loso.json").read_text())
     pooled = multi["folds"][0]["metrics"]["dark2"]
     alone = single["folds"][0]["metrics"]["dark2"]
-    # Measured on a 2-core CPU: pooled 0.73 balanced accuracy (AUC 0.84), alone 0.50 (0.43).
+    # Measured on a 2-core CPU with one and two threads: pooled 0.83-0.87 balanced accuracy
+    # (AUC 0.91-0.93), alone 0.51 (0.56-0.58). With 8 epochs pooled was 0.65-0.73 (AUC
+    # 0.73-0.84), too near these bounds.
     assert pooled["tumor_auc"] >= 0.75, pooled
     assert pooled["balanced_accuracy"] >= alone["balanced_accuracy"] + 0.15, (pooled, alone)
 
