@@ -31,18 +31,25 @@ from braintumor.patient_stack import stack_slice
 STACK_MIN_FRACTION = 0.25
 
 
+def stack_labels(masks: Sequence[np.ndarray]) -> np.ndarray | None:
+    """The 3D components of one stack's masks (in slice order), 26-connected, as a label
+    volume; None when the slices differ in size and cannot be stacked."""
+    if not masks or len({m.shape for m in masks}) != 1:
+        return None
+    return label(np.stack([np.asarray(m, dtype=bool) for m in masks]), connectivity=3)
+
+
 def keep_stack_components(
     masks: Sequence[np.ndarray], min_fraction: float = STACK_MIN_FRACTION
 ) -> list[np.ndarray]:
     """The masks of one stack (in slice order) with the 3D components under ``min_fraction``
     of the largest one's volume removed. Slices of different sizes cannot be stacked: they are
     returned unchanged."""
-    if not masks or len({m.shape for m in masks}) != 1:
+    labels = stack_labels(masks)
+    if labels is None:
         return list(masks)
-    volume = np.stack([np.asarray(m, dtype=bool) for m in masks])
-    if not volume.any():
-        return list(volume)
-    labels = label(volume, connectivity=3)
+    if not labels.any():
+        return list(labels > 0)
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     keep = sizes >= min_fraction * sizes.max()

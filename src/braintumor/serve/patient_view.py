@@ -14,7 +14,7 @@ import numpy as np
 from skimage.measure import label
 
 from braintumor.data.lgg import flair_view
-from braintumor.inference.stack_filter import stacks_of
+from braintumor.inference.stack_filter import stack_labels, stacks_of
 from braintumor.io import read_image
 from braintumor.localize import draw_overlay, localize
 from braintumor.patient_stack import is_reference_mask, stack_slice, stack_summaries
@@ -141,6 +141,7 @@ def _overlay(record: dict, out: Path) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def _regions(masks: list[np.ndarray]) -> int:
     """Separate tumour regions in 3D (26-connected across adjacent slices); slices of
     different sizes are counted one by one."""
-    if len({m.shape for m in masks}) == 1:
-        return int(label(np.stack(masks), connectivity=3).max())
+    labels = stack_labels(masks)
+    if labels is not None:
+        return int(labels.max())
     return sum(int(label(m, connectivity=2).max()) for m in masks)
