@@ -10,7 +10,7 @@ import tifffile
 
 from braintumor.config import load_recipe
 from braintumor.data.audit import AuditReport, DuplicateGroup
-from braintumor.data.layouts import detect_layout
+from braintumor.data.layouts import DetectedLayout, detect_layout
 from braintumor.data.lgg import lgg_preprocess
 from braintumor.data.near_confirm import confirm_near_duplicates
 from braintumor.data.preprocess import PreprocessSpec, prepare_slice
@@ -109,9 +109,34 @@ def test_cross_patient_near_pairs_need_pixel_correlation(tmp_path: Path) -> None
     samples = [Sample(id=n, image=str(p), group=f"patient-{n}") for n, p in paths.items()]
     report = AuditReport(root=str(tmp_path), n_samples=3, phash_threshold=6)
     report.near.groups = [DuplicateGroup(ids=["a", "b", "c"], labels=[], splits=[])]
-    confirmed = confirm_near_duplicates(report, samples, "lgg-kaggle-3m")
+    lgg = DetectedLayout("lgg-kaggle-3m", "segment", tmp_path, samples)
+    confirmed = confirm_near_duplicates(report, lgg)
     assert [g.ids for g in confirmed.near.groups] == [["a", "b"]]  # b is a rescaled copy
-    assert confirm_near_duplicates(report, samples, "figshare-mat") is report
+    figshare = DetectedLayout("figshare-mat", "segment", tmp_path, samples)
+    assert confirm_near_duplicates(report, figshare) is report
+
+
+def test_multi_source_near_links_need_correlation_only_at_a_weak_source(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    paths = {}
+    for name in ("lgg/a", "fig/b", "fig/c", "lgg/d"):
+        paths[name] = tmp_path / f"{name.replace('/', '-')}.tif"
+        tifffile.imwrite(paths[name], rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    samples = [
+        Sample(id=n, image=str(p), group=n, source=n.split("/")[0]) for n, p in paths.items()
+    ]
+    report = AuditReport(root=str(tmp_path), n_samples=4, phash_threshold=6)
+    report.near.groups = [DuplicateGroup(ids=list(paths), labels=[], splits=[])]
+    layout = DetectedLayout(
+        "multi-source",
+        "segment",
+        tmp_path,
+        samples,
+        source_layouts={"lgg": "lgg-kaggle-3m", "fig": "figshare-mat"},
+    )
+    confirmed = confirm_near_duplicates(report, layout)
+    # uncorrelated noise: only the link between the two strong-pHash samples stands
+    assert [g.ids for g in confirmed.near.groups] == [["fig/b", "fig/c"]]
 
 
 def _slice(folder: Path, n: object, image: np.ndarray, mask: np.ndarray | None) -> None:

@@ -238,7 +238,7 @@ def split(
         layout, report, _ = _audit(paths, phash_threshold, workers, full_decode=False)
         samples = layout.samples
         extra = layout_extra_groups(samples, layout.name, number_gap)
-        report = confirm_near_duplicates(report, samples, layout.name)
+        report = confirm_near_duplicates(report, layout)
         groups = duplicate_groups(samples, report, extra_groups=extra)
         if folds is not None:
             assignment, column = kfold_splits(samples, folds, seed, groups), "fold"

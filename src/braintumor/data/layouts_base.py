@@ -63,6 +63,8 @@ class DetectedLayout:
     notes: list[str] = field(default_factory=list)
     #: mask files (ids relative to ``root``) that match no image; the audit lists them
     orphan_masks: list[str] = field(default_factory=list)
+    #: for a table over several sources: each source's own layout name
+    source_layouts: dict[str, str] = field(default_factory=dict)
 
 
 def _key(name: str) -> str:

@@ -8,6 +8,11 @@ near-duplicate link between two different patients is kept only when the two ima
 correlate at ``min_correlation`` or more (grey, 64x64); links inside a patient cost nothing,
 the patient is one group anyway. Exact copies are never touched.
 
+In a table over several sources the same holds for every link with a slice of such a source
+at one end: pHash also pairs LGG's dark slices with other sets' slices (a held-out Figshare
+fold once lost 707 of LGG's 776 slices to such chains). Links between two samples of other
+sources stay as pHash found them.
+
 Why 0.98: a re-saved, rescaled or contrast-changed copy keeps a correlation near 1 (a linear
 intensity change keeps it exactly), while on the 20 shared LGG patients the closest pair of
 different patients reaches 0.957 (top-of-head slices of different brains) and neighbouring
@@ -17,13 +22,13 @@ slices of one patient reach 0.978 at their 99th percentile.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
 from braintumor.data.audit import AuditReport, DuplicateGroup
 from braintumor.data.hashing import connected_groups, groups_of, to_grey
+from braintumor.data.layouts_base import DetectedLayout
 from braintumor.data.samples import Sample
 
 #: Layouts whose patient ids are given and whose slices defeat pHash.
@@ -41,40 +46,50 @@ def _thumbnail(path: str) -> np.ndarray:
     return vector / norm if norm > 0 else vector
 
 
+def weak_phash_ids(layout: DetectedLayout) -> set[str]:
+    """Ids of the samples whose near-duplicate links need a pixel correlation to stand:
+    every sample of a weak-pHash layout, or of such a source in a multi-source table."""
+    if layout.name in WEAK_PHASH_LAYOUTS:
+        return {s.id for s in layout.samples}
+    weak = {name for name, kind in layout.source_layouts.items() if kind in WEAK_PHASH_LAYOUTS}
+    return {s.id for s in layout.samples if s.source in weak}
+
+
 def _confirmed(
-    group: DuplicateGroup, by_id: dict[str, Sample], threshold: float
+    group: DuplicateGroup, by_id: dict[str, Sample], weak: set[str], threshold: float
 ) -> list[list[str]]:
-    """The cluster re-linked: same patient, or different patients correlating >= threshold."""
+    """The cluster re-linked: same patient, two samples of strong-pHash sources, or different
+    patients correlating >= threshold."""
     ids = group.ids
     vectors = np.stack([_thumbnail(by_id[i].image) for i in ids])
     correlation = vectors @ vectors.T
     patients = [by_id[i].group or i for i in ids]
+    is_weak = np.array([i in weak for i in ids], dtype=bool)
     a, b = np.triu_indices(len(ids), k=1)
     same = np.array([patients[x] == patients[y] for x, y in zip(a, b, strict=True)], dtype=bool)
-    keep = same | (correlation[a, b] >= threshold)
+    keep = same | ~(is_weak[a] | is_weak[b]) | (correlation[a, b] >= threshold)
     labels = connected_groups(len(ids), np.stack([a[keep], b[keep]], axis=1))
     return [[ids[k] for k in members] for members in groups_of(labels)]
 
 
 def confirm_near_duplicates(
-    report: AuditReport,
-    samples: Sequence[Sample],
-    layout_name: str | None,
-    min_correlation: float = 0.98,
+    report: AuditReport, layout: DetectedLayout, min_correlation: float = 0.98
 ) -> AuditReport:
-    """``report`` with its near clusters re-linked as described above, for layouts in
-    :data:`WEAK_PHASH_LAYOUTS`; any other report is returned unchanged."""
-    if layout_name not in WEAK_PHASH_LAYOUTS:
+    """``report`` with its near clusters re-linked as described above where they hold a sample
+    of a weak-pHash layout or source (:func:`weak_phash_ids`); otherwise it is returned
+    unchanged."""
+    weak = weak_phash_ids(layout)
+    if not weak:
         return report
-    by_id = {s.id: s for s in samples}
+    by_id = {s.id: s for s in layout.samples}
     groups: list[DuplicateGroup] = []
     for group in report.near.groups:
         present = [i for i in group.ids if i in by_id]
-        if len({by_id[i].group for i in present}) <= 1:
+        if len({by_id[i].group for i in present}) <= 1 or not weak.intersection(present):
             groups.append(group)
             continue
         trimmed = dataclasses.replace(group, ids=present)
-        for ids in _confirmed(trimmed, by_id, min_correlation):
+        for ids in _confirmed(trimmed, by_id, weak, min_correlation):
             groups.append(dataclasses.replace(group, ids=ids))
     near = dataclasses.replace(report.near, groups=groups, n_groups=len(groups))
     return dataclasses.replace(report, near=near)

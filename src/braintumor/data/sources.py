@@ -293,7 +293,10 @@ def load_sources(
     root = Path(os.path.commonpath(roots)) if len(roots) > 1 else Path(roots[0])
     found = sorted({s.label for s in samples if s.label})
     kind = task or layouts[specs[0].name].task
-    return DetectedLayout(MULTI_LAYOUT, kind, root, samples, found, notes)
+    source_layouts = {spec.name: layouts[spec.name].name for spec in specs}
+    return DetectedLayout(
+        MULTI_LAYOUT, kind, root, samples, found, notes, source_layouts=source_layouts
+    )
 
 
 def source_names(samples: Sequence[Sample]) -> list[str]:

@@ -39,7 +39,7 @@ def leak_groups(layout: Any, recipe: Recipe) -> list[str]:
         from braintumor.data.near_confirm import confirm_near_duplicates
 
         report = audit_dataset(samples, layout.root, phash_threshold=recipe.phash_threshold)
-        report = confirm_near_duplicates(report, samples, layout.name)
+        report = confirm_near_duplicates(report, layout)
     extra = layout_extra_groups(samples, layout.name)
     groups = duplicate_groups(samples, report, recipe.phash_threshold, extra_groups=extra)
     merged = count_cross_source_groups(samples, groups)
