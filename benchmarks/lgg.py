@@ -4,6 +4,7 @@
     python benchmarks/lgg.py cv --fold 0 --out F.json    # one fold of it
     python benchmarks/lgg.py recipes                     # system-003 recipes: params, s/epoch
     python benchmarks/lgg.py stack-rule --work W         # the 3D stack rule on W's fold models
+    python benchmarks/lgg.py thresholds --work W         # a validation-chosen mask threshold
 
 ``cv`` trains one run per fold (``braintumor train fast-cpu-lgg --protocol kfold``) and writes
 ``benchmarks/results/lgg_cv.json``: per-fold and pooled per-patient volume Dice (mean, median,
@@ -17,6 +18,11 @@ each fold's validation patients as training now does (TTA, largest component, th
 rule across a patient's stack: ``braintumor.inference.stack_filter``), and evaluates each fold's
 test patients with the choice and with the stack rule off; it writes the pooled per-patient
 volume Dice of both (``benchmarks/results/lgg_stack-rule.json``).
+``thresholds`` takes the same fold models and settings and asks whether the probability
+threshold (0.5 everywhere) should be chosen on validation too: per-patient volume Dice of the
+validation and test patients at thresholds 0.2-0.7, the threshold the validation patients
+choose, and the test patients' pooled figure at each threshold and at the chosen one
+(``benchmarks/results/lgg_thresholds.json``).
 All record the machine's load average at the start and the exact overrides.
 """
 
@@ -203,9 +209,80 @@ def _stack_rule(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def _patient_dice(masks: list[Any], truths: list[Any], paths: list[str]) -> list[float]:
+    """Volume Dice per patient folder (every shared LGG patient has tumour)."""
+    inter: dict[str, float] = {}
+    total: dict[str, float] = {}
+    for mask, truth, path in zip(masks, truths, paths, strict=True):
+        key = Path(path).parent.name
+        inter[key] = inter.get(key, 0.0) + float(np.logical_and(mask, truth).sum())
+        total[key] = total.get(key, 0.0) + float(mask.sum() + truth.sum())
+    return [2 * inter[k] / total[k] if total[k] else 1.0 for k in inter]
+
+
+def _thresholds(args: argparse.Namespace) -> dict[str, Any]:
+    from braintumor.inference.choice import _val_pairs, choose_inference
+    from braintumor.inference.outputs import tumour_mask
+    from braintumor.inference.predictor import Predictor
+    from braintumor.inference.stack_filter import filter_stacks
+    from braintumor.metrics.segmentation import value_summary
+    from braintumor.models.folder import load_model_dir
+    from braintumor.recipe_options import InferenceOptions
+
+    start = time.perf_counter()
+    folds: list[dict[str, Any]] = []
+    pooled: dict[str, list[float]] = {}
+    fold_dirs = sorted(d for work in args.work_dirs for d in (work / "cv").glob("fold-*"))
+    for fold_dir in fold_dirs:
+        if not (fold_dir / "model" / "model.json").is_file():
+            continue
+        splits = _fold_samples(fold_dir)
+        loaded = load_model_dir(fold_dir / "model")
+        chosen = choose_inference(loaded, splits["val"], InferenceOptions())
+        dice: dict[str, dict[float, list[float]]] = {}
+        for side in ("val", "test"):
+            images, truths, paths = _val_pairs(splits[side])
+            probs = Predictor(loaded, device="cpu", tta=chosen["tta"]).segment(images)
+            dice[side] = {}
+            for threshold in THRESHOLDS:
+                masks = [
+                    tumour_mask(p, threshold=threshold, keep_largest=chosen["keep_largest"])
+                    for p in probs
+                ]
+                if chosen["stack_components"]:
+                    masks = filter_stacks(masks, paths)
+                dice[side][threshold] = _patient_dice(masks, truths, paths)
+        val_mean = {t: float(np.mean(v)) for t, v in dice["val"].items()}
+        # ties go to the threshold nearer 0.5
+        best = max(THRESHOLDS, key=lambda t: (round(val_mean[t], 4), -abs(t - 0.5)))
+        for threshold in THRESHOLDS:
+            pooled.setdefault(str(threshold), []).extend(dice["test"][threshold])
+        pooled.setdefault("chosen", []).extend(dice["test"][best])
+        folds.append(
+            {
+                "fold": fold_dir.name,
+                "settings": {k: chosen[k] for k in ("tta", "keep_largest", "stack_components")},
+                "val_mean": {str(t): round(v, 4) for t, v in val_mean.items()},
+                "chosen": best,
+                "test_mean": {str(t): round(float(np.mean(v)), 4) for t, v in dice["test"].items()},
+            }
+        )
+        print(f"{fold_dir.name}: threshold {best} chosen on validation", flush=True)
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": _machine(),
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "folds": folds,
+        "pooled_test_patient_dice": {k: value_summary(v) for k, v in pooled.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("cv", "recipes", "stack-rule"))
+    parser.add_argument("what", choices=("cv", "recipes", "stack-rule", "thresholds"))
     parser.add_argument("--recipe", default="fast-cpu-lgg")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument(
@@ -217,7 +294,7 @@ def main() -> None:
         type=Path,
         action="append",
         dest="work_dirs",
-        help="work folder (default /tmp/braintumor-lgg-bench); stack-rule: repeatable",
+        help="work folder (default /tmp/braintumor-lgg-bench); stack-rule, thresholds: repeatable",
     )
     parser.add_argument("--resume", action="store_true", help="keep finished folds")
     parser.add_argument("--batch", type=int, default=4, help="recipes: images per timed step")
@@ -227,7 +304,12 @@ def main() -> None:
     args.work_dirs = args.work_dirs or [Path("/tmp/braintumor-lgg-bench")]
     args.work = args.work_dirs[0]
     args.work.mkdir(parents=True, exist_ok=True)
-    actions = {"cv": _cv, "recipes": _recipes, "stack-rule": _stack_rule}
+    actions = {
+        "cv": _cv,
+        "recipes": _recipes,
+        "stack-rule": _stack_rule,
+        "thresholds": _thresholds,
+    }
     result = actions[args.what](args)
     out = args.out or RESULTS / f"lgg_{args.what}.json"
     write_text_atomic(out, json.dumps(result, indent=2))

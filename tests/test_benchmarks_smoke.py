@@ -22,6 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import head_outline  # noqa: E402
+import lgg as lgg_benchmark  # noqa: E402
 import loso_ensemble  # noqa: E402
 import matmul_peak  # noqa: E402
 import ood as ood_benchmark  # noqa: E402
@@ -286,3 +287,16 @@ def test_loso_ensemble_averages_the_runs_answers(tmp_path: Path) -> None:
     assert pair["runs"] == ["a", "b"] and pair["accuracy"] == 1.0 and pair["tumor_auc"] == 1.0
     with pytest.raises(loso_ensemble.DataError, match=r"no predictions\.csv"):
         loso_ensemble.ensemble_table([tmp_path / "missing"], "held")
+
+
+def test_lgg_thresholds_scores_volume_dice_per_patient_folder() -> None:
+    truth = np.zeros((4, 4), bool)
+    truth[:2, :2] = True  # 4 tumour pixels on each slice of patient A
+    half = truth.copy()
+    half[1] = False  # 2 of them found
+    masks = [truth, half, np.zeros((4, 4), bool)]
+    truths = [truth, truth, truth]
+    paths = ["x/A/A_1.tif", "x/A/A_2.tif", "x/B/B_1.tif"]
+    dice = lgg_benchmark._patient_dice(masks, truths, paths)
+    # A: 2 * 6 / (6 + 8) over its stack, not the mean of its slices' 1.0 and 0.667; B: missed
+    assert dice == pytest.approx([12 / 14, 0.0])
