@@ -35,6 +35,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -159,25 +160,34 @@ def _fold_samples(fold_dir: Path) -> dict[str, list[Any]]:
     return splits
 
 
-def _stack_rule(args: argparse.Namespace) -> dict[str, Any]:
-    import dataclasses
-    import tempfile
-
-    from braintumor.evaluation.segmentation import evaluate_segmenter
+def _fold_models(
+    args: argparse.Namespace,
+) -> Iterator[tuple[Path, dict[str, list[Any]], Any, dict]]:
+    """Each finished fold of the ``--work`` folders: its folder, samples by split, loaded model
+    and the inference settings chosen afresh on its validation patients."""
     from braintumor.inference.choice import choose_inference
-    from braintumor.metrics.segmentation import value_summary
     from braintumor.models.folder import load_model_dir
     from braintumor.recipe_options import InferenceOptions
 
-    start = time.perf_counter()
-    folds, patients = [], {"chosen": [], "without_stack_rule": []}
     fold_dirs = sorted(d for work in args.work_dirs for d in (work / "cv").glob("fold-*"))
     for fold_dir in fold_dirs:
         if not (fold_dir / "model" / "model.json").is_file():
             continue
         splits = _fold_samples(fold_dir)
         loaded = load_model_dir(fold_dir / "model")
-        chosen = choose_inference(loaded, splits["val"], InferenceOptions())
+        yield fold_dir, splits, loaded, choose_inference(loaded, splits["val"], InferenceOptions())
+
+
+def _stack_rule(args: argparse.Namespace) -> dict[str, Any]:
+    import dataclasses
+    import tempfile
+
+    from braintumor.evaluation.segmentation import evaluate_segmenter
+    from braintumor.metrics.segmentation import value_summary
+
+    start = time.perf_counter()
+    folds, patients = [], {"chosen": [], "without_stack_rule": []}
+    for fold_dir, splits, loaded, chosen in _fold_models(args):
         row: dict[str, Any] = {"fold": fold_dir.name, "choice": chosen}
         for name, stack in (("chosen", chosen["stack_components"]), ("without_stack_rule", False)):
             settings = {**chosen, "stack_components": stack}
@@ -224,24 +234,16 @@ def _patient_dice(masks: list[Any], truths: list[Any], paths: list[str]) -> list
 
 
 def _thresholds(args: argparse.Namespace) -> dict[str, Any]:
-    from braintumor.inference.choice import _val_pairs, choose_inference
+    from braintumor.inference.choice import _val_pairs
     from braintumor.inference.outputs import tumour_mask
     from braintumor.inference.predictor import Predictor
     from braintumor.inference.stack_filter import filter_stacks
     from braintumor.metrics.segmentation import value_summary
-    from braintumor.models.folder import load_model_dir
-    from braintumor.recipe_options import InferenceOptions
 
     start = time.perf_counter()
     folds: list[dict[str, Any]] = []
     pooled: dict[str, list[float]] = {}
-    fold_dirs = sorted(d for work in args.work_dirs for d in (work / "cv").glob("fold-*"))
-    for fold_dir in fold_dirs:
-        if not (fold_dir / "model" / "model.json").is_file():
-            continue
-        splits = _fold_samples(fold_dir)
-        loaded = load_model_dir(fold_dir / "model")
-        chosen = choose_inference(loaded, splits["val"], InferenceOptions())
+    for fold_dir, splits, loaded, chosen in _fold_models(args):
         dice: dict[str, dict[float, list[float]]] = {}
         for side in ("val", "test"):
             images, truths, paths = _val_pairs(splits[side])
