@@ -28,7 +28,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 FOUR = RESULTS / "loso_4class_today.json"
 SHIPPED_FOUR = RESULTS / "loso_4class_cons30.json"
 BINARY = RESULTS / "loso_binary_today.json"
-SHIPPED_BINARY = RESULTS / "loso_binary_binema14.json"
+SHIPPED_BINARY = RESULTS / "loso_binary_binnear14.json"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import loso as loso_benchmark  # noqa: E402

@@ -161,7 +161,7 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
             minutes=40,
             overrides=("max_epochs=14",),
             loso_setting="binary",
-            loso_results="loso_binary_binema14.json",
+            loso_results="loso_binary_binnear14.json",
             notes=(
                 "lgg-kaggle3m slices are FLAIR-weighted (tumour = a non-empty abnormality "
                 "mask); the other sources are mostly T1 contrast-enhanced or mixed sequences.",
