@@ -223,18 +223,15 @@ THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 
 
 def _patient_dice(masks: list[Any], truths: list[Any], paths: list[str]) -> list[float]:
-    """Volume Dice per patient folder (every shared LGG patient has tumour)."""
-    inter: dict[str, float] = {}
-    total: dict[str, float] = {}
-    for mask, truth, path in zip(masks, truths, paths, strict=True):
-        key = Path(path).parent.name
-        inter[key] = inter.get(key, 0.0) + float(np.logical_and(mask, truth).sum())
-        total[key] = total.get(key, 0.0) + float(mask.sum() + truth.sum())
-    return [2 * inter[k] / total[k] if total[k] else 1.0 for k in inter]
+    """Volume Dice per patient folder, as ``evaluate`` scores a patient's stack."""
+    from braintumor.metrics.patient import patient_rows, slice_counts
+
+    counts = [slice_counts(mask, truth) for mask, truth in zip(masks, truths, strict=True)]
+    return [row["dice"] for row in patient_rows(counts, [Path(p).parent.name for p in paths])]
 
 
 def _thresholds(args: argparse.Namespace) -> dict[str, Any]:
-    from braintumor.inference.choice import _val_pairs
+    from braintumor.inference.choice import readable_pairs
     from braintumor.inference.outputs import tumour_mask
     from braintumor.inference.predictor import Predictor
     from braintumor.inference.stack_filter import filter_stacks
@@ -246,7 +243,7 @@ def _thresholds(args: argparse.Namespace) -> dict[str, Any]:
     for fold_dir, splits, loaded, chosen in _fold_models(args):
         dice: dict[str, dict[float, list[float]]] = {}
         for side in ("val", "test"):
-            images, truths, paths = _val_pairs(splits[side])
+            images, truths, paths = readable_pairs(splits[side])
             probs = Predictor(loaded, device="cpu", tta=chosen["tta"]).segment(images)
             dice[side] = {}
             for threshold in THRESHOLDS:

@@ -29,7 +29,7 @@ from braintumor.models.folder import LoadedModel
 from braintumor.recipe_options import AUTO, InferenceOptions
 
 
-def _val_pairs(
+def readable_pairs(
     samples: list[Sample],
 ) -> tuple[list[LoadedImage], list[np.ndarray], list[str]]:
     """Readable images with masks, their binary truths and their paths (unreadable ones are
@@ -89,7 +89,7 @@ def score_settings(
     them (``plain``, ``keep_largest``, ``tta``, ``tta+keep_largest``, and with
     ``+stack_components`` when the samples form stacks). By default every candidate."""
     candidates = candidates or _candidates(InferenceOptions(), has_stacks(samples))
-    images, truths, paths = _val_pairs(samples)
+    images, truths, paths = readable_pairs(samples)
     if not images:
         return {}
     device = model_device(loaded)
