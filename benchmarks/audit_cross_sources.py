@@ -22,6 +22,7 @@ from pathlib import Path
 from braintumor.atomic import write_text_atomic
 from braintumor.data.audit import audit_results, check_samples
 from braintumor.data.cross_sources import cross_source_report
+from braintumor.data.near_confirm import weak_phash_ids
 from braintumor.data.sources import load_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,8 @@ def main() -> None:
     layout = load_data([str(args.data / name) for name in SOURCES], task=None)
     results = check_samples(layout.samples, layout.root, args.workers, progress=False)
     pooled = audit_results(layout.samples, layout.root, results, args.phash_threshold, start)
-    cross = cross_source_report(layout.samples, results, args.phash_threshold, start)
+    weak = weak_phash_ids(layout)
+    cross = cross_source_report(layout.samples, results, args.phash_threshold, start, weak)
     out = {
         "benchmark": "audit_cross_sources",
         "command": "python benchmarks/audit_cross_sources.py " + shlex.join(sys.argv[1:]),

@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from PIL import Image
 
 from braintumor.config import load_recipe
-from braintumor.data.audit import AuditReport, DuplicateGroup
+from braintumor.data.audit import AuditReport, DuplicateGroup, check_samples
+from braintumor.data.cross_sources import cross_source_report
 from braintumor.data.layouts import DetectedLayout, detect_layout
 from braintumor.data.lgg import lgg_preprocess
 from braintumor.data.near_confirm import confirm_near_duplicates
@@ -137,6 +139,25 @@ def test_multi_source_near_links_need_correlation_only_at_a_weak_source(tmp_path
     confirmed = confirm_near_duplicates(report, layout)
     # uncorrelated noise: only the link between the two strong-pHash samples stands
     assert [g.ids for g in confirmed.near.groups] == [["fig/b", "fig/c"]]
+
+
+def test_cross_source_audit_counts_lgg_pairs_only_where_pixels_confirm(tmp_path: Path) -> None:
+    y, x = np.mgrid[0:128, 0:128]
+    smooth = 120 + 80 * np.sin(x / 9.0) * np.cos(y / 13.0)
+    noisy = smooth + np.random.default_rng(0).normal(0, 45, smooth.shape)  # same pHash, r~0.94
+    arrays = {"lgg/a": smooth, "fig/b": smooth / 2 + 10, "fig/c": noisy}
+    samples = []
+    for name, array in arrays.items():
+        path = tmp_path / f"{name.replace('/', '-')}.png"
+        Image.fromarray(array.clip(0, 255).astype(np.uint8)).save(path)
+        samples.append(Sample(id=name, image=str(path), group=name, source=name.split("/")[0]))
+    results = check_samples(samples, tmp_path, workers=1, progress=False)
+    raw = cross_source_report(samples, results)
+    assert raw.near_matrix["fig"]["lgg"] == 2 and raw.unconfirmed_near_pairs == 0
+    confirmed = cross_source_report(samples, results, weak_ids={"lgg/a"})
+    assert confirmed.near_matrix["fig"]["lgg"] == 1  # the rescaled copy, not the noisy slice
+    assert confirmed.unconfirmed_near_pairs == 1
+    assert confirmed.near_matrix["fig"]["fig"] == 2  # two strong-pHash samples: pHash decides
 
 
 def _slice(folder: Path, n: object, image: np.ndarray, mask: np.ndarray | None) -> None:

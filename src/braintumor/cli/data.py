@@ -14,7 +14,11 @@ from braintumor.cli.errors import user_errors
 from braintumor.data.audit import NO_IMAGE, NO_MASK, AuditReport, count_by_split
 from braintumor.data.audit_html import write_audit_html, write_audit_json
 from braintumor.data.cross_sources import CrossSourceReport, count_cross_source_groups
-from braintumor.data.near_confirm import confirm_near_duplicates
+from braintumor.data.near_confirm import (
+    MIN_CORRELATION,
+    confirm_near_duplicates,
+    weak_phash_ids,
+)
 from braintumor.data.splits import (
     EXCLUDED,
     check_no_leak,
@@ -149,7 +153,8 @@ def audit(
             from braintumor.data.cross_sources import cross_source_report
             from braintumor.data.cross_sources_html import write_cross_audit
 
-            cross = cross_source_report(layout.samples, results, phash_threshold)
+            weak = weak_phash_ids(layout)
+            cross = cross_source_report(layout.samples, results, phash_threshold, weak_ids=weak)
             write_cross_audit(report, cross, json_out, html_out)
         else:
             if json_out:
@@ -186,6 +191,11 @@ def _print_cross(console: Console, cross: CrossSourceReport) -> None:
         f"{cross.cross_source_groups} duplicate clusters ({cross.files_in_cross_source_groups} "
         "files) span two or more sources"
     )
+    if cross.unconfirmed_near_pairs:
+        console.print(
+            f"{cross.unconfirmed_near_pairs} pHash pairs with an LGG slice of another patient "
+            f"not counted: their pixels do not confirm them (correlation < {MIN_CORRELATION})"
+        )
     for row in cross.label_conflicts[:10]:
         console.print(
             f"label conflict: {row['source_a']} {row['label_a']} ~ {row['source_b']} "

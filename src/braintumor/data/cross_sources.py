@@ -5,7 +5,9 @@ share hundreds of slices), so "train on one, test on another" can still test on 
 images. For every pair of sources this counts the files of one that have an exact (SHA-256)
 or near (pHash, Hamming distance <= threshold) copy in the other, and the copies whose
 labels disagree. Counts are of direct pairs, not of transitive clusters; clusters that span
-sources are counted separately (they are what a split merges).
+sources are counted separately (they are what a split merges). A near pair with a slice of a
+weak-pHash source (LGG) at one end counts only where the pixels confirm it
+(:mod:`braintumor.data.near_confirm`), as it does when a split groups duplicates.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from braintumor.data.audit_checks import ItemResult
 from braintumor.data.hashing import connected_groups, near_pairs, sha256_groups
+from braintumor.data.near_confirm import MIN_CORRELATION, links_that_stand
 from braintumor.data.samples import NO_TUMOR, Sample
 
 TUMOR = "tumor"
@@ -53,6 +56,7 @@ class CrossSourceReport:
     pairs: list[SourcePair] = field(default_factory=list)
     near_matrix: dict[str, dict[str, int]] = field(default_factory=dict)
     exact_matrix: dict[str, dict[str, int]] = field(default_factory=dict)
+    unconfirmed_near_pairs: int = 0
     cross_source_groups: int = 0
     files_in_cross_source_groups: int = 0
     label_conflicts: list[dict[str, str | int]] = field(default_factory=list)
@@ -118,15 +122,22 @@ def cross_source_report(
     done: Sequence[ItemResult],
     phash_threshold: int = 6,
     start: float | None = None,
+    weak_ids: set[str] | None = None,
 ) -> CrossSourceReport:
     """Overlaps between every pair of sources, label conflicts, and cross-source clusters,
-    from :func:`braintumor.data.audit.check_samples`' results for ``samples``."""
+    from :func:`braintumor.data.audit.check_samples`' results for ``samples``. Near pairs
+    touching ``weak_ids`` (:func:`braintumor.data.near_confirm.weak_phash_ids`) between two
+    patients count only at a pixel correlation >= the split rule's."""
     start = time.perf_counter() if start is None else start
     names = list(dict.fromkeys(s.source or "-" for s in samples))
     source = [s.source or "-" for s in samples]
     label = [s.label for s in samples]
     exact, near = duplicate_pairs(done, len(samples), phash_threshold)
     report = CrossSourceReport(sources=names, phash_threshold=phash_threshold)
+    if weak_ids:
+        stand = links_that_stand(near, samples, weak_ids, MIN_CORRELATION)
+        report.unconfirmed_near_pairs = int((~stand).sum())
+        near = near[stand]
     for name, lab in zip(source, label, strict=True):
         cell = report.counts.setdefault(name, {})
         cell[lab or "-"] = cell.get(lab or "-", 0) + 1

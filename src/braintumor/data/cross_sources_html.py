@@ -10,6 +10,7 @@ from braintumor.atomic import write_text_atomic
 from braintumor.data.audit import AuditReport
 from braintumor.data.audit_html import audit_sections
 from braintumor.data.cross_sources import CrossSourceReport
+from braintumor.data.near_confirm import MIN_CORRELATION
 from braintumor.report.html import ReportSection, render_report
 
 
@@ -60,6 +61,7 @@ def cross_source_sections(report: CrossSourceReport) -> list[ReportSection]:
                 f"source. {report.cross_source_groups} duplicate clusters "
                 f"({report.files_in_cross_source_groups} files) span two or more sources and "
                 "are kept on one side of every split."
+                + _unconfirmed_sentence(report.unconfirmed_near_pairs)
             ),
             table=_matrix_rows(report.near_matrix, report.counts),
         ),
@@ -102,3 +104,14 @@ def write_cross_audit(
         )
         sections = cross_source_sections(cross) + audit_sections(audit)
         write_text_atomic(html_out, render_report("Cross-dataset audit", sections, subtitle))
+
+
+def _unconfirmed_sentence(count: int) -> str:
+    """Why the LGG cells may be lower than pHash alone would say."""
+    if not count:
+        return ""
+    return (
+        f" {count} pHash pairs between different patients of a weak-pHash source (LGG's dark "
+        "slices) are left out: their pixels do not correlate (< "
+        f"{MIN_CORRELATION}), as a split requires."
+    )

@@ -22,6 +22,7 @@ slices of one patient reach 0.978 at their 99th percentile.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
@@ -34,6 +35,8 @@ from braintumor.data.samples import Sample
 #: Layouts whose patient ids are given and whose slices defeat pHash.
 WEAK_PHASH_LAYOUTS = frozenset({"lgg-kaggle-3m"})
 THUMBNAIL = 64
+#: A near link to a weak-pHash sample of another patient stands at this pixel correlation.
+MIN_CORRELATION = 0.98
 
 
 def _thumbnail(path: str) -> np.ndarray:
@@ -55,25 +58,48 @@ def weak_phash_ids(layout: DetectedLayout) -> set[str]:
     return {s.id for s in layout.samples if s.source in weak}
 
 
+def _needs_correlation(pairs: np.ndarray, samples: Sequence[Sample], weak: set[str]) -> np.ndarray:
+    """Links (index pairs into ``samples``) between two patients with a weak-pHash sample at
+    one end: only these need a pixel correlation to stand."""
+    patient = np.array([s.group or s.id for s in samples], dtype=object)
+    is_weak = np.array([s.id in weak for s in samples], dtype=bool)
+    first, second = pairs[:, 0], pairs[:, 1]
+    return (patient[first] != patient[second]) & (is_weak[first] | is_weak[second])
+
+
+def links_that_stand(
+    pairs: np.ndarray, samples: Sequence[Sample], weak: set[str], threshold: float
+) -> np.ndarray:
+    """Which near links (index pairs into ``samples``, shape (m, 2)) stand: same patient, two
+    samples of strong-pHash sources, or different patients correlating >= ``threshold``."""
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    check = np.flatnonzero(_needs_correlation(pairs, samples, weak))
+    keep = np.ones(len(pairs), dtype=bool)
+    if not check.size:
+        return keep
+    needed, inverse = np.unique(pairs[check], return_inverse=True)
+    vectors = np.stack([_thumbnail(samples[k].image) for k in needed.tolist()])
+    first, second = inverse.reshape(-1, 2).T
+    keep[check] = np.einsum("ij,ij->i", vectors[first], vectors[second]) >= threshold
+    return keep
+
+
 def _confirmed(
     group: DuplicateGroup, by_id: dict[str, Sample], weak: set[str], threshold: float
 ) -> list[list[str]]:
-    """The cluster re-linked: same patient, two samples of strong-pHash sources, or different
-    patients correlating >= threshold."""
-    ids = group.ids
-    vectors = np.stack([_thumbnail(by_id[i].image) for i in ids])
-    correlation = vectors @ vectors.T
-    patients = [by_id[i].group or i for i in ids]
-    is_weak = np.array([i in weak for i in ids], dtype=bool)
-    a, b = np.triu_indices(len(ids), k=1)
-    same = np.array([patients[x] == patients[y] for x, y in zip(a, b, strict=True)], dtype=bool)
-    keep = same | ~(is_weak[a] | is_weak[b]) | (correlation[a, b] >= threshold)
-    labels = connected_groups(len(ids), np.stack([a[keep], b[keep]], axis=1))
-    return [[ids[k] for k in members] for members in groups_of(labels)]
+    """The cluster re-linked as :func:`links_that_stand` says, every pair of its members
+    considered (one correlation matrix: clusters run to ~1000 slices)."""
+    members = [by_id[i] for i in group.ids]
+    vectors = np.stack([_thumbnail(s.image) for s in members])
+    a, b = np.triu_indices(len(members), k=1)
+    pairs = np.stack([a, b], axis=1)
+    keep = ~_needs_correlation(pairs, members, weak) | ((vectors @ vectors.T)[a, b] >= threshold)
+    labels = connected_groups(len(members), pairs[keep])
+    return [[group.ids[k] for k in found] for found in groups_of(labels)]
 
 
 def confirm_near_duplicates(
-    report: AuditReport, layout: DetectedLayout, min_correlation: float = 0.98
+    report: AuditReport, layout: DetectedLayout, min_correlation: float = MIN_CORRELATION
 ) -> AuditReport:
     """``report`` with its near clusters re-linked as described above where they hold a sample
     of a weak-pHash layout or source (:func:`weak_phash_ids`); otherwise it is returned
