@@ -5,6 +5,7 @@
     python benchmarks/lgg.py recipes                     # system-003 recipes: params, s/epoch
     python benchmarks/lgg.py stack-rule --work W         # the 3D stack rule on W's fold models
     python benchmarks/lgg.py thresholds --work W         # a validation-chosen mask threshold
+    python benchmarks/lgg.py slice-breakdown --model M   # where a binary model fails on LGG
 
 ``cv`` trains one run per fold (``braintumor train fast-cpu-lgg --protocol kfold``) and writes
 ``benchmarks/results/lgg_cv.json``: per-fold and pooled per-patient volume Dice (mean, median,
@@ -23,6 +24,10 @@ threshold (0.5 everywhere) should be chosen on validation too: per-patient volum
 validation and test patients at thresholds 0.2-0.7, the threshold the validation patients
 choose, and the test patients' pooled figure at each threshold and at the chosen one
 (``benchmarks/results/lgg_thresholds.json``).
+``slice-breakdown`` runs binary models (``--model``, repeatable: say a leave-one-source-out
+fold model that never saw LGG) on all 776 slices and splits their tumour ROC-AUC by tumour
+size and by the slice's place in its patient's stack
+(``benchmarks/results/lgg_slice-breakdown.json``).
 All record the machine's load average at the start and the exact overrides.
 """
 
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import platform
@@ -279,9 +285,90 @@ def _thresholds(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+AREA_BINS = (1, 200, 800, 2000)  # tumour pixels of a 256x256 slice: lower edges
+POSITION_BINS = 5  # fifths of a patient's stack, from its first slice to its last
+
+
+def _auc(truth: np.ndarray, score: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return round(float(roc_auc_score(truth, score)), 3)
+
+
+def _stack_fifths(paths: list[str]) -> np.ndarray:
+    """Each slice's fifth of its patient's stack (0: first slices, 4: last)."""
+    patient = [Path(p).parent.name for p in paths]
+    number = np.array([int(Path(p).stem.rsplit("_", 1)[1]) for p in paths])
+    last = {q: max(n for n, r in zip(number, patient, strict=True) if r == q) for q in patient}
+    position = np.array(
+        [(n - 1) / max(last[q] - 1, 1) for n, q in zip(number, patient, strict=True)]
+    )
+    return np.minimum((position * POSITION_BINS).astype(int), POSITION_BINS - 1)
+
+
+def _breakdown(probs: np.ndarray, area: np.ndarray, fifth: np.ndarray) -> dict[str, Any]:
+    """Tumour ROC-AUC overall, per tumour size (against every empty slice) and in the middle
+    of the stacks; mean tumour probability by stack fifth."""
+    tumour = area > 0
+    by_size = []
+    for low, high in itertools.pairwise((*AREA_BINS, int(area.max()) + 1)):
+        chosen = (area >= low) & (area < high)
+        by_size.append(
+            {
+                "tumour_pixels": [low, high - 1],
+                "tumour_slices": int(chosen.sum()),
+                "auc_against_all_empty": _auc(tumour[chosen | ~tumour], probs[chosen | ~tumour]),
+            }
+        )
+    by_position = []
+    for k in range(POSITION_BINS):
+        row: dict[str, Any] = {"stack_fifth": k + 1}
+        for label, mask in (("empty", ~tumour), ("tumour", tumour)):
+            chosen = mask & (fifth == k)
+            row[f"{label}_slices"] = int(chosen.sum())
+            row[f"{label}_mean_p"] = round(float(probs[chosen].mean()), 3) if any(chosen) else None
+        by_position.append(row)
+    middle = (fifth >= 1) & (fifth <= 3)
+    return {
+        "auc": _auc(tumour, probs),
+        "auc_middle_three_fifths": _auc(tumour[middle], probs[middle]),
+        "by_tumour_size": by_size,
+        "by_stack_position": by_position,
+    }
+
+
+def _slice_breakdown(args: argparse.Namespace) -> dict[str, Any]:
+    """Where binary (tumour / no tumour) models fail on LGG's slices (:func:`_breakdown`)."""
+    from braintumor.data.layouts import detect_layout
+    from braintumor.inference.choice import readable_pairs
+    from braintumor.inference.predictor import Predictor
+    from braintumor.models.folder import load_model_dir
+    from braintumor.zoo.registry import resolve_model_ref
+
+    images, truths, paths = readable_pairs(detect_layout(LGG).samples)
+    area = np.array([int((t > 0).sum()) for t in truths])
+    fifth = _stack_fifths(paths)
+    models = []
+    for ref in args.models:
+        loaded = load_model_dir(resolve_model_ref(ref))
+        column = list(loaded.info.class_names).index("tumor")
+        probs = Predictor(loaded, device="cpu", tta=False).classify(images)[:, column]
+        models.append({"model": str(ref), **_breakdown(probs, area, fifth)})
+        print(f"{ref}: AUC {models[-1]['auc']}", flush=True)
+    return {
+        "command": " ".join(["python", *sys.argv]),
+        "machine": _machine(),
+        "slices": len(paths),
+        "tumour_slices": int((area > 0).sum()),
+        "models": models,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("cv", "recipes", "stack-rule", "thresholds"))
+    parser.add_argument(
+        "what", choices=("cv", "recipes", "stack-rule", "thresholds", "slice-breakdown")
+    )
     parser.add_argument("--recipe", default="fast-cpu-lgg")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument(
@@ -298,6 +385,13 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="keep finished folds")
     parser.add_argument("--batch", type=int, default=4, help="recipes: images per timed step")
     parser.add_argument("--steps", type=int, default=2, help="recipes: timed steps")
+    parser.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        default=[],
+        help="slice-breakdown: a binary model folder or zoo:NAME (repeatable)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.work_dirs = args.work_dirs or [Path("/tmp/braintumor-lgg-bench")]
@@ -308,6 +402,7 @@ def main() -> None:
         "recipes": _recipes,
         "stack-rule": _stack_rule,
         "thresholds": _thresholds,
+        "slice-breakdown": _slice_breakdown,
     }
     result = actions[args.what](args)
     out = args.out or RESULTS / f"lgg_{args.what}.json"
