@@ -17,6 +17,7 @@ from braintumor.data.lgg import lgg_preprocess
 from braintumor.data.near_confirm import confirm_near_duplicates
 from braintumor.data.preprocess import PreprocessSpec, prepare_slice
 from braintumor.data.samples import Sample
+from braintumor.data.splits import layout_split_groups
 from braintumor.errors import DataError, RecipeError
 from braintumor.metrics.patient import detection_scores, patient_rows, slice_counts
 from braintumor.training.datamodule import tumour_weights
@@ -139,6 +140,10 @@ def test_multi_source_near_links_need_correlation_only_at_a_weak_source(tmp_path
     confirmed = confirm_near_duplicates(report, layout)
     # uncorrelated noise: only the link between the two strong-pHash samples stands
     assert [g.ids for g in confirmed.near.groups] == [["fig/b", "fig/c"]]
+    # every split path groups through layout_split_groups, which applies the same rule
+    groups = dict(zip(paths, layout_split_groups(layout, report), strict=True))
+    assert groups["fig/b"] == groups["fig/c"]
+    assert len({groups["lgg/a"], groups["lgg/d"], groups["fig/b"]}) == 3
 
 
 def test_cross_source_audit_counts_lgg_pairs_only_where_pixels_confirm(tmp_path: Path) -> None:

@@ -16,15 +16,14 @@ from braintumor.data.audit_html import write_audit_html, write_audit_json
 from braintumor.data.cross_sources import CrossSourceReport, count_cross_source_groups
 from braintumor.data.near_confirm import (
     MIN_CORRELATION,
-    confirm_near_duplicates,
     weak_phash_ids,
 )
 from braintumor.data.splits import (
     EXCLUDED,
     check_no_leak,
-    duplicate_groups,
     kfold_splits,
     layout_extra_groups,
+    layout_split_groups,
     split_counts,
     train_val_test_split,
     write_splits,
@@ -247,9 +246,8 @@ def split(
         check_output_file(out)
         layout, report, _ = _audit(paths, phash_threshold, workers, full_decode=False)
         samples = layout.samples
-        extra = layout_extra_groups(samples, layout.name, number_gap)
-        report = confirm_near_duplicates(report, layout)
-        groups = duplicate_groups(samples, report, extra_groups=extra)
+        groups = layout_split_groups(layout, report, phash_threshold, number_gap)
+        numbered = layout_extra_groups(samples, layout.name, number_gap) is not None
         if folds is not None:
             assignment, column = kfold_splits(samples, folds, seed, groups), "fold"
         else:
@@ -266,7 +264,7 @@ def split(
     console.print(
         f"{len(set(groups))} groups for {len(samples)} samples "
         f"(layout groups, exact and near duplicates"
-        f"{', numbered neighbours' if extra else ''})"
+        f"{', numbered neighbours' if numbered else ''})"
     )
     if len({s.source for s in samples}) > 1:
         console.print(f"{merged} groups span two or more sources (merged across datasets)")

@@ -22,7 +22,8 @@ from sklearn.model_selection import GroupShuffleSplit, StratifiedGroupKFold
 from braintumor.atomic import write_text_atomic
 from braintumor.data.audit import AuditReport
 from braintumor.data.hashing import connected_groups, near_pairs, sha256_groups
-from braintumor.data.layouts_base import normalise_split_name
+from braintumor.data.layouts_base import DetectedLayout, normalise_split_name
+from braintumor.data.near_confirm import confirm_near_duplicates
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError
 
@@ -119,6 +120,22 @@ def figshare_number_groups(samples: Sequence[Sample], max_gap: int = 2) -> list[
 
 def _is_number(path: str) -> bool:
     return bool(_NUMBER.match(Path(path).stem))
+
+
+def layout_split_groups(
+    layout: DetectedLayout,
+    report: AuditReport | None,
+    phash_threshold: int = 6,
+    number_gap: int = 2,
+) -> list[str]:
+    """The groups a split of ``layout`` keeps whole: its patients or cases, the exact and near
+    duplicate clusters of ``report`` (near links of weak-pHash sources such as LGG confirmed by
+    pixel correlation: :mod:`braintumor.data.near_confirm`), and numbered neighbours of
+    numbered image-mask sets (:func:`layout_extra_groups`). Every split path uses this."""
+    if report is not None:
+        report = confirm_near_duplicates(report, layout)
+    extra = layout_extra_groups(layout.samples, layout.name, number_gap)
+    return duplicate_groups(layout.samples, report, phash_threshold, extra_groups=extra)
 
 
 def layout_extra_groups(

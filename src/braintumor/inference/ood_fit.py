@@ -25,8 +25,7 @@ from braintumor.data.splits import (
     TEST,
     TRAIN,
     VAL,
-    duplicate_groups,
-    layout_extra_groups,
+    layout_split_groups,
     read_splits,
     train_val_test_split,
 )
@@ -196,12 +195,10 @@ def calibration_splits(
             raise DataError(f"{splits_csv}: no sample of {layout.root} is in its train split")
         return chosen[TRAIN], chosen[VAL]
     from braintumor.data.audit import audit_dataset  # hashes every file: only when needed
-    from braintumor.data.near_confirm import confirm_near_duplicates
 
     pool = [s for s in samples if s.split != TEST]
     report = audit_dataset(pool, layout.root, progress=False)
-    report = confirm_near_duplicates(report, dataclasses.replace(layout, samples=pool))
-    groups = duplicate_groups(pool, report, extra_groups=layout_extra_groups(pool, layout.name))
+    groups = layout_split_groups(dataclasses.replace(layout, samples=pool), report)
     assignment = train_val_test_split(pool, (1 - val_fraction, val_fraction, 0.0), seed, groups)
     train = [s for s, side in zip(pool, assignment, strict=True) if side == TRAIN]
     val = [s for s, side in zip(pool, assignment, strict=True) if side == VAL]

@@ -36,7 +36,6 @@ from braintumor.data.balance import contributions
 from braintumor.data.cross_sources import count_cross_source_groups
 from braintumor.data.layouts import DetectedLayout
 from braintumor.data.layouts_base import CLASSIFY_DATA
-from braintumor.data.near_confirm import confirm_near_duplicates
 from braintumor.data.samples import Sample
 from braintumor.data.sources import load_data
 from braintumor.data.splits import (
@@ -44,7 +43,7 @@ from braintumor.data.splits import (
     TEST,
     TRAIN,
     VAL,
-    duplicate_groups,
+    layout_split_groups,
     train_val_test_split,
     write_splits,
 )
@@ -78,8 +77,7 @@ def source_groups(layout: DetectedLayout, recipe: Recipe, workers: int = 2) -> l
     links of weak-pHash sources confirmed by pixel correlation)."""
     results = check_samples(layout.samples, layout.root, workers=workers, progress=True)
     report = audit_results(layout.samples, layout.root, results, recipe.phash_threshold)
-    report = confirm_near_duplicates(report, layout)
-    return duplicate_groups(layout.samples, report, recipe.phash_threshold)
+    return layout_split_groups(layout, report, recipe.phash_threshold)
 
 
 def default_test_sources(samples: Sequence[Sample]) -> list[str]:

@@ -17,8 +17,7 @@ from braintumor.data.splits import (
     TRAIN,
     VAL,
     check_no_leak,
-    duplicate_groups,
-    layout_extra_groups,
+    layout_split_groups,
     read_splits,
     split_counts,
     train_val_test_split,
@@ -36,12 +35,9 @@ def leak_groups(layout: Any, recipe: Recipe) -> list[str]:
     report = None
     if layout.task != BRATS_DATA:  # no pixel hashing of whole BraTS volumes
         from braintumor.data.audit import audit_dataset
-        from braintumor.data.near_confirm import confirm_near_duplicates
 
         report = audit_dataset(samples, layout.root, phash_threshold=recipe.phash_threshold)
-        report = confirm_near_duplicates(report, layout)
-    extra = layout_extra_groups(samples, layout.name)
-    groups = duplicate_groups(samples, report, recipe.phash_threshold, extra_groups=extra)
+    groups = layout_split_groups(layout, report, recipe.phash_threshold)
     merged = count_cross_source_groups(samples, groups)
     if len({s.source for s in samples}) > 1:
         console.print(f"{merged} duplicate groups span two or more sources (kept on one side)")
