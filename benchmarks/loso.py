@@ -8,6 +8,9 @@ Settings (the shared folders under ``--data``):
   lgg-kaggle3m (slices: empty mask = no tumour); every source held out in turn.
 - ``baseline``: the single-source baseline, train on sartaj-4class alone, test on
   figshare-seg (sartaj's near copies of Figshare slices removed from training).
+- ``seg2d``: the 2D segmenter ``zoo:seg2d``'s data and recipe (``fast-cpu-seg`` with the
+  reference model's overrides): figshare-seg and lgg-kaggle3m, each held out in turn (per
+  slice Dice and IoU, LGG's volume Dice per patient).
 
 Each fold trains for at most ``--max-minutes``; near copies of the held-out source are
 removed from training. ``--adapt-bn`` also evaluates each fold's model with its batch-norm
@@ -35,6 +38,7 @@ import torch
 from braintumor.atomic import write_text_atomic
 from braintumor.config import load_recipe
 from braintumor.protocols.loso import run_loso
+from braintumor.zoo.build import REFERENCE_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,6 +75,17 @@ SETTINGS: dict[str, dict] = {
         "data": ["sartaj-4class", "figshare-seg"],
         "test": ["figshare-seg"],
     },
+    "seg2d": {
+        "recipe": REFERENCE_MODELS["seg2d"].recipe,
+        "overrides": list(REFERENCE_MODELS["seg2d"].overrides),
+        "data": ["figshare-seg", "lgg-kaggle3m"],
+        "test": ["figshare-seg", "lgg-kaggle3m"],
+    },
+}
+#: Headline keys of the Markdown rows, by the task the results name.
+ROW_KEYS = {
+    "classify": ("balanced_accuracy", "tumor_auc", "sensitivity", "specificity"),
+    "segment": ("dice", "iou", "patient_volume_dice", None),
 }
 
 
@@ -85,9 +100,13 @@ def _with_root(value: str, data_root: Path) -> str:
 
 
 def markdown_rows(result: dict) -> list[str]:
-    """``| setting | held out | n | bal. acc | AUC | sensitivity | specificity | minutes |``."""
+    """``| setting | held out | n | bal. acc | AUC | sensitivity | specificity | copies |
+    minutes |``; a segmenter's rows hold Dice, IoU and volume Dice per patient instead."""
+    keys = ROW_KEYS[result.get("task", "classify")]
 
-    def cell(m: dict, key: str) -> str:
+    def cell(m: dict, key: str | None) -> str:
+        if key is None:
+            return "-"
         value, ci = m.get(key), (m.get("ci95") or {}).get(key)
         if value is None:
             return "-"
@@ -103,11 +122,10 @@ def markdown_rows(result: dict) -> list[str]:
             for source, m in fold.get(metrics_key, {}).items():
                 rows.append(
                     f"| {name} | {source} | {m['n']} | "
-                    f"{cell(m, 'balanced_accuracy')} | {cell(m, 'tumor_auc')} | "
-                    f"{cell(m, 'sensitivity')} | {cell(m, 'specificity')} | "
-                    f"{sum(fold['excluded_copies'].values())} | {fold['seconds'] / 60:.1f} |"
+                    + " | ".join(cell(m, key) for key in keys)
+                    + f" | {sum(fold['excluded_copies'].values())} | {fold['seconds'] / 60:.1f} |"
                 )
-        for key in ("balanced_accuracy", "tumor_auc", "sensitivity"):
+        for key in keys[:3]:
             s = result.get(summary_key, {}).get(key)
             if s:
                 rows.append(
@@ -142,7 +160,8 @@ def main() -> None:
 
     setting = SETTINGS[args.setting]
     recipe_name = args.recipe or setting["recipe"]
-    recipe = load_recipe(recipe_name, [f"max_minutes={args.max_minutes}", *args.overrides])
+    overrides = [*setting.get("overrides", ()), f"max_minutes={args.max_minutes}", *args.overrides]
+    recipe = load_recipe(recipe_name, overrides)
     data_args = [*setting["data"], *args.add_data]
     data = [_with_root(v, args.data) for v in data_args]
     tests = args.test_source or setting["test"]
@@ -155,6 +174,7 @@ def main() -> None:
         result = {
             "benchmark": "loso",
             "setting": args.setting,
+            "task": summary["task"],
             "tag": args.tag,
             "command": "python benchmarks/loso.py " + shlex.join(sys.argv[1:]),
             "recipe": recipe.to_dict(),

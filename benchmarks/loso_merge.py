@@ -18,6 +18,7 @@ from pathlib import Path
 from braintumor.atomic import write_text_atomic
 from braintumor.errors import DataError
 from braintumor.metrics.per_source import mean_and_worst
+from braintumor.protocols.loso import headline_keys
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -40,7 +41,7 @@ def merge(parts: list[dict], names: list[str], tag: str) -> dict:
         "test_sources": [s for part in parts for s in part["test_sources"]],
         "wall_seconds": round(sum(part["wall_seconds"] for part in parts), 1),
         "folds": folds,
-        "summary": mean_and_worst(per_source),
+        "summary": mean_and_worst(per_source, headline_keys(first.get("task"))),
         "merged_from": names,
     }
 
@@ -54,7 +55,8 @@ def main() -> None:
     merged = merge(parts, list(args.files), args.tag)
     out = RESULTS / f"loso_{merged['setting']}_{args.tag}.json"
     write_text_atomic(out, json.dumps(merged, indent=2) + "\n")
-    print(f"wrote {out}: " + json.dumps(merged["summary"]["balanced_accuracy"]))
+    first_key = headline_keys(merged.get("task"))[0]
+    print(f"wrote {out}: " + json.dumps(merged["summary"].get(first_key)))
 
 
 if __name__ == "__main__":

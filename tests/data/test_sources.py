@@ -17,6 +17,7 @@ from braintumor.config import load_recipe
 from braintumor.data.audit import check_samples
 from braintumor.data.balance import contributions, sampling_plan, shortcut_warnings
 from braintumor.data.cross_sources import cross_source_report, labels_conflict
+from braintumor.data.layouts_base import SEGMENT_DATA
 from braintumor.data.sources import load_data, parse_source, parse_sources
 from braintumor.data.synth_sources import write_source_shift_datasets
 from braintumor.data.synthetic import write_classification_dataset, write_segmentation_dataset
@@ -240,6 +241,21 @@ def test_loso_folds_remove_copies_of_the_held_out_source(
     }
     with pytest.raises(DataError, match="no source named e"):
         plan_fold(layout.samples, groups, ["e"], [], recipe)
+
+
+def test_segmenter_folds_hold_out_every_source_whatever_its_labels(tmp_path: Path) -> None:
+    labelled = write_segmentation_dataset(tmp_path / "labelled", n=12, size=64, seed=1)
+    unlabelled = write_segmentation_dataset(tmp_path / "unlabelled", n=12, size=64, seed=2)
+    (unlabelled / "labels.csv").unlink()  # masks only, as LGG's slices
+    layout = load_data([str(labelled), str(unlabelled)], SEGMENT_DATA)
+    recipe = load_recipe("fast-cpu-seg")
+    groups = source_groups(layout, recipe)
+    assert default_test_sources(layout.samples, SEGMENT_DATA) == ["labelled", "unlabelled"]
+    # the classes of the held-out slices are not in training: no matter for masks
+    fold = plan_fold(layout.samples, groups, ["labelled"], [], recipe)
+    assert fold.assignment.count("test") == 12
+    with pytest.raises(DataError, match="has no training sample"):
+        plan_fold(layout.samples, groups, ["labelled"], [], load_recipe("fast-cpu-4class"))
 
 
 def test_protocol_registry() -> None:

@@ -68,6 +68,35 @@ def test_section_adds_the_adapted_figures_when_the_run_has_them() -> None:
     assert any("binary (today, BN adapted) | lgg-kaggle3m | 776 | 0.500 |" in r for r in rows)
 
 
+def test_a_segmenter_s_section_shows_dice_per_held_out_source() -> None:
+    def figures(n: int, dice: float, volume: float | None) -> dict:
+        ci = {"dice": [dice - 0.05, dice + 0.05], "iou": [0.3, 0.4], "patient_volume_dice": None}
+        return {"n": n, "dice": dice, "iou": 0.35, "patient_volume_dice": volume, "ci95": ci}
+
+    results = {
+        "benchmark": "loso",
+        "setting": "seg2d",
+        "task": "segment",
+        "tag": "t",
+        "recipe": {"name": "fast-cpu-seg", "model": "unet", "image_size": 128},
+        "folds": [
+            {"metrics": {"figshare-seg": figures(1226, 0.41, None)}},
+            {"metrics": {"lgg-kaggle3m": figures(776, 0.52, 0.61)}},
+        ],
+        "summary": {
+            "dice": {"mean": 0.465, "worst": 0.41, "worst_source": "figshare-seg"},
+        },
+    }
+    text = "\n".join(loso_section(results))
+    assert "| held-out source | n | Dice per slice [95% CI] |" in text
+    assert "| figshare-seg | 1226 | 0.410 [0.360, 0.460] | 0.350 [0.300, 0.400] | - |" in text
+    assert "| lgg-kaggle3m | 776 | 0.520 [0.470, 0.570] | 0.350 [0.300, 0.400] | 0.610 |" in text
+    assert "| worst |  | 0.410 (figshare-seg) | - | - |" in text
+    assert "Balanced accuracy" not in text and "volume Dice per patient where" in text
+    rows = loso_benchmark.markdown_rows(dict(results, folds=[]))
+    assert rows[0].startswith("| seg2d (t) | dice: mean 0.465, worst 0.410")
+
+
 def test_the_card_shows_the_command_without_the_machine_s_run_folder() -> None:
     results = read_loso_results(FOUR, "4class")
     results["command"] = (

@@ -14,10 +14,7 @@ from braintumor.cli.errors import user_errors
 from braintumor.data.audit import NO_IMAGE, NO_MASK, AuditReport, count_by_split
 from braintumor.data.audit_html import write_audit_html, write_audit_json
 from braintumor.data.cross_sources import CrossSourceReport, count_cross_source_groups
-from braintumor.data.near_confirm import (
-    MIN_CORRELATION,
-    weak_phash_ids,
-)
+from braintumor.data.near_confirm import MIN_CORRELATION, weak_phash_ids
 from braintumor.data.splits import (
     EXCLUDED,
     check_no_leak,

@@ -53,3 +53,25 @@ def segmentation_by_source(
             figures["patient_volume_dice"] = summary["dice"]
         out[name] = figures
     return out
+
+
+#: A held-out source's headline figures of a segmenter (leave-one-source-out), in table order.
+SEGMENTATION_HEADLINE = ("dice", "iou", "patient_volume_dice")
+
+
+def held_out_figures(metrics: dict) -> dict:
+    """A segmenter's test metrics on one held-out source (:mod:`braintumor.protocols.loso`) as
+    flat per-source figures: ``n``, the mean Dice and IoU per slice and, where its groups are
+    patients' stacks (:data:`STACK_SLICES`), the mean volume Dice per patient, each with its
+    bootstrap interval in ``ci95`` (the shape :func:`braintumor.metrics.per_source.
+    mean_and_worst` and the cards read)."""
+    per_image = metrics["summary"]["per_image"]
+    blocks = {score: per_image.get(score) for score in SLICE_SCORES}
+    patients = metrics.get("per_patient")
+    if patients and metrics["n"] >= STACK_SLICES * patients["n_patients"]:
+        blocks["patient_volume_dice"] = patients["dice"]
+    return {
+        "n": metrics["n"],
+        **{key: block["mean"] if block else None for key, block in blocks.items()},
+        "ci95": {key: block.get("ci95") if block else None for key, block in blocks.items()},
+    }

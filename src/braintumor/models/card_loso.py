@@ -19,13 +19,27 @@ from braintumor.errors import DataError
 LOSO_BENCHMARK = "loso"
 LOSO_PREFIX = "## Leave-one-source-out"
 HEADING = f"{LOSO_PREFIX}: estimates for unseen sources"
-#: (metric key in the results, column title)
+#: (metric key in the results, column title) of a classifier's folds
 COLUMNS = (
     ("balanced_accuracy", "balanced accuracy [95% CI]"),
     ("tumor_auc", "tumour AUC [95% CI]"),
     ("sensitivity", "sensitivity [95% CI]"),
     ("specificity", "specificity [95% CI]"),
 )
+#: the same of a segmenter's (:func:`braintumor.metrics.per_source_segmentation.held_out_figures`)
+SEGMENTATION_COLUMNS = (
+    ("dice", "Dice per slice [95% CI]"),
+    ("iou", "IoU per slice [95% CI]"),
+    ("patient_volume_dice", "volume Dice per patient [95% CI]"),
+)
+FOOTNOTES = {
+    "classify": "Balanced accuracy is over the classes each held-out source holds; tumour AUC, "
+    "sensitivity and specificity count every class but no_tumor as tumour (- where the "
+    "source lacks one side). Intervals: bootstrap 95% over the held-out source's images.",
+    "segment": "Dice and IoU per slice under the evaluation's empty-mask rule; volume Dice per "
+    "patient where the held-out source's slices are patients' stacks (- otherwise). "
+    "Intervals: bootstrap 95% over the held-out source's slices (patients for volume Dice).",
+}
 #: Recipe keys compared between the benchmark's folds and the model.
 COMPARED = ("name", "model", "image_size", "max_minutes", "preprocess", "augment", "class_weights")
 
@@ -61,16 +75,21 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
 
 
+def _columns(results: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+    return SEGMENTATION_COLUMNS if results.get("task") == "segment" else COLUMNS
+
+
 def _rows(results: dict[str, Any], metrics_key: str, summary_key: str) -> list[list[str]]:
+    columns = _columns(results)
     rows = [
-        [source, str(m.get("n", "?")), *(_cell(m, key) for key, _ in COLUMNS)]
+        [source, str(m.get("n", "?")), *(_cell(m, key) for key, _ in columns)]
         for fold in results["folds"]
         for source, m in (fold.get(metrics_key) or {}).items()
     ]
     summary = results.get(summary_key) or {}
     for kind in ("mean", "worst"):
         cells = []
-        for key, _ in COLUMNS:
+        for key, _ in columns:
             block = summary.get(key)
             if block is None:
                 cells.append("-")
@@ -81,8 +100,8 @@ def _rows(results: dict[str, Any], metrics_key: str, summary_key: str) -> list[l
     return rows
 
 
-def _table(rows: list[list[str]]) -> list[str]:
-    header = ["held-out source", "n", *(title for _, title in COLUMNS)]
+def _table(rows: list[list[str]], columns: tuple[tuple[str, str], ...]) -> list[str]:
+    header = ["held-out source", "n", *(title for _, title in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
@@ -145,21 +164,17 @@ def loso_section(
         differences = _differences(recipe, model_recipe)
         if differences:
             lines.append("- the folds' recipe differs from this model's: " + "; ".join(differences))
-    lines += ["", *_table(_rows(results, "metrics", "summary"))]
+    columns = _columns(results)
+    lines += ["", *_table(_rows(results, "metrics", "summary"), columns)]
     if any(fold.get("metrics_adapted") for fold in results["folds"]):
         lines += [
             "",
             "With batch norm adapted to the held-out source (`--adapt-bn`: statistics "
             "re-estimated on its unlabelled test images):",
             "",
-            *_table(_rows(results, "metrics_adapted", "summary_adapted")),
+            *_table(_rows(results, "metrics_adapted", "summary_adapted"), columns),
         ]
-    lines += [
-        "",
-        "Balanced accuracy is over the classes each held-out source holds; tumour AUC, "
-        "sensitivity and specificity count every class but no_tumor as tumour (- where the "
-        "source lacks one side). Intervals: bootstrap 95% over the held-out source's images.",
-    ]
+    lines += ["", FOOTNOTES["segment" if results.get("task") == "segment" else "classify"]]
     return lines
 
 

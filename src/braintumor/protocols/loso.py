@@ -35,7 +35,7 @@ from braintumor.data.audit import audit_results, check_samples
 from braintumor.data.balance import contributions
 from braintumor.data.cross_sources import count_cross_source_groups
 from braintumor.data.layouts import DetectedLayout
-from braintumor.data.layouts_base import CLASSIFY_DATA
+from braintumor.data.layouts_base import CLASSIFY_DATA, SEGMENT_DATA
 from braintumor.data.samples import Sample
 from braintumor.data.sources import load_data
 from braintumor.data.splits import (
@@ -48,7 +48,8 @@ from braintumor.data.splits import (
     write_splits,
 )
 from braintumor.errors import DataError
-from braintumor.metrics.per_source import mean_and_worst
+from braintumor.metrics.per_source import HEADLINE, mean_and_worst
+from braintumor.metrics.per_source_segmentation import SEGMENTATION_HEADLINE, held_out_figures
 from braintumor.report.html import ReportSection, write_report
 from braintumor.runfolder import RunFolder
 from braintumor.tasks.registry import get_task
@@ -80,8 +81,11 @@ def source_groups(layout: DetectedLayout, recipe: Recipe, workers: int = 2) -> l
     return layout_split_groups(layout, report, recipe.phash_threshold)
 
 
-def default_test_sources(samples: Sequence[Sample]) -> list[str]:
-    """Sources with at least two classes whose removal leaves every class in training."""
+def default_test_sources(samples: Sequence[Sample], kind: str = CLASSIFY_DATA) -> list[str]:
+    """Sources with at least two classes whose removal leaves every class in training; for
+    segmentation (``kind`` :data:`SEGMENT_DATA`) every source: a mask needs no class."""
+    if kind == SEGMENT_DATA:
+        return list(dict.fromkeys(str(s.source) for s in samples))
     table = contributions(samples)
     every = {label for counts in table.values() for label in counts}
     chosen = []
@@ -147,7 +151,8 @@ def plan_fold(
             assignment[i] = side
     trained = {s.label for s, side in zip(samples, assignment, strict=True) if side == TRAIN}
     tested = {s.label for s, side in zip(samples, assignment, strict=True) if side == TEST}
-    missing = sorted(str(c) for c in tested - trained)
+    segmenting = get_task(recipe.task).data_kinds[0] == SEGMENT_DATA  # masks, not classes
+    missing = [] if segmenting else sorted(str(c) for c in tested - trained)
     if missing or not tested:
         raise MissingClassError(
             f"held-out {', '.join(test_sources)}: "
@@ -223,8 +228,10 @@ def run_loso(
         "progress": progress,
     }
     kind = get_task(recipe.task).data_kinds[0]
-    if kind != CLASSIFY_DATA:
-        raise DataError(f"recipe {recipe.name!r}: leave-one-source-out needs a classify recipe")
+    if kind not in (CLASSIFY_DATA, SEGMENT_DATA):
+        raise DataError(
+            f"recipe {recipe.name!r}: leave-one-source-out needs a 2D classify or segment recipe"
+        )
     layout = load_data(data, kind, recipe.classes)
     samples = layout.samples
     if len({s.source for s in samples}) < 2:
@@ -232,7 +239,7 @@ def run_loso(
     run_dir.mkdir(parents=True, exist_ok=True)
     tests = list(test_sources) or list(recipe.extra.test_source)
     vals = list(val_sources) or list(recipe.extra.val_source)
-    held_out = [[t] for t in tests] if tests else [[t] for t in default_test_sources(samples)]
+    held_out = [[t] for t in tests or default_test_sources(samples, kind)]
     if not held_out:
         raise DataError("no source holds two classes while the others cover every class")
     groups = source_groups(layout, recipe)
@@ -241,6 +248,7 @@ def run_loso(
     summary: dict[str, Any] = {
         "protocol": "loso",
         "recipe": recipe.name,
+        "task": "segment" if kind == SEGMENT_DATA else "classify",
         "sources": contributions(samples),
         "cross_source_groups": merged,
         "adapt_bn": adapt_bn,
@@ -285,7 +293,6 @@ def _run_fold(
         splits_csv=splits_csv,
         **train_options,
     )
-    per_source = result.metrics.get("test", {}).get("per_source", {})
     record = {
         "test_sources": fold.test_sources,
         "val_sources": fold.val_sources,
@@ -296,18 +303,25 @@ def _run_fold(
         "copies_removed_from": fold.dropped_from,
         "seconds": round(time.perf_counter() - start, 1),
         "run_dir": str(result.run_dir),
-        "metrics": {s: per_source[s] for s in fold.test_sources if s in per_source},
+        "metrics": held_out_metrics(result.metrics.get("test") or {}, fold.test_sources),
     }
     if adapt_bn and result.model_dir is not None:
         test = [s for s, side in zip(samples, fold.assignment, strict=True) if side == TEST]
         adapted = _evaluate_adapted(result.model_dir, test, recipe)
         record["adapt_bn"] = adapted["adapt_bn"]
         if adapted["adapt_bn"]["layers"]:  # else the figures are the unadapted ones
-            per_source = adapted.get("per_source", {})
-            record["metrics_adapted"] = {
-                s: per_source[s] for s in fold.test_sources if s in per_source
-            }
+            record["metrics_adapted"] = held_out_metrics(adapted, fold.test_sources)
     return record
+
+
+def held_out_metrics(metrics: dict[str, Any], test_sources: Sequence[str]) -> dict[str, dict]:
+    """Each held-out source's figures from a fold's test evaluation: a classifier's per-source
+    metrics, or a segmenter's (:func:`held_out_figures`; its evaluation splits by source only
+    when the test holds several, and a fold holds one out)."""
+    per_source = metrics.get("per_source") or {}
+    if metrics.get("task") == "segment" and len(test_sources) == 1 and "summary" in metrics:
+        return {test_sources[0]: held_out_figures(metrics)}
+    return {s: per_source[s] for s in test_sources if s in per_source}
 
 
 def _evaluate_adapted(model_dir: Path, test: list[Sample], recipe: Recipe) -> dict[str, Any]:
@@ -320,20 +334,29 @@ def _evaluate_adapted(model_dir: Path, test: list[Sample], recipe: Recipe) -> di
     return task.evaluate(loaded, test, out, batch_size=recipe.batch_size, adapt_bn=True)
 
 
+def headline_keys(task: str | None) -> tuple[str, ...]:
+    """The per-source figures a summary's mean and worst are taken over, by the task its
+    results name (``classify`` where older results name none)."""
+    return SEGMENTATION_HEADLINE if task == "segment" else HEADLINE
+
+
 def _write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
+    segmenting = summary.get("task") == "segment"
+    keys = headline_keys(summary.get("task"))
     per_source = {s: m for fold in summary["folds"] for s, m in fold["metrics"].items()}
-    summary["summary"] = mean_and_worst(per_source)
+    summary["summary"] = mean_and_worst(per_source, keys)
     adapted = {
         s: m for fold in summary["folds"] for s, m in fold.get("metrics_adapted", {}).items()
     }
     if adapted:
-        summary["summary_adapted"] = mean_and_worst(adapted)
+        summary["summary_adapted"] = mean_and_worst(adapted, keys)
     write_text_atomic(run_dir / "loso.json", json.dumps(summary, indent=2))
-    from braintumor.report.evaluation import per_source_section
+    from braintumor.report.evaluation import held_out_segmentation_section, per_source_section
 
-    sections = [per_source_section(per_source)] if per_source else []
+    section_of = held_out_segmentation_section if segmenting else per_source_section
+    sections = [section_of(per_source)] if per_source else []
     if adapted:
-        section = per_source_section(adapted)
+        section = section_of(adapted)
         sections.append(
             dataclasses.replace(
                 section,

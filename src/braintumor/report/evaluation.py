@@ -151,6 +151,10 @@ def classification_report(
     return write_report(out / "report.html", title, sections, subtitle=", ".join(class_names))
 
 
+#: Column titles of :data:`~braintumor.metrics.per_source_segmentation.SEGMENTATION_HEADLINE`.
+SEGMENTATION_TITLES = ("Dice per slice", "IoU per slice", "volume Dice per patient")
+
+
 def segmentation_source_rows(per_source: dict[str, dict]) -> list[dict[str, str]]:
     """One row per test source of a segmenter: slices, Dice and IoU per slice and, for
     patients' stacks, volume Dice per patient, each as ``mean [low, high]``."""
@@ -171,6 +175,40 @@ def segmentation_source_rows(per_source: dict[str, dict]) -> list[dict[str, str]
         }
         for source, figures in per_source.items()
     ]
+
+
+def held_out_segmentation_section(per_source: dict[str, dict]) -> ReportSection:
+    """One row per held-out source of a segmenter (:func:`braintumor.metrics.
+    per_source_segmentation.held_out_figures`), then the mean and worst source."""
+    from braintumor.metrics.per_source import mean_and_worst
+    from braintumor.metrics.per_source_segmentation import SEGMENTATION_HEADLINE
+
+    titles = dict(zip(SEGMENTATION_HEADLINE, SEGMENTATION_TITLES, strict=True))
+
+    def cell(figures: dict, key: str) -> str:
+        value, ci = figures.get(key), (figures.get("ci95") or {}).get(key)
+        if value is None:
+            return "-"
+        return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+    rows = [
+        {"source": source, "test slices": str(m["n"]), **{t: cell(m, k) for k, t in titles.items()}}
+        for source, m in per_source.items()
+    ]
+    summary = mean_and_worst(per_source, SEGMENTATION_HEADLINE)
+    for kind in ("mean", "worst"):
+        row = {"source": kind, "test slices": ""}
+        for key, title in titles.items():
+            block = summary.get(key)
+            where = f" ({block['worst_source']})" if block and kind == "worst" else ""
+            row[title] = f"{block[kind]:.3f}{where}" if block else "-"
+        rows.append(row)
+    return ReportSection(
+        "Per held-out source",
+        text="Dice and IoU per slice under the evaluation's empty-mask rule; volume Dice per "
+        "patient where a source's slices are patients' stacks. 95% bootstrap intervals.",
+        table=rows,
+    )
 
 
 def per_source_section(per_source: dict[str, dict]) -> ReportSection:
