@@ -177,32 +177,47 @@ def segmentation_source_rows(per_source: dict[str, dict]) -> list[dict[str, str]
     ]
 
 
-def held_out_segmentation_section(per_source: dict[str, dict]) -> ReportSection:
-    """One row per held-out source of a segmenter (:func:`braintumor.metrics.
-    per_source_segmentation.held_out_figures`), then the mean and worst source."""
+def _flat_cell(metrics: dict, key: str) -> str:
+    """``value [low, high]`` of a flat per-source record (``metrics[key]``, ``ci95[key]``)."""
+    value, ci = metrics.get(key), (metrics.get("ci95") or {}).get(key)
+    if value is None:
+        return "-"
+    return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
+
+
+def _mean_and_worst_rows(
+    per_source: dict[str, dict], titles: dict[str, str], blank: dict[str, str]
+) -> list[dict[str, str]]:
+    """The ``mean`` and ``worst`` rows of a per-source table (``titles``: key -> column)."""
     from braintumor.metrics.per_source import mean_and_worst
-    from braintumor.metrics.per_source_segmentation import SEGMENTATION_HEADLINE
 
-    titles = dict(zip(SEGMENTATION_HEADLINE, SEGMENTATION_TITLES, strict=True))
-
-    def cell(figures: dict, key: str) -> str:
-        value, ci = figures.get(key), (figures.get("ci95") or {}).get(key)
-        if value is None:
-            return "-"
-        return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
-    rows = [
-        {"source": source, "test slices": str(m["n"]), **{t: cell(m, k) for k, t in titles.items()}}
-        for source, m in per_source.items()
-    ]
-    summary = mean_and_worst(per_source, SEGMENTATION_HEADLINE)
+    summary = mean_and_worst(per_source, tuple(titles))
+    rows = []
     for kind in ("mean", "worst"):
-        row = {"source": kind, "test slices": ""}
+        row = {"source": kind, **blank}
         for key, title in titles.items():
             block = summary.get(key)
             where = f" ({block['worst_source']})" if block and kind == "worst" else ""
             row[title] = f"{block[kind]:.3f}{where}" if block else "-"
         rows.append(row)
+    return rows
+
+
+def held_out_segmentation_section(per_source: dict[str, dict]) -> ReportSection:
+    """One row per held-out source of a segmenter (:func:`braintumor.metrics.
+    per_source_segmentation.held_out_figures`), then the mean and worst source."""
+    from braintumor.metrics.per_source_segmentation import SEGMENTATION_HEADLINE
+
+    titles = dict(zip(SEGMENTATION_HEADLINE, SEGMENTATION_TITLES, strict=True))
+    rows = [
+        {
+            "source": source,
+            "test slices": str(m["n"]),
+            **{t: _flat_cell(m, k) for k, t in titles.items()},
+        }
+        for source, m in per_source.items()
+    ]
+    rows += _mean_and_worst_rows(per_source, titles, {"test slices": ""})
     return ReportSection(
         "Per held-out source",
         text="Dice and IoU per slice under the evaluation's empty-mask rule; volume Dice per "
@@ -213,41 +228,19 @@ def held_out_segmentation_section(per_source: dict[str, dict]) -> ReportSection:
 
 def per_source_section(per_source: dict[str, dict]) -> ReportSection:
     """One row per test source: its size, classes and headline metrics with 95% CIs."""
-    from braintumor.metrics.per_source import HEADLINE, mean_and_worst
+    from braintumor.metrics.per_source import HEADLINE
 
-    def cell(metrics: dict, key: str) -> str:
-        value, ci = metrics.get(key), (metrics.get("ci95") or {}).get(key)
-        if value is None:
-            return "-"
-        return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
-
+    titles = {key: key.replace("_", " ") for key in HEADLINE}
     rows = [
         {
             "source": source,
             "n": str(m["n"]),
             "classes": ", ".join(f"{k} {v}" for k, v in m["classes"].items()),
-            **{key.replace("_", " "): cell(m, key) for key in HEADLINE},
+            **{title: _flat_cell(m, key) for key, title in titles.items()},
         }
         for source, m in per_source.items()
     ]
-    summary = mean_and_worst(per_source)
-    for kind in ("mean", "worst"):
-        rows.append(
-            {
-                "source": kind,
-                "n": "",
-                "classes": "",
-                **{
-                    key.replace("_", " "): (
-                        f"{summary[key][kind]:.3f}"
-                        + (f" ({summary[key]['worst_source']})" if kind == "worst" else "")
-                        if key in summary
-                        else "-"
-                    )
-                    for key in HEADLINE
-                },
-            }
-        )
+    rows += _mean_and_worst_rows(per_source, titles, {"n": "", "classes": ""})
     text = (
         "Balanced accuracy is over the classes each source holds; tumour AUC, sensitivity and "
         "specificity treat every class but no_tumor as tumour. 95% bootstrap intervals."
