@@ -191,4 +191,5 @@ def test_models_card_renders_another_results_file(tmp_path: Path) -> None:
     assert "setting `4class`, run `rerun`" in result.output
     assert result.output.count(HEADING) == 1
     result = runner.invoke(app, ["models", "card", "zoo:seg2d", "--loso", str(path)])
-    assert result.exit_code == 2 and "a segment model" in result.output
+    assert result.exit_code == 2 and "holds a classify model's" in result.output
+    assert "zoo:seg2d is a segment model" in result.output

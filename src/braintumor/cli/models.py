@@ -178,12 +178,14 @@ def card_command(
         text = read_card(model)
         if loso is not None:
             info = read_model_info(resolve_model_ref(model))
-            if info.task != "classify":
+            results = read_loso_results(loso)
+            measured = results.get("task", "classify")  # older results files name no task
+            if info.task != measured:
                 raise DataError(
-                    f"--loso: leave-one-source-out figures are a classifier's; {model} is a "
-                    f"{info.task} model"
+                    f"--loso: {loso} holds a {measured} model's leave-one-source-out figures; "
+                    f"{model} is a {info.task} model"
                 )
-            section = loso_section(read_loso_results(loso), info.recipe, loso.name)
+            section = loso_section(results, info.recipe, loso.name)
             text = replace_loso_section(text, section)
     typer.echo(text, nl=False)
 
