@@ -29,6 +29,7 @@ FOUR = RESULTS / "loso_4class_today.json"
 SHIPPED_FOUR = RESULTS / "loso_4class_lggnear30.json"
 BINARY = RESULTS / "loso_binary_today.json"
 SHIPPED_BINARY = RESULTS / "loso_binary_binnear14.json"
+SHIPPED_SEG = RESULTS / "loso_seg2d_seg2d60.json"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import loso as loso_benchmark  # noqa: E402
@@ -160,13 +161,13 @@ def test_recard_replaces_the_installed_section_without_touching_weights(zoo_copy
     assert test_heading in text  # the rest stays
     registry.verify_entry(registry.zoo_entry("4class", zoo_copy))  # the index follows the card
     assert registry.sha256_file(zoo_copy / "4class" / "model.safetensors") == weights
-    with pytest.raises(DataError, match="zoo:seg2d has no leave-one-source-out setting"):
+    with pytest.raises(DataError, match="setting '4class', this model's is 'seg2d'"):
         recard_loso("seg2d", new, zoo_copy)
     with pytest.raises(ModelFormatError, match="no such reference model"):
         recard_loso("binary", BINARY, zoo_copy)
 
 
-def test_shipped_classifier_cards_show_their_setting_s_figures() -> None:
+def test_shipped_cards_show_their_setting_s_figures() -> None:
     for name, path in (("4class", SHIPPED_FOUR), ("binary", SHIPPED_BINARY)):
         assert train_reference.loso_file(train_reference.REFERENCE_MODELS[name], None) == path
         card = read_card(f"zoo:{name}")
@@ -176,8 +177,14 @@ def test_shipped_classifier_cards_show_their_setting_s_figures() -> None:
                 low, high = m["ci95"]["balanced_accuracy"]
                 cell = f"{m['balanced_accuracy']:.3f} [{low:.3f}, {high:.3f}]"
                 assert f"| {source} | {m['n']} | {cell} |" in card
-    assert HEADING not in read_card("zoo:seg2d")
-    for name in ("4class", "binary"):
+    card = read_card("zoo:seg2d")
+    assert f"results file `{SHIPPED_SEG.name}`" in card
+    for fold in read_loso_results(SHIPPED_SEG, "seg2d")["folds"]:
+        for source, m in fold["metrics"].items():
+            low, high = m["ci95"]["dice"]
+            assert f"| {source} | {m['n']} | {m['dice']:.3f} [{low:.3f}, {high:.3f}] |" in card
+    assert HEADING not in read_card("zoo:brats2d")
+    for name in ("4class", "binary", "seg2d"):
         assert "--runs" not in read_card(f"zoo:{name}")  # no path of the building machine
 
 
