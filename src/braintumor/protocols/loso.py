@@ -13,7 +13,9 @@ their copies removed from training too. Each fold is an ordinary training run in
 their mean and worst. With ``adapt_bn`` each fold's model is evaluated a second time with its
 batch-norm statistics re-estimated on the held-out source's images
 (:mod:`braintumor.inference.adapt_bn`), in ``<fold>/test-adapted/``: ``metrics_adapted`` and
-``summary_adapted`` beside the unadapted figures.
+``summary_adapted`` beside the unadapted figures. A 2D segmenter runs the same protocol:
+every source is held out (masks need no classes) and each gets Dice and IoU per slice and,
+for patients' stacks, volume Dice per patient (``task: segment`` in the summary).
 """
 
 from __future__ import annotations
