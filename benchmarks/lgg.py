@@ -345,6 +345,8 @@ def _slice_breakdown(args: argparse.Namespace) -> dict[str, Any]:
     from braintumor.models.folder import load_model_dir
     from braintumor.zoo.registry import resolve_model_ref
 
+    if not args.models:
+        sys.exit("error: slice-breakdown needs --model (a binary model folder or zoo:NAME)")
     images, truths, paths = readable_pairs(detect_layout(LGG).samples)
     area = np.array([int((t > 0).sum()) for t in truths])
     fifth = _stack_fifths(paths)
