@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 from PIL import Image
+from typer.testing import CliRunner
 
+from braintumor.cli.data import data_app
 from braintumor.config import load_recipe
 from braintumor.data.audit import AuditReport, DuplicateGroup, check_samples
 from braintumor.data.cross_sources import cross_source_report
@@ -200,3 +203,20 @@ def test_bad_lgg_slices_are_listed_skips_naming_the_file(tmp_path: Path) -> None
     for problem, name in expected.items():
         assert any(problem in line and name in line for line in lines), problem
     assert any("without an image" in line for line in lines)  # the x1 slice's mask
+
+
+def test_lgg_audit_counts_near_groups_across_patients_only_where_pixels_confirm(
+    tmp_path: Path,
+) -> None:
+    y, x = np.mgrid[0:128, 0:128]
+    smooth = 120 + 80 * np.sin(x / 9.0) * np.cos(y / 13.0)
+    noisy = smooth + np.random.default_rng(0).normal(0, 45, smooth.shape)  # same pHash, r~0.94
+    mask = np.zeros((128, 128), np.uint8)
+    for patient, grey in (("TCGA_CS_4941_19960909", smooth), ("TCGA_DU_5851_19950428", noisy)):
+        rgb = np.repeat(grey.clip(0, 255).astype(np.uint8)[..., None], 3, axis=2)
+        _slice(tmp_path / "kaggle_3m" / patient, 1, rgb, mask)
+    report = tmp_path / "audit.json"
+    result = CliRunner().invoke(data_app, ["audit", str(tmp_path), "--json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert "0 inside one patient" in result.output and "0 across patients" in result.output
+    assert json.loads(report.read_text())["near"]["n_groups"] == 0  # pHash alone: 1 group

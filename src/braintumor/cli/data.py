@@ -4,6 +4,7 @@ a synthetic one."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import typer
@@ -14,7 +15,12 @@ from braintumor.cli.errors import user_errors
 from braintumor.data.audit import NO_IMAGE, NO_MASK, AuditReport, count_by_split
 from braintumor.data.audit_html import write_audit_html, write_audit_json
 from braintumor.data.cross_sources import CrossSourceReport, count_cross_source_groups
-from braintumor.data.near_confirm import MIN_CORRELATION, weak_phash_ids
+from braintumor.data.near_confirm import (
+    MIN_CORRELATION,
+    links_that_stand,
+    near_groups_across_patients,
+    weak_phash_ids,
+)
 from braintumor.data.splits import (
     EXCLUDED,
     check_no_leak,
@@ -103,9 +109,16 @@ def _show(value: object) -> str:
 
 
 def _audit(
-    paths: list[str], phash_threshold: int, workers: int, full_decode: bool
+    paths: list[str],
+    phash_threshold: int,
+    workers: int,
+    full_decode: bool,
+    confirm_weak: bool = False,
 ) -> tuple[object, AuditReport, list]:
-    """The layout of one or several sources, its audit, and the per-file results."""
+    """The layout of one or several sources, its audit, and the per-file results.
+    ``confirm_weak`` builds the near clusters from pHash pairs that stand by
+    :func:`~braintumor.data.near_confirm.links_that_stand` (LGG's slices); ``split`` leaves it
+    off and confirms whole clusters as training does, so its groups match a run's."""
     from braintumor.data.audit import audit_results, check_samples
     from braintumor.data.sources import load_data
 
@@ -116,8 +129,19 @@ def _audit(
     results = check_samples(
         layout.samples, layout.root, workers, progress=True, use_draft=not full_decode
     )
+    weak = weak_phash_ids(layout) if confirm_weak else set()
     report = audit_results(
-        layout.samples, layout.root, results, phash_threshold, start, layout.orphan_masks
+        layout.samples,
+        layout.root,
+        results,
+        phash_threshold,
+        start,
+        layout.orphan_masks,
+        keep_near=partial(
+            links_that_stand, samples=layout.samples, weak=weak, threshold=MIN_CORRELATION
+        )
+        if weak
+        else None,
     )
     report.layout = layout.name
     return layout, report, results
@@ -143,7 +167,9 @@ def audit(
         for option, target in (("--json", json_out), ("--html", html_out)):
             if target is not None:
                 check_output_file(target, option)
-        layout, report, results = _audit(paths, phash_threshold, workers, full_decode)
+        layout, report, results = _audit(
+            paths, phash_threshold, workers, full_decode, confirm_weak=True
+        )
         cross = None
         if len({s.source for s in layout.samples}) > 1:
             from braintumor.data.cross_sources import cross_source_report
@@ -159,6 +185,13 @@ def audit(
                 write_audit_html(report, html_out)
     console.print(_counts_table("samples per split and class", report.counts))
     console.print(_summary_table(report))
+    if weak_phash_ids(layout):
+        inside, across = near_groups_across_patients(report, layout)
+        console.print(
+            f"near groups with LGG slices: {inside} inside one patient (neighbouring slices of "
+            f"a stack, not copies), {across} across patients (pixel correlation >= "
+            f"{MIN_CORRELATION})"
+        )
     if cross is not None:
         _print_cross(console, cross)
     for row in report.unreadable[:10]:

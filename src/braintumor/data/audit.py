@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from multiprocessing import Pool
@@ -137,14 +138,17 @@ def audit_results(
     phash_threshold: int = 6,
     start: float | None = None,
     orphan_masks: list[str] | None = None,
+    keep_near: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> AuditReport:
     """The audit report of :func:`check_samples`' results (``orphan_masks``: see
-    :func:`audit_dataset`)."""
+    :func:`audit_dataset`). ``keep_near`` takes the near pairs (sample-index pairs, shape
+    (m, 2)) and says which stand (e.g. :func:`braintumor.data.near_confirm.links_that_stand`
+    for LGG's slices); the near clusters are built from those alone."""
     start = time.perf_counter() if start is None else start
     report = AuditReport(root=str(root), n_samples=len(samples), phash_threshold=phash_threshold)
     report.counts = count_by_split(samples)
     _summarize_images(report, samples, done)
-    report.exact, report.near = _duplicates(samples, done, phash_threshold)
+    report.exact, report.near = _duplicates(samples, done, phash_threshold, keep_near)
     _summarize_masks_and_cases(report, samples, done, orphan_masks or [])
     report.seconds = round(time.perf_counter() - start, 3)
     return report
@@ -217,7 +221,10 @@ def _summarize_images(report: AuditReport, samples: list[Sample], done: list[Ite
 
 
 def _duplicates(
-    samples: list[Sample], done: list[ItemResult], threshold: int
+    samples: list[Sample],
+    done: list[ItemResult],
+    threshold: int,
+    keep_near: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tuple[DuplicateSummary, DuplicateSummary]:
     digests: list[str | None] = [None] * len(samples)
     hashed_index, hashes = [], []
@@ -238,6 +245,9 @@ def _duplicates(
 
     members = np.asarray(hashed_index, dtype=np.int64)
     local_pairs, distances = near_pairs(np.array(hashes, dtype=np.uint64), threshold)
+    if keep_near is not None and len(local_pairs):
+        stand = keep_near(members[local_pairs])
+        local_pairs, distances = local_pairs[stand], distances[stand]
     labels = connected_groups(len(members), local_pairs)
     near_groups = groups_of(labels, members)
     pairs = members[local_pairs] if len(local_pairs) else np.zeros((0, 2), dtype=np.int64)

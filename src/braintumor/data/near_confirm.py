@@ -119,3 +119,19 @@ def confirm_near_duplicates(
             groups.append(dataclasses.replace(group, ids=ids))
     near = dataclasses.replace(report.near, groups=groups, n_groups=len(groups))
     return dataclasses.replace(report, near=near)
+
+
+def near_groups_across_patients(report: AuditReport, layout: DetectedLayout) -> tuple[int, int]:
+    """(near clusters inside one patient, near clusters spanning patients) among those holding
+    a weak-pHash sample: inside one patient they are neighbouring slices of a stack, not
+    copies."""
+    weak = weak_phash_ids(layout)
+    patient = {s.id: s.group or s.id for s in layout.samples}
+    inside = across = 0
+    for group in report.near.groups:
+        if weak.intersection(group.ids):
+            if len({patient.get(i, i) for i in group.ids}) == 1:
+                inside += 1
+            else:
+                across += 1
+    return inside, across
