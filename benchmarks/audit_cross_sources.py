@@ -17,13 +17,12 @@ import json
 import shlex
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 from braintumor.atomic import write_text_atomic
 from braintumor.data.audit import audit_results, check_samples
 from braintumor.data.cross_sources import cross_source_report
-from braintumor.data.near_confirm import MIN_CORRELATION, links_that_stand, weak_phash_ids
+from braintumor.data.near_confirm import near_link_filter
 from braintumor.data.sources import load_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,12 +38,11 @@ def main() -> None:
     start = time.perf_counter()
     layout = load_data([str(args.data / name) for name in SOURCES], task=None)
     results = check_samples(layout.samples, layout.root, args.workers, progress=False)
-    weak = weak_phash_ids(layout)
-    stand = partial(links_that_stand, samples=layout.samples, weak=weak, threshold=MIN_CORRELATION)
+    stand = near_link_filter(layout)
     pooled = audit_results(
         layout.samples, layout.root, results, args.phash_threshold, start, keep_near=stand
     )
-    cross = cross_source_report(layout.samples, results, args.phash_threshold, start, weak)
+    cross = cross_source_report(layout.samples, results, args.phash_threshold, start, stand)
     out = {
         "benchmark": "audit_cross_sources",
         "command": "python benchmarks/audit_cross_sources.py " + shlex.join(sys.argv[1:]),

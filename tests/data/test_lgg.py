@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,11 @@ from braintumor.data.audit import AuditReport, DuplicateGroup, check_samples
 from braintumor.data.cross_sources import cross_source_report
 from braintumor.data.layouts import DetectedLayout, detect_layout
 from braintumor.data.lgg import lgg_preprocess
-from braintumor.data.near_confirm import confirm_near_duplicates
+from braintumor.data.near_confirm import (
+    MIN_CORRELATION,
+    confirm_near_duplicates,
+    links_that_stand,
+)
 from braintumor.data.preprocess import PreprocessSpec, prepare_slice
 from braintumor.data.samples import Sample
 from braintumor.data.splits import layout_split_groups
@@ -162,7 +167,8 @@ def test_cross_source_audit_counts_lgg_pairs_only_where_pixels_confirm(tmp_path:
     results = check_samples(samples, tmp_path, workers=1, progress=False)
     raw = cross_source_report(samples, results)
     assert raw.near_matrix["fig"]["lgg"] == 2 and raw.unconfirmed_near_pairs == 0
-    confirmed = cross_source_report(samples, results, weak_ids={"lgg/a"})
+    stand = partial(links_that_stand, samples=samples, weak={"lgg/a"}, threshold=MIN_CORRELATION)
+    confirmed = cross_source_report(samples, results, keep_near=stand)
     assert confirmed.near_matrix["fig"]["lgg"] == 1  # the rescaled copy, not the noisy slice
     assert confirmed.unconfirmed_near_pairs == 1
     assert confirmed.near_matrix["fig"]["fig"] == 2  # two strong-pHash samples: pHash decides

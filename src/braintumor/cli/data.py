@@ -4,7 +4,6 @@ a synthetic one."""
 from __future__ import annotations
 
 import time
-from functools import partial
 from pathlib import Path
 
 import typer
@@ -17,9 +16,8 @@ from braintumor.data.audit_html import write_audit_html, write_audit_json
 from braintumor.data.cross_sources import CrossSourceReport, count_cross_source_groups
 from braintumor.data.near_confirm import (
     MIN_CORRELATION,
-    links_that_stand,
     near_groups_across_patients,
-    weak_phash_ids,
+    near_link_filter,
 )
 from braintumor.data.splits import (
     EXCLUDED,
@@ -117,7 +115,7 @@ def _audit(
 ) -> tuple[object, AuditReport, list]:
     """The layout of one or several sources, its audit, and the per-file results.
     ``confirm_weak`` builds the near clusters from pHash pairs that stand by
-    :func:`~braintumor.data.near_confirm.links_that_stand` (LGG's slices); ``split`` leaves it
+    :func:`~braintumor.data.near_confirm.near_link_filter` (LGG's slices); ``split`` leaves it
     off and confirms whole clusters as training does, so its groups match a run's."""
     from braintumor.data.audit import audit_results, check_samples
     from braintumor.data.sources import load_data
@@ -129,7 +127,6 @@ def _audit(
     results = check_samples(
         layout.samples, layout.root, workers, progress=True, use_draft=not full_decode
     )
-    weak = weak_phash_ids(layout) if confirm_weak else set()
     report = audit_results(
         layout.samples,
         layout.root,
@@ -137,11 +134,7 @@ def _audit(
         phash_threshold,
         start,
         layout.orphan_masks,
-        keep_near=partial(
-            links_that_stand, samples=layout.samples, weak=weak, threshold=MIN_CORRELATION
-        )
-        if weak
-        else None,
+        keep_near=near_link_filter(layout) if confirm_weak else None,
     )
     report.layout = layout.name
     return layout, report, results
@@ -175,8 +168,9 @@ def audit(
             from braintumor.data.cross_sources import cross_source_report
             from braintumor.data.cross_sources_html import write_cross_audit
 
-            weak = weak_phash_ids(layout)
-            cross = cross_source_report(layout.samples, results, phash_threshold, weak_ids=weak)
+            cross = cross_source_report(
+                layout.samples, results, phash_threshold, keep_near=near_link_filter(layout)
+            )
             write_cross_audit(report, cross, json_out, html_out)
         else:
             if json_out:
@@ -185,7 +179,7 @@ def audit(
                 write_audit_html(report, html_out)
     console.print(_counts_table("samples per split and class", report.counts))
     console.print(_summary_table(report))
-    if weak_phash_ids(layout):
+    if near_link_filter(layout) is not None:
         inside, across = near_groups_across_patients(report, layout)
         console.print(
             f"near groups with LGG slices: {inside} inside one patient (neighbouring slices of "

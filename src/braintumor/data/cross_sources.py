@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 
@@ -23,7 +23,6 @@ import numpy as np
 
 from braintumor.data.audit_checks import ItemResult
 from braintumor.data.hashing import connected_groups, near_pairs, sha256_groups
-from braintumor.data.near_confirm import MIN_CORRELATION, links_that_stand
 from braintumor.data.samples import NO_TUMOR, Sample
 
 TUMOR = "tumor"
@@ -122,20 +121,21 @@ def cross_source_report(
     done: Sequence[ItemResult],
     phash_threshold: int = 6,
     start: float | None = None,
-    weak_ids: set[str] | None = None,
+    keep_near: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> CrossSourceReport:
     """Overlaps between every pair of sources, label conflicts, and cross-source clusters,
-    from :func:`braintumor.data.audit.check_samples`' results for ``samples``. Near pairs
-    touching ``weak_ids`` (:func:`braintumor.data.near_confirm.weak_phash_ids`) between two
-    patients count only at a pixel correlation >= the split rule's."""
+    from :func:`braintumor.data.audit.check_samples`' results for ``samples``. ``keep_near``
+    says which near pairs stand (:func:`braintumor.data.near_confirm.near_link_filter`: LGG's
+    pairs of two patients only where the pixels confirm them); the others are counted in
+    ``unconfirmed_near_pairs`` and left out."""
     start = time.perf_counter() if start is None else start
     names = list(dict.fromkeys(s.source or "-" for s in samples))
     source = [s.source or "-" for s in samples]
     label = [s.label for s in samples]
     exact, near = duplicate_pairs(done, len(samples), phash_threshold)
     report = CrossSourceReport(sources=names, phash_threshold=phash_threshold)
-    if weak_ids:
-        stand = links_that_stand(near, samples, weak_ids, MIN_CORRELATION)
+    if keep_near is not None and len(near):
+        stand = keep_near(near)
         report.unconfirmed_near_pairs = int((~stand).sum())
         near = near[stand]
     for name, lab in zip(source, label, strict=True):

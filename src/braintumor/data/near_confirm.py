@@ -22,7 +22,8 @@ slices of one patient reach 0.978 at their 99th percentile.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 from PIL import Image
@@ -82,6 +83,17 @@ def links_that_stand(
     first, second = inverse.reshape(-1, 2).T
     keep[check] = np.einsum("ij,ij->i", vectors[first], vectors[second]) >= threshold
     return keep
+
+
+def near_link_filter(layout: DetectedLayout) -> Callable[[np.ndarray], np.ndarray] | None:
+    """:func:`links_that_stand` bound to ``layout``'s samples (the ``keep_near`` of
+    :func:`braintumor.data.audit.audit_results` and
+    :func:`braintumor.data.cross_sources.cross_source_report`); None without weak-pHash
+    samples, where every pHash link stands."""
+    weak = weak_phash_ids(layout)
+    if not weak:
+        return None
+    return partial(links_that_stand, samples=layout.samples, weak=weak, threshold=MIN_CORRELATION)
 
 
 def _confirmed(
