@@ -37,6 +37,7 @@ import torch
 
 from braintumor.atomic import write_text_atomic
 from braintumor.config import load_recipe
+from braintumor.models.card_loso import loso_columns
 from braintumor.protocols.loso import run_loso
 from braintumor.zoo.build import REFERENCE_MODELS
 
@@ -82,11 +83,8 @@ SETTINGS: dict[str, dict] = {
         "test": ["figshare-seg", "lgg-kaggle3m"],
     },
 }
-#: Headline keys of the Markdown rows, by the task the results name.
-ROW_KEYS = {
-    "classify": ("balanced_accuracy", "tumor_auc", "sensitivity", "specificity"),
-    "segment": ("dice", "iou", "patient_volume_dice", None),
-}
+#: Metric cells of a Markdown row: a segmenter's three fill the first of the four columns.
+ROW_CELLS = 4
 
 
 def _with_root(value: str, data_root: Path) -> str:
@@ -102,7 +100,8 @@ def _with_root(value: str, data_root: Path) -> str:
 def markdown_rows(result: dict) -> list[str]:
     """``| setting | held out | n | bal. acc | AUC | sensitivity | specificity | copies |
     minutes |``; a segmenter's rows hold Dice, IoU and volume Dice per patient instead."""
-    keys = ROW_KEYS[result.get("task", "classify")]
+    keys: list[str | None] = [key for key, _ in loso_columns(result.get("task"))]
+    keys += [None] * (ROW_CELLS - len(keys))
 
     def cell(m: dict, key: str | None) -> str:
         if key is None:

@@ -180,13 +180,9 @@ def _print_source_folds(console: Console, summary: dict) -> None:
 def _print_held_out(
     console: Console, summary: dict, metrics_key: str, summary_key: str, label: str
 ) -> None:
-    from braintumor.metrics.per_source_segmentation import SEGMENTATION_HEADLINE
+    from braintumor.models.card_loso import loso_columns
 
-    keys = (
-        SEGMENTATION_HEADLINE
-        if summary.get("task") == "segment"
-        else ("balanced_accuracy", "tumor_auc", "sensitivity", "specificity")
-    )
+    keys = [key for key, _ in loso_columns(summary.get("task"))]
     for fold in summary.get("folds", []):
         for source, m in fold.get(metrics_key, {}).items():
             shown = "  ".join(f"{k}={m[k]:.4g}" for k in keys if m.get(k) is not None)

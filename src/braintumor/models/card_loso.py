@@ -75,8 +75,14 @@ def _cell(metrics: dict[str, Any], key: str) -> str:
     return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.3f}"
 
 
+def loso_columns(task: str | None) -> tuple[tuple[str, str], ...]:
+    """(metric key, column title) of a leave-one-source-out table for results of ``task``
+    (``classify`` where older results name none)."""
+    return SEGMENTATION_COLUMNS if task == "segment" else COLUMNS
+
+
 def _columns(results: dict[str, Any]) -> tuple[tuple[str, str], ...]:
-    return SEGMENTATION_COLUMNS if results.get("task") == "segment" else COLUMNS
+    return loso_columns(results.get("task"))
 
 
 def _rows(results: dict[str, Any], metrics_key: str, summary_key: str) -> list[list[str]]:
