@@ -4,6 +4,8 @@ Settings (the shared folders under ``--data``):
 
 - ``4class``: sartaj-4class, figshare-seg (its labels.csv), and only the "no" images of
   br35h-binary and navoneel-binary; held out: sartaj-4class and figshare-seg.
+- ``4class-coarse``: the same, with the tumour images of br35h-binary and navoneel-binary
+  trained as tumours of unknown type (``NAME=PATH:no_tumor,tumor``).
 - ``binary``: br35h-binary, navoneel-binary, sartaj-4class, figshare-seg (tumour only),
   lgg-kaggle3m (slices: empty mask = no tumour); every source held out in turn.
 - ``baseline``: the single-source baseline, train on sartaj-4class alone, test on
@@ -51,6 +53,16 @@ SETTINGS: dict[str, dict] = {
             "figshare-seg",
             "br35h-no=br35h-binary:no_tumor",
             "navoneel-no=navoneel-binary:no_tumor",
+        ],
+        "test": ["sartaj-4class", "figshare-seg"],
+    },
+    "4class-coarse": {
+        "recipe": "fast-cpu-4class",
+        "data": [
+            "sartaj-4class",
+            "figshare-seg",
+            "br35h=br35h-binary:no_tumor,tumor",
+            "navoneel=navoneel-binary:no_tumor,tumor",
         ],
         "test": ["sartaj-4class", "figshare-seg"],
     },

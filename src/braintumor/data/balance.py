@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from braintumor.data.coarse_labels import coarse_members
 from braintumor.data.samples import Sample
 
 SAMPLING_MODES = ("auto", "shuffle", "balanced")
@@ -48,20 +49,24 @@ def source_class_weights(samples: Sequence[Sample]) -> np.ndarray:
     """A sampling weight per sample: each class gets the same total weight, shared equally by
     the sources that provide it, and within a (source, class) cell equally by its samples.
 
-    Weights sum to the number of samples, so an epoch of ``len(samples)`` weighted draws
-    (with replacement) sees as many images as a plain epoch.
+    Tumours of unknown type (:mod:`~braintumor.data.coarse_labels`) draw from the tumour
+    types' share, as one more cell beside each type, so adding them leaves the balance of
+    tumour against no tumour as it was. Weights sum to the number of samples, so an epoch of
+    ``len(samples)`` weighted draws (with replacement) sees as many images as a plain epoch.
     """
     cells = Counter((s.source or "-", s.label or "-") for s in samples)
     sources_per_class = Counter(label for _, label in cells)
-    n_classes = len(sources_per_class)
+    coarse = coarse_members(sources_per_class)
+    fine = [label for label in sources_per_class if label not in coarse]
+    class_share = {label: 1.0 / len(fine) for label in fine}
+    for label, members in coarse.items():
+        # The members' share, split evenly between them and the coarse label.
+        part = sum(class_share[m] for m in members) / (len(members) + 1)
+        class_share.update({m: part for m in (*members, label)})
     weights = np.array(
         [
-            1.0
-            / (
-                n_classes
-                * sources_per_class[s.label or "-"]
-                * cells[(s.source or "-", s.label or "-")]
-            )
+            class_share[s.label or "-"]
+            / (sources_per_class[s.label or "-"] * cells[(s.source or "-", s.label or "-")])
             for s in samples
         ],
         dtype=np.float64,

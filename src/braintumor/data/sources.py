@@ -18,14 +18,12 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from braintumor.data.coarse_labels import TUMOR, TUMOUR_TYPES
 from braintumor.data.layouts import DetectedLayout, detect_layout, normalise_class_name
 from braintumor.data.samples import NO_TUMOR, Sample
 from braintumor.data.splits import layout_extra_groups
 from braintumor.errors import DataError, ImageReadError
 
-#: The generic positive class of tumour / no-tumour data, and the types it covers.
-TUMOR = "tumor"
-TUMOUR_TYPES = ("glioma", "meningioma", "pituitary")
 #: The class list of a tumour / no-tumour recipe.
 BINARY_CLASSES = [NO_TUMOR, TUMOR]
 MULTI_LAYOUT = "multi-source"
@@ -202,17 +200,25 @@ def _harmonise(
     return mapped
 
 
-def _check_vocabulary(by_source: dict[str, list[Sample]]) -> None:
-    """Generic ``tumor`` next to tumour types cannot be resolved without a binary recipe."""
+def _check_vocabulary(by_source: dict[str, list[Sample]], specs: Sequence[SourceSpec]) -> None:
+    """Generic ``tumor`` next to tumour types cannot be resolved without a binary recipe,
+    unless its source kept it by name (``NAME=PATH:no_tumor,tumor``): then its tumour images
+    train as tumours of unknown type (:mod:`braintumor.data.coarse_labels`)."""
     labels = {s.label for samples in by_source.values() for s in samples}
     if TUMOR in labels and labels & set(TUMOUR_TYPES):
+        asked = {spec.name for spec in specs if TUMOR in spec.only}
         generic = [
-            name for name, samples in by_source.items() if any(s.label == TUMOR for s in samples)
+            name
+            for name, samples in by_source.items()
+            if name not in asked and any(s.label == TUMOR for s in samples)
         ]
+        if not generic:
+            return
         raise DataError(
             f"source {', '.join(generic)}: label 'tumor' cannot be mapped onto "
             f"{', '.join(sorted(labels & set(TUMOUR_TYPES)))}; keep only its no_tumor images "
-            f"(NAME=PATH:no_tumor) or use a binary recipe (classes: [no_tumor, tumor])"
+            f"(NAME=PATH:no_tumor), train its tumours as of unknown type "
+            f"(NAME=PATH:no_tumor,tumor) or use a binary recipe (classes: [no_tumor, tumor])"
         )
 
 
@@ -268,7 +274,7 @@ def load_sources(
         layouts[spec.name] = layout
         by_source[spec.name] = samples
     if classify and classes is None:
-        _check_vocabulary(by_source)
+        _check_vocabulary(by_source, specs)
     if is_plain(specs):
         spec = specs[0]
         layout = layouts[spec.name]

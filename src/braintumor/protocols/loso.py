@@ -35,6 +35,7 @@ from braintumor.atomic import write_text_atomic
 from braintumor.config import Recipe
 from braintumor.data.audit import audit_results, check_samples
 from braintumor.data.balance import contributions
+from braintumor.data.coarse_labels import coarse_members
 from braintumor.data.cross_sources import count_cross_source_groups
 from braintumor.data.layouts import DetectedLayout
 from braintumor.data.layouts_base import CLASSIFY_DATA, SEGMENT_DATA
@@ -88,7 +89,12 @@ def default_test_sources(samples: Sequence[Sample], kind: str = CLASSIFY_DATA) -
     segmentation (``kind`` :data:`SEGMENT_DATA`) every source: a mask needs no class."""
     if kind == SEGMENT_DATA:
         return list(dict.fromkeys(str(s.source) for s in samples))
-    table = contributions(samples)
+    # A tumour of unknown type is no class a held-out source can be scored on.
+    coarse = coarse_members(s.label for s in samples)
+    table = {
+        source: {label: n for label, n in counts.items() if label not in coarse}
+        for source, counts in contributions(samples).items()
+    }
     every = {label for counts in table.values() for label in counts}
     chosen = []
     for source, counts in table.items():

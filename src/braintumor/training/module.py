@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightning as L
@@ -16,6 +16,7 @@ from braintumor.config import Recipe
 from braintumor.data.preprocess import PreprocessSpec, normalise_batch
 from braintumor.errors import RecipeError
 from braintumor.training.augment import AugmentConfig, augment_batch
+from braintumor.training.coarse_loss import CoarseLabelLoss
 from braintumor.training.consistency import two_view_loss
 from braintumor.training.mixing import mix_batch
 from braintumor.training.optim import build_optimizer, build_scheduler
@@ -74,7 +75,10 @@ class ClassificationModule(_RecipeModule):
         class_names: list[str],
         spec: PreprocessSpec,
         class_weights: torch.Tensor | None = None,
+        coarse_classes: Sequence[int] = (),
     ) -> None:
+        """``coarse_classes``: the class indices a training label :data:`COARSE_INDEX` stands
+        for (tumours of unknown type; :mod:`braintumor.training.coarse_loss`)."""
         # Weights in channels_last as well as inputs: oneDNN then skips layout conversions.
         super().__init__(recipe, model.to(memory_format=torch.channels_last))
         from braintumor.losses import CLASSIFY_KIND, build_loss
@@ -94,6 +98,8 @@ class ClassificationModule(_RecipeModule):
         if class_weights is not None:
             loss_args.setdefault("weight", class_weights)
         self.loss_fn = build_loss(recipe.loss, CLASSIFY_KIND, **loss_args)
+        if coarse_classes:
+            self.loss_fn = CoarseLabelLoss(self.loss_fn, coarse_classes)
         k = len(class_names)
         self.val_acc = MulticlassAccuracy(num_classes=k, average="micro")
         # Macro-averaged recall: balanced accuracy, the figure that an imbalanced split needs.

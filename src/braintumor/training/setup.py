@@ -12,12 +12,14 @@ from rich.console import Console
 from braintumor.config import Recipe
 from braintumor.data.balance import sampling_plan
 from braintumor.data.cache import DecodedSlices, decode_slices
+from braintumor.data.coarse_labels import coarse_members, fine_class_names
 from braintumor.data.preprocess import PreprocessSpec
 from braintumor.data.samples import Sample
 from braintumor.errors import DataError, RecipeError
 from braintumor.models import build_model
 from braintumor.tasks.registry import TaskSetup
 from braintumor.training.augment import AugmentConfig
+from braintumor.training.coarse_loss import COARSE_INDEX
 from braintumor.training.datamodule import (
     SliceDataModule,
     SliceDataset,
@@ -74,26 +76,33 @@ def _train_dataset(
 
 
 def _class_weights(labels: np.ndarray, k: int) -> torch.Tensor:
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    """Inverse-frequency weights of the typed labels (coarse ones, -1, have no class)."""
+    counts = np.bincount(labels[labels >= 0], minlength=k).astype(np.float64)
     weights = counts.sum() / (k * np.maximum(counts, 1))
     return torch.tensor(weights, dtype=torch.float32)
 
 
 def build_classification(recipe: Recipe, splits: dict[str, list[Sample]]) -> TaskSetup:
-    """Decoded slices + a timm (or own) classifier."""
+    """Decoded slices + a timm (or own) classifier.
+
+    Tumours of unknown type in the training split (:mod:`braintumor.data.coarse_labels`)
+    train with label :data:`COARSE_INDEX`; the network outputs the typed classes only.
+    """
     spec = preprocess_spec(recipe)
-    class_names = sorted({s.label for s in splits["train"] if s.label is not None})
+    class_names = fine_class_names(splits["train"])
     if len(class_names) < 2:
         raise DataError(f"need at least two classes to train, found {class_names}")
     index = {name: i for i, name in enumerate(class_names)}
+    coarse = coarse_members(s.label for s in splits["train"])
+    index.update({label: COARSE_INDEX for label in coarse})
     decoded = {name: _decode(splits[name], spec, False, name) for name in ("train", "val")}
+    unknown = sorted({s.label for s in decoded["val"].samples} - set(class_names))
+    if unknown:
+        raise DataError(f"validation labels {unknown} do not occur in training")
     labels = {
         name: np.array([index[s.label] for s in d.samples], dtype=np.int64)
         for name, d in decoded.items()
     }
-    unknown = sorted({s.label for s in decoded["val"].samples} - set(index))
-    if unknown:
-        raise DataError(f"validation labels {unknown} do not occur in training")
     model = build_model(
         recipe.model,
         num_classes=len(class_names),
@@ -103,7 +112,10 @@ def build_classification(recipe: Recipe, splits: dict[str, list[Sample]]) -> Tas
         **recipe.model_args,
     )
     weights = _class_weights(labels["train"], len(class_names)) if recipe.class_weights else None
-    module = ClassificationModule(recipe, model, class_names, spec, class_weights=weights)
+    members = [index[m] for members in coarse.values() for m in members]
+    module = ClassificationModule(
+        recipe, model, class_names, spec, class_weights=weights, coarse_classes=members
+    )
     draw_weights, sampling = sampling_plan(decoded["train"].samples, recipe.sampling)
     _show_sampling(sampling)
     datamodule = SliceDataModule(

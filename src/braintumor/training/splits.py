@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console
 
 from braintumor.config import Recipe
+from braintumor.data.coarse_labels import coarse_members, is_coarse
 from braintumor.data.cross_sources import count_cross_source_groups
 from braintumor.data.layouts_base import BRATS_DATA
 from braintumor.data.samples import Sample
@@ -66,6 +67,18 @@ def _from_table(samples: list[Sample], path: Path, recipe: Recipe) -> tuple[list
     return [TEST if v == fold else next(inner) for v in values], groups
 
 
+def train_only_coarse(samples: list[Sample], assignment: list[str]) -> tuple[list[str], int]:
+    """The assignment with coarse samples (:mod:`braintumor.data.coarse_labels`) moved out of
+    validation and test, which score typed classes; their groups stay where they were, so
+    no copy crosses the split. Returns it and how many were moved."""
+    members = coarse_members(s.label for s in samples)
+    moved = [
+        EXCLUDED if side in (VAL, TEST) and is_coarse(sample, members) else side
+        for sample, side in zip(samples, assignment, strict=True)
+    ]
+    return moved, sum(a != b for a, b in zip(assignment, moved, strict=True))
+
+
 def resolve_splits(
     layout: Any,
     recipe: Recipe,
@@ -97,12 +110,18 @@ def resolve_splits(
         assignment = train_val_test_split(
             samples, fractions, recipe.seed, groups, respect_given_test=has_test
         )
+    excluded = assignment.count(EXCLUDED)
+    assignment, unscored = train_only_coarse(samples, assignment)
     check_no_leak(samples, assignment, groups)
     write_splits(pinned, samples, assignment, groups)
-    excluded = assignment.count(EXCLUDED)
     if excluded:
         console.print(
             f"[yellow]{excluded} samples share a duplicate group across the split and were left out"
+        )
+    if unscored:
+        console.print(
+            f"{unscored} tumours of unknown type fell in validation or test and were left out "
+            "(they train, but cannot be scored on the typed classes)"
         )
     for side, counts in split_counts(samples, assignment).items():
         console.print(f"{side}: {sum(counts.values())} {counts}")
