@@ -12,11 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from braintumor.data.samples import Sample
-
-#: The generic positive class of tumour / no-tumour data, and the types it covers.
-TUMOR = "tumor"
-TUMOUR_TYPES = ("glioma", "meningioma", "pituitary")
+from braintumor.data.samples import TUMOR, TUMOUR_TYPES, Sample
 
 
 def coarse_members(labels: Iterable[str | None]) -> dict[str, tuple[str, ...]]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 NO_TUMOR = "no_tumor"
+#: The generic positive class of tumour / no-tumour data, and the types it covers.
+TUMOR = "tumor"
+TUMOUR_TYPES = ("glioma", "meningioma", "pituitary")
 
 
 @dataclass

@@ -18,9 +18,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from braintumor.data.coarse_labels import TUMOR, TUMOUR_TYPES
 from braintumor.data.layouts import DetectedLayout, detect_layout, normalise_class_name
-from braintumor.data.samples import NO_TUMOR, Sample
+from braintumor.data.samples import NO_TUMOR, TUMOR, TUMOUR_TYPES, Sample
 from braintumor.data.splits import layout_extra_groups
 from braintumor.errors import DataError, ImageReadError
 
