@@ -16,13 +16,9 @@ import numpy as np
 
 from braintumor.atomic import write_text_atomic
 from braintumor.data.layouts import normalise_class_name
-from braintumor.data.samples import NO_TUMOR, Sample
+from braintumor.data.samples import NO_TUMOR, TUMOR, TUMOUR_TYPES, Sample
 from braintumor.errors import DataError, ImageReadError
 from braintumor.inference.outputs import csv_text
-
-#: Labels a tumour / no-tumour model counts as "tumor" when evaluated on a multi-class set.
-TUMOUR_TYPES = ("glioma", "meningioma", "pituitary")
-TUMOR = "tumor"
 
 
 def label_indices(
