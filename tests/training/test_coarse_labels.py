@@ -13,13 +13,14 @@ import torch
 from typer.testing import CliRunner
 
 from braintumor.cli.main import app
+from braintumor.config import load_recipe
 from braintumor.data.balance import source_class_weights
 from braintumor.data.coarse_labels import coarse_members, fine_class_names
 from braintumor.data.samples import Sample
 from braintumor.data.sources import load_data
 from braintumor.data.synth_sources import write_source_shift_datasets
 from braintumor.errors import DataError
-from braintumor.protocols.loso import default_test_sources
+from braintumor.protocols.loso import default_test_sources, plan_fold
 from braintumor.training.coarse_loss import COARSE_INDEX, CoarseLabelLoss
 
 runner = CliRunner()
@@ -44,7 +45,7 @@ def test_coarse_loss_is_the_likelihood_of_any_member_type() -> None:
     logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]], requires_grad=True)
     loss_fn = CoarseLabelLoss(torch.nn.CrossEntropyLoss(), members=[1, 2])
     coarse_only = loss_fn(logits[:1], torch.tensor([COARSE_INDEX]))
-    probs = logits[0].softmax(0)
+    probs = logits[0].detach().softmax(0)
     assert coarse_only.item() == pytest.approx(-math.log(probs[1] + probs[2]), rel=1e-5)
     # Typed rows keep the wrapped loss; the batch mean weighs every row alike.
     mixed = loss_fn(logits, torch.tensor([COARSE_INDEX, 2]))
@@ -126,3 +127,13 @@ def test_a_source_of_untyped_tumours_is_never_held_out_for_scoring() -> None:
     typed = {("a", "glioma"): 2, ("a", "no_tumor"): 2, ("c", "glioma"): 2, ("c", "no_tumor"): 2}
     samples = _samples({**typed, ("b", "no_tumor"): 2, ("b", "tumor"): 2})
     assert default_test_sources(samples) == ["a", "c"]
+
+
+def test_a_leave_one_source_out_fold_validates_on_typed_samples_only() -> None:
+    typed = {("a", "glioma"): 20, ("a", "no_tumor"): 20, ("c", "glioma"): 20, ("c", "no_tumor"): 20}
+    samples = _samples({**typed, ("b", "no_tumor"): 20, ("b", "tumor"): 40})
+    groups = [s.id for s in samples]
+    fold = plan_fold(samples, groups, ["c"], [], load_recipe("fast-cpu-4class"))
+    sides = {side for s, side in zip(samples, fold.assignment, strict=True) if s.label == "tumor"}
+    assert "train" in sides and sides <= {"train", "excluded"}
+    assert fold.assignment.count("val") > 0

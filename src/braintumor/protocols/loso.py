@@ -56,6 +56,7 @@ from braintumor.metrics.per_source_segmentation import SEGMENTATION_HEADLINE, he
 from braintumor.report.html import ReportSection, write_report
 from braintumor.runfolder import RunFolder
 from braintumor.tasks.registry import get_task
+from braintumor.training.splits import train_only_coarse
 
 console = Console(stderr=True)
 
@@ -157,6 +158,8 @@ def plan_fold(
         )
         for i, side in zip(pool, inner, strict=True):
             assignment[i] = side
+    # Tumours of unknown type train only (as in every run), so the fold counts what it scores.
+    assignment, _ = train_only_coarse(list(samples), assignment)
     trained = {s.label for s, side in zip(samples, assignment, strict=True) if side == TRAIN}
     tested = {s.label for s, side in zip(samples, assignment, strict=True) if side == TEST}
     segmenting = get_task(recipe.task).data_kinds[0] == SEGMENT_DATA  # masks, not classes
