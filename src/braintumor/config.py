@@ -63,6 +63,9 @@ class Recipe:
     # Validate, checkpoint and ship an exponential moving average of the weights over about
     # this many epochs (training.averaging); None trains and ships the last weights.
     ema_epochs: float | None = None
+    # Classifiers: train the first epochs on smaller images, the side growing from this to
+    # image_size over the first half of training (training.progressive); None: full size.
+    progressive_start: int | None = None
     early_stopping_patience: int | None = 10
     monitor: str = "val/loss"
     monitor_mode: Literal["min", "max"] = "min"
@@ -137,6 +140,16 @@ class Recipe:
             raise RecipeError(
                 f"recipe {self.name!r}: ema_epochs must be a positive number of epochs or null, "
                 f"not {ema!r}"
+            )
+        start = self.progressive_start
+        if start is not None and (
+            isinstance(start, bool)
+            or not isinstance(start, int)
+            or not 16 <= start <= self.image_size
+        ):
+            raise RecipeError(
+                f"recipe {self.name!r}: progressive_start must be an image side from 16 to "
+                f"image_size ({self.image_size}) or null, not {start!r}"
             )
         if self.compile != "auto" and not isinstance(self.compile, bool):
             raise RecipeError(

@@ -20,6 +20,7 @@ from braintumor.training.coarse_loss import CoarseLabelLoss
 from braintumor.training.consistency import two_view_loss
 from braintumor.training.mixing import mix_batch
 from braintumor.training.optim import build_optimizer, build_scheduler
+from braintumor.training.progressive import shrink, training_side
 from braintumor.training.trainer import resolve_compile
 from braintumor.training.volume_dice import NO_GROUP, VolumeDice
 
@@ -87,6 +88,7 @@ class ClassificationModule(_RecipeModule):
         self.spec = spec
         self.augment = AugmentConfig.from_dict(recipe.augment)
         self.mix_rng = np.random.default_rng(recipe.seed)
+        self.train_side = recipe.image_size  # progressive resizing lowers it early on
         if self.augment.consistency and (self.augment.mixup or self.augment.cutmix):
             raise RecipeError(
                 f"recipe {recipe.name!r}: augment.consistency compares two views of one slice, "
@@ -107,9 +109,21 @@ class ClassificationModule(_RecipeModule):
         self.val_f1 = MulticlassF1Score(num_classes=k, average="macro")
         self.val_auc = MulticlassAUROC(num_classes=k, average="macro")
 
+    def on_train_epoch_start(self) -> None:
+        """The epoch's image side under progressive resizing, from how far training is."""
+        start = self.recipe.progressive_start
+        if start is None:
+            return
+        progress = self.current_epoch / max(1, self.trainer.max_epochs or 1)
+        timed = self._time_progress()
+        self.train_side = training_side(
+            start, self.recipe.image_size, max(progress, timed() if timed else 0.0)
+        )
+
     def _inputs(self, images: torch.Tensor, train: bool) -> torch.Tensor:
         x = images.float().div_(255.0)
         if train:
+            x = shrink(x, self.train_side)  # before augmenting: that work shrinks too
             x, _ = augment_batch(x, None, self.augment)
         return normalise_batch(x, self.spec)
 
@@ -207,6 +221,10 @@ class SegmentationModule(_RecipeModule):
         if self.augment is not None and self.augment.consistency:
             raise RecipeError(
                 f"recipe {recipe.name!r}: augment.consistency applies to classifiers only"
+            )
+        if recipe.progressive_start is not None:
+            raise RecipeError(
+                f"recipe {recipe.name!r}: progressive_start applies to classifiers only"
             )
         self.loss_fn = build_loss(
             recipe.loss, SEGMENT_KIND, multilabel=self.multilabel, **recipe.loss_args
