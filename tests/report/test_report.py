@@ -193,3 +193,10 @@ def test_segmentation_report_folder(tmp_path: Path) -> None:
         f.name for f in out.parent.iterdir()
     }
     assert len(_embedded_pngs(html)) == 2
+
+
+def test_mistake_titles_keep_the_end_of_a_long_id() -> None:
+    long_id = "sartaj-4class/Training/meningioma_tumor/m1(97).jpg"
+    short = plots.short_id(long_id)
+    assert len(short) == 34 and short.startswith("...") and short.endswith("m1(97).jpg")
+    assert plots.short_id("figshare/1880.png") == "figshare/1880.png"

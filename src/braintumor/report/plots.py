@@ -218,6 +218,12 @@ def worst_mistakes(y_true: np.ndarray, probs: np.ndarray, max_items: int = 16) -
     return order[:max_items].tolist()
 
 
+def short_id(sample_id: str, width: int = 34) -> str:
+    """The end of a long sample id, which names the file ("..." in front), so that the titles
+    of a 4-column grid do not run into each other; predictions.csv keeps the whole id."""
+    return sample_id if len(sample_id) <= width else "..." + sample_id[-(width - 3) :]
+
+
 def mistakes_grid(
     y_true: np.ndarray,
     probs: np.ndarray,
@@ -243,7 +249,7 @@ def mistakes_grid(
         ax.imshow(img, cmap=cmap)
         pred = int(p[idx].argmax())
         ax.set_title(
-            f"{ids[idx]}\ntrue {class_names[int(y_true[idx])]}\n"
+            f"{short_id(ids[idx])}\ntrue {class_names[int(y_true[idx])]}\n"
             f"pred {class_names[pred]} ({p[idx, pred]:.2f})",
             fontsize=8,
         )
