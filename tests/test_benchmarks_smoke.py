@@ -315,3 +315,26 @@ def test_lgg_slice_breakdown_places_slices_in_their_stack_and_bins_tumour_size()
     assert small["auc_against_all_empty"] == pytest.approx(0.5)  # 0.9 above all, 0.05 below all
     last = result["by_stack_position"][-1]
     assert last["empty_slices"] == 3 and last["empty_mean_p"] == pytest.approx(0.667, abs=1e-3)
+
+
+def test_loso_gallery_draws_wrong_and_right_slices_apart(tmp_path: Path, monkeypatch) -> None:
+    from PIL import Image
+
+    import loso_gallery
+
+    rows = ["id,path,true,predicted,correct"]
+    for i, (grey, correct) in enumerate([(0, 1), (255, 0), (0, 1), (90, 1)]):
+        path = tmp_path / f"{i}.png"
+        Image.new("L", (40, 30), grey).save(path)
+        true = "glioma" if i == 3 else "no_tumor"
+        rows.append(f"s/{i},{path},{true},{'glioma' if not correct else true},{correct}")
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text("\n".join(rows) + "\n")
+    monkeypatch.setattr(loso_gallery, "RESULTS", tmp_path)
+    monkeypatch.setattr(sys, "argv", ["x", str(predictions), "--true", "no_tumor", "--name", "t"])
+    loso_gallery.main()
+    tile = loso_gallery.TILE
+    with Image.open(tmp_path / "loso_gallery_t-wrong.png") as wrong:
+        assert wrong.getpixel((5, 5)) == 255 and wrong.getpixel((tile + 5, 5)) == 0
+    with Image.open(tmp_path / "loso_gallery_t-right.png") as right:  # the glioma is not drawn
+        assert right.getpixel((5, 5)) == 0 and right.getpixel((2 * tile + 5, 5)) == 0
