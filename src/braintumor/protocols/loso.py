@@ -159,7 +159,7 @@ def plan_fold(
         for i, side in zip(pool, inner, strict=True):
             assignment[i] = side
     # Tumours of unknown type train only (as in every run), so the fold counts what it scores.
-    assignment, _ = train_only_coarse(list(samples), assignment)
+    assignment = train_only_coarse(list(samples), assignment)
     trained = {s.label for s, side in zip(samples, assignment, strict=True) if side == TRAIN}
     tested = {s.label for s, side in zip(samples, assignment, strict=True) if side == TEST}
     segmenting = get_task(recipe.task).data_kinds[0] == SEGMENT_DATA  # masks, not classes

@@ -88,7 +88,8 @@ class ClassificationModule(_RecipeModule):
         self.spec = spec
         self.augment = AugmentConfig.from_dict(recipe.augment)
         self.mix_rng = np.random.default_rng(recipe.seed)
-        self.train_side = recipe.image_size  # progressive resizing lowers it early on
+        # The image side of this epoch under progressive resizing (None: as cached).
+        self.train_side: int | None = None
         if self.augment.consistency and (self.augment.mixup or self.augment.cutmix):
             raise RecipeError(
                 f"recipe {recipe.name!r}: augment.consistency compares two views of one slice, "
@@ -123,7 +124,8 @@ class ClassificationModule(_RecipeModule):
     def _inputs(self, images: torch.Tensor, train: bool) -> torch.Tensor:
         x = images.float().div_(255.0)
         if train:
-            x = shrink(x, self.train_side)  # before augmenting: that work shrinks too
+            if self.train_side is not None:  # before augmenting: that work shrinks too
+                x = shrink(x, self.train_side)
             x, _ = augment_batch(x, None, self.augment)
         return normalise_batch(x, self.spec)
 

@@ -67,16 +67,15 @@ def _from_table(samples: list[Sample], path: Path, recipe: Recipe) -> tuple[list
     return [TEST if v == fold else next(inner) for v in values], groups
 
 
-def train_only_coarse(samples: list[Sample], assignment: list[str]) -> tuple[list[str], int]:
+def train_only_coarse(samples: list[Sample], assignment: list[str]) -> list[str]:
     """The assignment with coarse samples (:mod:`braintumor.data.coarse_labels`) moved out of
     validation and test, which score typed classes; their groups stay where they were, so
-    no copy crosses the split. Returns it and how many were moved."""
+    no copy crosses the split."""
     members = coarse_members(s.label for s in samples)
-    moved = [
+    return [
         EXCLUDED if side in (VAL, TEST) and is_coarse(sample, members) else side
         for sample, side in zip(samples, assignment, strict=True)
     ]
-    return moved, sum(a != b for a, b in zip(assignment, moved, strict=True))
 
 
 def resolve_splits(
@@ -110,17 +109,22 @@ def resolve_splits(
         assignment = train_val_test_split(
             samples, fractions, recipe.seed, groups, respect_given_test=has_test
         )
-    excluded = assignment.count(EXCLUDED)
-    assignment, unscored = train_only_coarse(samples, assignment)
+    assignment = train_only_coarse(samples, assignment)
     check_no_leak(samples, assignment, groups)
     write_splits(pinned, samples, assignment, groups)
+    members = coarse_members(s.label for s in samples)
+    unscored = sum(
+        side == EXCLUDED and is_coarse(s, members)
+        for s, side in zip(samples, assignment, strict=True)
+    )
+    excluded = assignment.count(EXCLUDED) - unscored
     if excluded:
         console.print(
             f"[yellow]{excluded} samples share a duplicate group across the split and were left out"
         )
     if unscored:
         console.print(
-            f"{unscored} tumours of unknown type fell in validation or test and were left out "
+            f"{unscored} tumours of unknown type were left out of validation and test "
             "(they train, but cannot be scored on the typed classes)"
         )
     for side, counts in split_counts(samples, assignment).items():
