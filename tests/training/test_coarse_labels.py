@@ -74,7 +74,7 @@ def typed_and_yes_no(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pa
     """A typed source (glioma / meningioma / no tumour) and a yes/no source of another look."""
     out = tmp_path_factory.mktemp("coarse")
     (typed,) = write_source_shift_datasets(
-        out / "typed", ["reference"], n_per_class=60, size=64, seed=0,
+        out / "typed", ["reference"], n_per_class=80, size=64, seed=0,
         kinds=("glioma", "meningioma", "no_tumor"),
     )  # fmt: skip
     (yes_no,) = write_source_shift_datasets(
@@ -104,7 +104,7 @@ def test_coarse_tumours_train_and_are_never_scored(
     run_dir = tmp_path / "run"
     args = ["train", "plain-cpu-4class", "--data", f"typed={typed}"]
     args += ["--data", f"yn={yes_no}:no_tumor,tumor", "--run-dir", str(run_dir)]
-    for item in ("image_size=64", "max_epochs=16", "batch_size=16", "model_args.layers=[1,1,1,1]"):
+    for item in ("image_size=64", "max_epochs=20", "batch_size=16", "model_args.layers=[1,1,1,1]"):
         args += ["--set", item]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -118,9 +118,14 @@ def test_coarse_tumours_train_and_are_never_scored(
     assert draws["yn"]["tumor"] > 0
     metrics = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert metrics["n"] == sum(1 for r in rows if r["split"] == "test")
-    # Learning happened: tumour against no tumour, which both sources teach, is told apart.
-    assert metrics["per_class"]["no_tumor"]["roc_auc"] > 0.8
-    assert metrics["balanced_accuracy"] > 0.55  # three typed classes: chance is 1/3
+    # Learning happened: the loss fell, and on the test split (about 40 slices, so the bounds
+    # leave room for its noise) tumour is told from no tumour, which both sources teach, and
+    # the three typed classes beat chance (1/3).
+    with (run_dir / "logs" / "metrics.csv").open() as handle:
+        losses = [float(r["train/loss"]) for r in csv.DictReader(handle) if r.get("train/loss")]
+    assert losses[-1] < 0.85 * losses[0]
+    assert metrics["per_class"]["no_tumor"]["roc_auc"] > 0.7
+    assert metrics["balanced_accuracy"] > 0.5
 
 
 def test_a_source_of_untyped_tumours_is_never_held_out_for_scoring() -> None:
