@@ -41,7 +41,7 @@ from braintumor.atomic import write_text_atomic
 from braintumor.config import load_recipe
 from braintumor.models.card_loso import loso_columns
 from braintumor.protocols.loso import run_loso
-from braintumor.zoo.build import REFERENCE_MODELS
+from braintumor.zoo.specs import REFERENCE_MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -58,7 +58,7 @@ from braintumor.tasks.predict import predict_images
 from braintumor.tasks.registry import PredictOptions, get_task, task_of
 from braintumor.training.splits import resolve_splits
 from braintumor.zoo import resolve_model_ref
-from braintumor.zoo.build import REFERENCE_MODELS
+from braintumor.zoo.specs import REFERENCE_MODELS
 from speed_common import RESULTS, command_line, load_average, machine_info, shared_data_root
 
 MODELS = {"classify": "zoo:4class", "segment": "zoo:seg2d"}

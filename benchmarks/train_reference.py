@@ -1,7 +1,7 @@
 """Build the reference models shipped in ``src/braintumor/zoo/`` (``zoo:NAME``).
 
 Trains NAME with the toolkit on the shared public sources that fit its task (see
-``braintumor.zoo.build.REFERENCE_MODELS``), writes the model card, stores the weights in
+``braintumor.zoo.specs.REFERENCE_MODELS``), writes the model card, stores the weights in
 float16 in the package's zoo folder with their SHA-256 in ``index.json``, and records the
 figures in ``benchmarks/results/reference_models.json``. The cards of the classifiers show
 the leave-one-source-out figures of their setting from ``benchmarks/loso.py``
@@ -23,13 +23,9 @@ import sys
 from pathlib import Path
 
 from braintumor.errors import BrainTumorError
-from braintumor.zoo.build import (
-    REFERENCE_MODELS,
-    ReferenceSpec,
-    build_reference,
-    write_build_record,
-)
+from braintumor.zoo.build import build_reference, write_build_record
 from braintumor.zoo.recard import recard_loso
+from braintumor.zoo.specs import REFERENCE_MODELS, ReferenceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"

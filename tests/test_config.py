@@ -21,7 +21,7 @@ def test_every_shipped_recipe_loads_and_names_itself() -> None:
 
 @pytest.mark.parametrize("kind", ["4class", "binary"])
 def test_default_recipes_are_the_plain_ones_with_the_invariance_options(kind: str) -> None:
-    from braintumor.zoo.build import (
+    from braintumor.zoo.specs import (
         CONSISTENCY_OVERRIDES,
         FIELD_OF_VIEW_OVERRIDES,
         INVARIANCE_OVERRIDES,

@@ -12,7 +12,8 @@ from braintumor.data.synthetic import write_synthetic_dataset
 from braintumor.models.card import split_front_matter
 from braintumor.models.folder import load_model_dir
 from braintumor.zoo import build, registry
-from braintumor.zoo.build import ReferenceSpec, Source, per_source_test, source_counts
+from braintumor.zoo.build import per_source_test, source_counts
+from braintumor.zoo.specs import ReferenceSpec, Source
 
 NO = ("no_tumor",)
 

@@ -16,8 +16,9 @@ from braintumor.errors import ModelFormatError
 from braintumor.models.card import CARD_FILE
 from braintumor.models.card_loso import loso_section, replace_loso_section
 from braintumor.models.folder import read_model_info
-from braintumor.zoo.build import REFERENCE_MODELS, read_spec_loso
+from braintumor.zoo.build import read_spec_loso
 from braintumor.zoo.registry import INDEX_FILE, ZOO_DIR, sha256_file, verify_entry, zoo_entry
+from braintumor.zoo.specs import REFERENCE_MODELS
 
 
 def recard_loso(name: str, loso_results: Path, zoo_dir: Path | None = None) -> Path:
