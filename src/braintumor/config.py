@@ -133,6 +133,12 @@ class Recipe:
                 f"recipe {self.name!r}: augment.missing_sequence_fill={fill!r} must be one of "
                 f"the {self.in_channels} input channels (0-{self.in_channels - 1})"
             )
+        if self.augment.get("sequence_contrast") and self.preprocess.get("intensity") != "equalize":
+            # the curve's re-equalisation assumes equalised head levels
+            raise RecipeError(
+                f"recipe {self.name!r}: augment.sequence_contrast needs "
+                "preprocess.intensity: equalize"
+            )
         ema = self.ema_epochs
         if ema is not None and (
             isinstance(ema, bool) or not isinstance(ema, int | float) or ema <= 0

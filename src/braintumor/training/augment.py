@@ -43,6 +43,9 @@ class AugmentConfig:
     noise: float = 0.0
     histogram_match: float = 0.0  # probability; applied per item by the dataset (needs numpy)
     histogram_shift: float = 0.0  # probability of a random monotone intensity curve
+    # Probability of a random non-monotone curve that reorders the tissues' grey levels as
+    # another MRI sequence would (needs preprocess.intensity: equalize; see sequence_contrast).
+    sequence_contrast: float = 0.0
     bias_field: float = 0.0  # largest coefficient of a smooth multiplicative field
     sharpen: float = 0.0  # unsharp-mask amount in [-sharpen, sharpen]; below 0 smooths
     resample: float = 0.0  # probability of a down-and-up resample by 1.5-3x
@@ -174,6 +177,9 @@ def augment_batch(
         factor = _uniform(n, 1 - cfg.contrast, 1 + cfg.contrast, images.device).view(shape)
         images = (images - mean) * factor + mean
     images = images.clamp(0, 1)
+    # Before the export perturbations: an export changes whatever sequence the slice is.
+    if cfg.sequence_contrast:
+        images = sequence_contrast(images, cfg.sequence_contrast)
     if cfg.gamma:
         images = images.pow(
             torch.exp(_uniform(n, -cfg.gamma, cfg.gamma, images.device)).view(shape)
@@ -218,6 +224,41 @@ def histogram_shift(images: torch.Tensor, probability: float, points: int = 8) -
     left = levels.floor().clamp(max=points - 2).long()
     t = levels - left
     table = ys[:, left] * (1 - t) + ys[:, left + 1] * t  # (n, 256)
+    index = (images[chosen].reshape(n, -1) * 255).round().long()
+    out = images.clone()
+    out[chosen] = torch.gather(table, 1, index).view_as(images[chosen])
+    return out
+
+
+def sequence_contrast(images: torch.Tensor, probability: float, knots: int = 4) -> torch.Tensor:
+    """A random non-monotone grey-level curve per chosen image, then re-equalised.
+
+    Between T1, T2 and FLAIR the tissues change the order of their grey levels (fluid dark on
+    one, bright on another). Histogram equalisation at preprocessing removes any monotone
+    change of the levels but not a change of their order, so a model trained on one sequence
+    meets that change unprepared. The curve runs through ``knots`` levels, random ones blended
+    with the identity's by a random share (linear between them, so up to ``knots - 1`` rising
+    or falling stretches); each head level is then replaced
+    by its rank under the curve, which keeps an equalised slice equalised (its head levels are
+    near uniform), as the preprocessing would leave the new sequence. Level 0, the air outside
+    the head, stays 0. MONAI's ``RandIntensityRemap`` draws a non-monotone curve too, one image
+    per call and without the re-equalisation; this draws one per image in a batched lookup.
+    """
+    chosen = _chosen(images.shape[0], probability, images.device)
+    if len(chosen) == 0:
+        return images
+    n, device = len(chosen), images.device
+    # blended with the identity by a random share, so that mild reorderings are common
+    share = torch.rand(n, 1, device=device)
+    heights = (1 - share) * torch.linspace(0, 1, knots, device=device) + share * torch.rand(
+        n, knots, device=device
+    )
+    levels = torch.linspace(0, knots - 1, 255, device=device)  # head levels 1..255
+    left = levels.floor().clamp(max=knots - 2).long()
+    t = levels - left
+    curve = heights[:, left] * (1 - t) + heights[:, left + 1] * t  # (n, 255)
+    ranks = curve.argsort(dim=1).argsort(dim=1).to(images.dtype)
+    table = torch.cat([ranks.new_zeros(n, 1), (ranks + 1) / 255], dim=1)  # (n, 256)
     index = (images[chosen].reshape(n, -1) * 255).round().long()
     out = images.clone()
     out[chosen] = torch.gather(table, 1, index).view_as(images[chosen])
