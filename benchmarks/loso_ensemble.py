@@ -10,6 +10,10 @@ without training anything.
 
     python benchmarks/loso_ensemble.py --source sartaj-4class --tag binemabn2-sartaj \\
         RUN_DIR_SEED42 RUN_DIR_SEED1 RUN_DIR_SEED2 RUN_DIR_SEED3
+
+Two runs of different recipes on the same fold compare the same way (each single model is
+scored on the common images); ``--folder-part 1`` adds each run's figures per subfolder of the
+source (Sartaj's Training and Testing folders differ in where their images come from).
 """
 
 from __future__ import annotations
@@ -55,8 +59,10 @@ def _rounded(metrics: dict) -> dict:
     return out
 
 
-def ensemble_table(runs: list[Path], source: str) -> dict:
-    """Single-model and mean-ensemble metrics of every subset size of ``runs``."""
+def ensemble_table(runs: list[Path], source: str, folder_part: int | None = None) -> dict:
+    """Single-model and mean-ensemble metrics of every subset size of ``runs``; with
+    ``folder_part``, also each run's metrics on the images of each value of that component of
+    the image id (1 for ``sartaj-4class/Testing/...``: the source's Training and Testing)."""
     loaded = [read_predictions(run / f"test-{source}" / "test" / "predictions.csv") for run in runs]
     names = loaded[0][0]
     if any(other != names for other, _ in loaded[1:]):
@@ -78,7 +84,28 @@ def ensemble_table(runs: list[Path], source: str) -> dict:
         keys = [k for k in HEADLINE if k in members[0]]
         mean = {k: round(float(np.mean([m[k] for m in members])), 4) for k in keys}
         sizes[str(size)] = {"mean_over_subsets": mean, "subsets": members}
-    return {"source": source, "n_common": len(ids), "classes": names, "by_size": sizes}
+    table = {"source": source, "n_common": len(ids), "classes": names, "by_size": sizes}
+    if folder_part is not None:
+        folders = np.array([_id_part(i, folder_part) for i in ids])
+        table["by_folder"] = {
+            folder: [
+                {
+                    "run": run.name,
+                    **_rounded(source_metrics(y[folders == folder], p[folders == folder], names)),
+                }
+                for run, p in zip(runs, probs, strict=True)
+            ]
+            for folder in sorted(set(folders))
+        }
+    return table
+
+
+def _id_part(image_id: str, part: int) -> str:
+    """Component ``part`` of an image id's path, or an error naming the id."""
+    parts = image_id.split("/")
+    if not 0 <= part < len(parts) - 1:
+        raise DataError(f"image id {image_id!r} has no folder at --folder-part {part}")
+    return parts[part]
 
 
 def main() -> None:
@@ -86,9 +113,14 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="loso.py run folders of one fold")
     parser.add_argument("--source", required=True, help="the held-out source")
     parser.add_argument("--tag", required=True)
+    parser.add_argument(
+        "--folder-part",
+        type=int,
+        help="also score each run per value of this component of the image ids' paths",
+    )
     args = parser.parse_args()
     try:
-        table = ensemble_table(args.runs, args.source)
+        table = ensemble_table(args.runs, args.source, args.folder_part)
     except DataError as error:
         sys.exit(f"error: {error}")
     result = {
@@ -101,6 +133,9 @@ def main() -> None:
     for size, row in table["by_size"].items():
         subsets = len(row["subsets"])
         print(f"{size} model(s), mean over {subsets} subsets: {row['mean_over_subsets']}")
+    for folder, rows in table.get("by_folder", {}).items():
+        for row in rows:
+            print(f"{folder}: {row}")
     print(f"wrote {out}")
 
 

@@ -268,7 +268,11 @@ def _fold_run(root: Path, name: str, probs: list[float], truth: list[str]) -> Pa
     test = root / name / "test-held" / "test"
     test.mkdir(parents=True)
     lines = ["id,true,prob_no_tumor,prob_tumor"]
-    lines += [f"img{k},{t},{1 - p},{p}" for k, (p, t) in enumerate(zip(probs, truth, strict=True))]
+    # ids as a layout gives them: source/folder/file, folders A and B alternating
+    lines += [
+        f"held/{'AB'[k % 2]}/img{k}.jpg,{t},{1 - p},{p}"
+        for k, (p, t) in enumerate(zip(probs, truth, strict=True))
+    ]
     (test / "predictions.csv").write_text("\n".join(lines) + "\n")
     return root / name
 
@@ -287,6 +291,12 @@ def test_loso_ensemble_averages_the_runs_answers(tmp_path: Path) -> None:
     assert pair["runs"] == ["a", "b"] and pair["accuracy"] == 1.0 and pair["tumor_auc"] == 1.0
     with pytest.raises(loso_ensemble.DataError, match=r"no predictions\.csv"):
         loso_ensemble.ensemble_table([tmp_path / "missing"], "held")
+    by_folder = loso_ensemble.ensemble_table(runs, "held", folder_part=1)["by_folder"]
+    # folder A holds img0 (tumour) and img2 (healthy), B img1 and img3: run a misses img1 only
+    assert [row["accuracy"] for row in by_folder["A"]] == [1.0, 1.0]
+    assert [row["accuracy"] for row in by_folder["B"]] == [0.5, 0.5]
+    with pytest.raises(loso_ensemble.DataError, match="no folder at --folder-part 2"):
+        loso_ensemble.ensemble_table(runs, "held", folder_part=2)
 
 
 def test_lgg_thresholds_scores_volume_dice_per_patient_folder() -> None:
