@@ -240,8 +240,9 @@ def sequence_contrast(images: torch.Tensor, probability: float, knots: int = 4) 
     with the identity's by a random share (linear between them, so up to ``knots - 1`` rising
     or falling stretches); each head level is then replaced by its rank under the curve, which
     keeps an equalised slice equalised (its head levels are near uniform), as the preprocessing
-    would leave the new sequence. Level 0, the air outside the head, stays 0. MONAI's ``RandIntensityRemap`` draws a non-monotone curve too, one image
-    per call and without the re-equalisation; this draws one per image in a batched lookup.
+    would leave the new sequence. Level 0, the air outside the head, stays 0. MONAI's
+    ``RandIntensityRemap`` draws a non-monotone curve too, one image per call and without the
+    re-equalisation; this draws one per image in a batched lookup.
     """
     chosen = _chosen(images.shape[0], probability, images.device)
     if len(chosen) == 0:
