@@ -204,6 +204,20 @@ def _chosen(n: int, probability: float, device: torch.device) -> torch.Tensor:
     return torch.nonzero(torch.rand(n, device=device) < probability).flatten()
 
 
+def _through_knots(knots: torch.Tensor, size: int) -> torch.Tensor:
+    """(n, k) knot heights, evenly spaced, -> (n, size) curve, linear between the knots."""
+    return F.interpolate(knots[:, None], size=size, mode="linear", align_corners=True)[:, 0]
+
+
+def _look_up(images: torch.Tensor, chosen: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """The chosen images' grey levels replaced through their (n_chosen, 256) tables."""
+    n = len(chosen)
+    index = (images[chosen].reshape(n, -1) * 255).round().long()
+    out = images.clone()
+    out[chosen] = torch.gather(table, 1, index).view_as(images[chosen])
+    return out
+
+
 def histogram_shift(images: torch.Tensor, probability: float, points: int = 8) -> torch.Tensor:
     """A random monotone piecewise-linear grey-level curve per chosen image, 0 and 1 fixed.
 
@@ -220,14 +234,7 @@ def histogram_shift(images: torch.Tensor, probability: float, points: int = 8) -
     ys = xs.expand(n, -1).clone()
     share = torch.rand(n, 1, device=device)
     ys[:, 1:-1] = (1 - share) * ys[:, 1:-1] + share * moved
-    levels = torch.linspace(0, points - 1, 256, device=device)
-    left = levels.floor().clamp(max=points - 2).long()
-    t = levels - left
-    table = ys[:, left] * (1 - t) + ys[:, left + 1] * t  # (n, 256)
-    index = (images[chosen].reshape(n, -1) * 255).round().long()
-    out = images.clone()
-    out[chosen] = torch.gather(table, 1, index).view_as(images[chosen])
-    return out
+    return _look_up(images, chosen, _through_knots(ys, 256))
 
 
 def sequence_contrast(images: torch.Tensor, probability: float, knots: int = 4) -> torch.Tensor:
@@ -253,16 +260,10 @@ def sequence_contrast(images: torch.Tensor, probability: float, knots: int = 4) 
     heights = (1 - share) * torch.linspace(0, 1, knots, device=device) + share * torch.rand(
         n, knots, device=device
     )
-    levels = torch.linspace(0, knots - 1, 255, device=device)  # head levels 1..255
-    left = levels.floor().clamp(max=knots - 2).long()
-    t = levels - left
-    curve = heights[:, left] * (1 - t) + heights[:, left + 1] * t  # (n, 255)
+    curve = _through_knots(heights, 255)  # head levels 1..255
     ranks = curve.argsort(dim=1).argsort(dim=1).to(images.dtype)
     table = torch.cat([ranks.new_zeros(n, 1), (ranks + 1) / 255], dim=1)  # (n, 256)
-    index = (images[chosen].reshape(n, -1) * 255).round().long()
-    out = images.clone()
-    out[chosen] = torch.gather(table, 1, index).view_as(images[chosen])
-    return out
+    return _look_up(images, chosen, table)
 
 
 def _legendre_basis(size: int, degree: int, device: torch.device) -> torch.Tensor:
