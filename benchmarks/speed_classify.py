@@ -46,13 +46,13 @@ from braintumor.training.setup import preprocess_spec
 from matmul_peak import peak_for_this_cpu
 from speed_common import (
     Variant,
-    command_line,
     count_flops,
-    interleaved_timing,
+    loop_result,
+    loop_setup,
     machine_info,
-    phase_figures,
     script_main,
     shared_data_root,
+    time_phases,
 )
 from speed_pipelines import (
     cached_infer_variant,
@@ -187,7 +187,7 @@ def run_classify_benchmark(
             **recipe.model_args,
         )
         aug = AugmentConfig.from_dict(recipe.augment)
-        ref_train, ref_infer, ref_data = reference_variants(
+        reference = reference_variants(
             Subset(datasets.ImageFolder(data, reference_transform(spec, aug)), indices),
             Subset(datasets.ImageFolder(data, reference_transform(spec, None)), indices),
             model,
@@ -195,45 +195,19 @@ def run_classify_benchmark(
             recipe,
             list(workers),
         )
-        our_train, our_infer, our_data = our_variants(
-            decoded, labels, spec, model, recipe, folder.classes, precision
-        )
-        train_t = interleaved_timing([*ref_train, *our_train], warmup, steps, rounds)
-        infer_t = interleaved_timing([*ref_infer, *our_infer], warmup, steps, rounds)
-        data_t = interleaved_timing([*ref_data, *our_data], warmup, steps, rounds)
+        ours = our_variants(decoded, labels, spec, model, recipe, folder.classes, precision)
+        phases = time_phases(reference, ours, warmup, steps, rounds)
         n_images = len(decoded.samples)
 
     peak = peak or peak_for_this_cpu()
-    train_flops, infer_flops = _flops_per_image(model, recipe, len(folder.classes))
-    result: dict[str, Any] = {
-        "benchmark": "classify",
-        "command": command_line(),
-        "machine": machine,
-        "setup": {
-            "data": str(data),
-            "images": n_images,
-            "classes": folder.classes,
-            "recipe": recipe.name,
-            "model": recipe.model,
-            "image_size": recipe.image_size,
-            "in_channels": recipe.in_channels,
-            "batch_size": recipe.batch_size,
-            "warmup": warmup,
-            "steps": steps,
-            "rounds": rounds,
-            "our_loop": "plain loop calling braintumor's components (no Lightning)",
-        },
-        "decode": decode,
-        "flops": {
-            "train_gflop_per_image": round(train_flops / 1e9, 4),
-            "infer_gflop_per_image": round(infer_flops / 1e9, 4),
-        },
-        "peak": peak,
+    setup = {
+        "data": str(data),
+        "images": n_images,
+        "classes": folder.classes,
+        **loop_setup(recipe, warmup, steps, rounds),
     }
-    result["train"] = phase_figures([*ref_train, *our_train], train_t, train_flops, peak)
-    result["infer"] = phase_figures([*ref_infer, *our_infer], infer_t, infer_flops, peak)
-    result["data"] = phase_figures([*ref_data, *our_data], data_t, 0.0, peak)
-    return result
+    flops = _flops_per_image(model, recipe, len(folder.classes))
+    return loop_result("classify", machine, setup, decode, flops, peak, phases)
 
 
 if __name__ == "__main__":

@@ -215,6 +215,72 @@ def phase_figures(
     }
 
 
+#: The phases both training-loop benchmarks time, in order.
+PHASES = ("train", "infer", "data")
+
+
+def time_phases(
+    reference: tuple[list[Variant], ...],
+    ours: tuple[list[Variant], ...],
+    warmup: int,
+    steps: int,
+    rounds: int,
+) -> dict[str, tuple[list[Variant], dict[str, Timing]]]:
+    """Each of :data:`PHASES` timed with :func:`interleaved_timing`, the reference's variants
+    and ours together, one phase after the other."""
+    phases = {}
+    for name, ref, our in zip(PHASES, reference, ours, strict=True):
+        variants = [*ref, *our]
+        phases[name] = (variants, interleaved_timing(variants, warmup, steps, rounds))
+    return phases
+
+
+def loop_setup(recipe: Any, warmup: int, steps: int, rounds: int) -> dict[str, Any]:
+    """What a training-loop benchmark records of the recipe and of its timing."""
+    return {
+        "recipe": recipe.name,
+        "model": recipe.model,
+        "model_args": recipe.model_args,
+        "image_size": recipe.image_size,
+        "in_channels": recipe.in_channels,
+        "batch_size": recipe.batch_size,
+        "warmup": warmup,
+        "steps": steps,
+        "rounds": rounds,
+        "our_loop": "plain loop calling braintumor's components (no Lightning)",
+    }
+
+
+def loop_result(
+    benchmark: str,
+    machine: dict[str, Any],
+    setup: dict[str, Any],
+    decode: dict[str, Any],
+    flops: tuple[float, float],
+    peak: dict[str, Any],
+    phases: dict[str, tuple[list[Variant], dict[str, Timing]]],
+) -> dict[str, Any]:
+    """The record of a training-loop benchmark: its setup, the decode figures, the counted
+    FLOPs per image (training step, forward) and each phase's figures against the peak."""
+    train_flops, infer_flops = flops
+    per_image = {"train": train_flops, "infer": infer_flops, "data": 0.0}
+    result: dict[str, Any] = {
+        "benchmark": benchmark,
+        "command": command_line(),
+        "machine": machine,
+        "setup": setup,
+        "decode": decode,
+        "flops": {
+            "train_gflop_per_image": round(train_flops / 1e9, 4),
+            "infer_gflop_per_image": round(infer_flops / 1e9, 4),
+        },
+        "peak": peak,
+    }
+    for name, (variants, timings) in phases.items():
+        result[name] = phase_figures(variants, timings, per_image[name], peak)
+    return result
+
+
 def write_result(name: str, result: dict[str, Any], results_dir: Path = RESULTS) -> Path:
     """Write ``results_dir/name`` atomically, closing the record with the load at the end."""
     result["machine"]["load_average_end"] = load_average()

@@ -51,13 +51,13 @@ from braintumor.training.setup import preprocess_spec
 from matmul_peak import peak_for_this_cpu
 from speed_common import (
     Variant,
-    command_line,
     count_flops,
-    interleaved_timing,
+    loop_result,
+    loop_setup,
     machine_info,
-    phase_figures,
     script_main,
     shared_data_root,
+    time_phases,
 )
 from speed_pipelines import (
     cached_infer_variant,
@@ -210,7 +210,7 @@ def run_segment_benchmark(
         )
         aug = AugmentConfig.from_dict(recipe.augment)
         channels = recipe.in_channels
-        ref_train, ref_infer, ref_data = reference_variants(
+        reference = reference_variants(
             PairedPngDataset(pairs, reference_transform(spec, aug), True, channels),
             PairedPngDataset(pairs, reference_transform(spec, None), False, channels),
             model,
@@ -218,44 +218,19 @@ def run_segment_benchmark(
             recipe,
             list(workers),
         )
-        our_train, our_infer, our_data = our_variants(decoded, spec, model, recipe, precision)
-        train_t = interleaved_timing([*ref_train, *our_train], warmup, steps, rounds)
-        infer_t = interleaved_timing([*ref_infer, *our_infer], warmup, steps, rounds)
-        data_t = interleaved_timing([*ref_data, *our_data], warmup, steps, rounds)
+        ours = our_variants(decoded, spec, model, recipe, precision)
+        phases = time_phases(reference, ours, warmup, steps, rounds)
 
     peak = peak or peak_for_this_cpu()
-    train_flops, infer_flops = _flops_per_image(model, recipe)
-    result: dict[str, Any] = {
-        "benchmark": "segment",
-        "command": command_line(),
-        "machine": machine,
-        "setup": {
-            "data": str(data),
-            "layout": layout.name,
-            "images": len(decoded.samples),
-            "recipe": recipe.name,
-            "model": recipe.model,
-            "model_args": recipe.model_args,
-            "loss": f"reference: monai DiceCELoss(sigmoid=True); ours: recipe loss {recipe.loss}",
-            "image_size": recipe.image_size,
-            "in_channels": recipe.in_channels,
-            "batch_size": recipe.batch_size,
-            "warmup": warmup,
-            "steps": steps,
-            "rounds": rounds,
-            "our_loop": "plain loop calling braintumor's components (no Lightning)",
-        },
-        "decode": decode,
-        "flops": {
-            "train_gflop_per_image": round(train_flops / 1e9, 4),
-            "infer_gflop_per_image": round(infer_flops / 1e9, 4),
-        },
-        "peak": peak,
+    setup = {
+        "data": str(data),
+        "layout": layout.name,
+        "images": len(decoded.samples),
+        "loss": f"reference: monai DiceCELoss(sigmoid=True); ours: recipe loss {recipe.loss}",
+        **loop_setup(recipe, warmup, steps, rounds),
     }
-    result["train"] = phase_figures([*ref_train, *our_train], train_t, train_flops, peak)
-    result["infer"] = phase_figures([*ref_infer, *our_infer], infer_t, infer_flops, peak)
-    result["data"] = phase_figures([*ref_data, *our_data], data_t, 0.0, peak)
-    return result
+    flops = _flops_per_image(model, recipe)
+    return loop_result("segment", machine, setup, decode, flops, peak, phases)
 
 
 if __name__ == "__main__":
