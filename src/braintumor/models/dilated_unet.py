@@ -118,6 +118,4 @@ def build_dilated_unet(
     dropout: float = 0.0,
 ) -> nn.Module:
     """Dilated U-Net; ``dropout`` applies in the bottleneck (system 002's dropout variant)."""
-    if pretrained:
-        raise RecipeError("model 'dilated-unet' has no pretrained weights; train it from scratch")
     return DilatedUNet(in_channels, num_classes, base_filters, levels, rates, dropout)

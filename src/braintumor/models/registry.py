@@ -59,7 +59,8 @@ class ModelSpec:
     gradcam_layer: str | None = None
     vit_tokens: bool = False
     single_logit: bool = False
-    #: whether ``pretrained=True`` can fetch hub weights for (part of) this model
+    #: whether ``pretrained=True`` can fetch hub weights for (part of) this model; for the
+    #: others :func:`build_model` refuses it, so their builders never see ``pretrained=True``
     has_pretrained: bool = False
 
 
@@ -146,6 +147,8 @@ def build_model(
         )
     if pretrained and weights is not None:
         raise RecipeError(f"model {name!r}: give either pretrained=True or weights=FILE, not both")
+    if pretrained and not spec.has_pretrained:
+        raise RecipeError(f"model {name!r} has no pretrained weights; train it from scratch")
     try:
         model = spec.builder(
             num_classes=num_classes, in_channels=in_channels, pretrained=pretrained, **kwargs

@@ -161,6 +161,4 @@ def build_resunetpp(
     bridge: bool = True,
 ) -> nn.Module:
     """ResUNet++ with encoder widths ``filters[:4]`` and an ASPP bridge of ``filters[4]``."""
-    if pretrained:
-        raise RecipeError("model 'resunetpp' has no pretrained weights; train it from scratch")
     return ResUNetPlusPlus(in_channels, num_classes, filters, bridge)

@@ -13,16 +13,10 @@ import segmentation_models_pytorch as smp
 from monai.networks.nets import AttentionUnet, UNet
 from torch import nn
 
-from braintumor.errors import RecipeError
 from braintumor.models.registry import Builder, register
 
 _UNET = "Ronneberger et al. 2015, U-Net (MICCAI)"
 _DEFAULT_CHANNELS: tuple[int, ...] = (32, 64, 128, 256, 512)
-
-
-def _no_pretrained(name: str, pretrained: bool) -> None:
-    if pretrained:
-        raise RecipeError(f"model {name!r} has no pretrained weights; train it from scratch")
 
 
 @register(
@@ -41,12 +35,23 @@ def build_unet(
     num_res_units: int = 2,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """``monai.networks.nets.UNet`` in 2D with stride-2 steps between the ``channels`` levels."""
-    _no_pretrained("unet", pretrained)
+    """``monai.networks.nets.UNet`` in 2D (:func:`residual_unet`)."""
+    return residual_unet(2, in_channels, num_classes, channels, num_res_units, dropout)
+
+
+def residual_unet(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    channels: Sequence[int],
+    num_res_units: int,
+    dropout: float,
+) -> nn.Module:
+    """``monai.networks.nets.UNet`` with stride-2 steps between the ``channels`` levels."""
     return UNet(
-        spatial_dims=2,
+        spatial_dims=spatial_dims,
         in_channels=in_channels,
-        out_channels=num_classes,
+        out_channels=out_channels,
         channels=tuple(channels),
         strides=(2,) * (len(channels) - 1),
         num_res_units=num_res_units,
@@ -70,7 +75,6 @@ def build_attention_unet(
     dropout: float = 0.0,
 ) -> nn.Module:
     """``monai.networks.nets.AttentionUnet`` in 2D."""
-    _no_pretrained("attention-unet", pretrained)
     return AttentionUnet(
         spatial_dims=2,
         in_channels=in_channels,

@@ -10,16 +10,12 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 
-from monai.networks.nets import DynUNet, SegResNet, SwinUNETR, UNet
+from monai.networks.nets import DynUNet, SegResNet, SwinUNETR
 from torch import nn
 
 from braintumor.errors import RecipeError
 from braintumor.models.registry import register
-
-
-def _no_pretrained(name: str, pretrained: bool) -> None:
-    if pretrained:
-        raise RecipeError(f"model {name!r} has no pretrained weights; train it from scratch")
+from braintumor.models.segmenters import residual_unet
 
 
 @register(
@@ -38,7 +34,6 @@ def build_segresnet(
     dropout_prob: float | None = None,
 ) -> nn.Module:
     """``monai.networks.nets.SegResNet`` with the BraTS block layout (1, 2, 2, 4)."""
-    _no_pretrained("segresnet", pretrained)
     return SegResNet(
         spatial_dims=3,
         init_filters=init_filters,
@@ -106,7 +101,6 @@ def build_dynunet(
     res_block: bool = True,
 ) -> nn.Module:
     """``monai.networks.nets.DynUNet`` with filters ``min(32 * 2**i, 320)`` as in nnU-Net."""
-    _no_pretrained("dynunet", pretrained)
     if len(patch_size) != 3:
         raise RecipeError(f"dynunet: patch_size must have 3 sides, got {tuple(patch_size)}")
     kernels, strides = nnunet_kernels_strides(patch_size, spacing)
@@ -145,7 +139,6 @@ def build_swinunetr(
 
     Other keyword arguments (``depths``, ``num_heads``, ``drop_rate``...) go to SwinUNETR.
     """
-    _no_pretrained("swinunetr", pretrained)
     if importlib.util.find_spec("einops") is None:
         # MONAI imports einops lazily and would only fail at the first forward pass
         raise RecipeError("model 'swinunetr' needs the einops package: pip install einops")
@@ -177,14 +170,5 @@ def build_unet3d(
     num_res_units: int = 2,
     dropout: float = 0.0,
 ) -> nn.Module:
-    """``monai.networks.nets.UNet`` with ``spatial_dims=3``."""
-    _no_pretrained("unet3d", pretrained)
-    return UNet(
-        spatial_dims=3,
-        in_channels=in_channels,
-        out_channels=num_classes,
-        channels=tuple(channels),
-        strides=(2,) * (len(channels) - 1),
-        num_res_units=num_res_units,
-        dropout=dropout,
-    )
+    """``monai.networks.nets.UNet`` in 3D (:func:`~braintumor.models.segmenters.residual_unet`)."""
+    return residual_unet(3, in_channels, num_classes, channels, num_res_units, dropout)

@@ -39,8 +39,6 @@ def build_small_resnet(
     ``mixstyle``: probability of mixing feature statistics between training images after the
     first two stages (:mod:`braintumor.models.mixstyle`); 0 leaves the network as it is.
     """
-    if pretrained:
-        raise RecipeError("small-resnet has no pretrained weights; it is trained from scratch")
     if len(widths) != 4 or len(layers) != 4:
         raise RecipeError("small-resnet: widths and layers need 4 entries each")
     model = ResNet(

@@ -21,7 +21,6 @@ from monai.networks.blocks import Convolution
 from monai.networks.nets.basic_unet import TwoConv
 from torch import nn
 
-from braintumor.errors import RecipeError
 from braintumor.models.registry import register
 
 
@@ -106,6 +105,4 @@ def build_unet3plus(
     dropout: float = 0.0,
 ) -> nn.Module:
     """UNet 3+ with ``base_filters * 2**i`` encoder widths; no pretrained weights exist."""
-    if pretrained:
-        raise RecipeError("model 'unet3plus' has no pretrained weights; train it from scratch")
     return UNet3Plus(in_channels, num_classes, base_filters, bridge, dropout)
