@@ -22,10 +22,10 @@ import torch
 
 from braintumor.atomic import write_text_atomic
 from braintumor.brats.inference import predict_case
-from braintumor.brats.task import build_brats_task, info_class_names
+from braintumor.brats.task import brats_model_info, build_brats_task
 from braintumor.config import load_recipe
 from braintumor.data.layouts import detect_layout
-from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
+from braintumor.models.folder import load_model_dir, save_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,16 +45,7 @@ def main() -> None:
             "fast-cpu-brats", ["extra.modalities=[flair, t1ce]", f"extra.cache_dir={tmp}/cache"]
         )
         module, _, pre = build_brats_task(recipe, {"train": samples[:1]})
-        info = ModelInfo(
-            task=recipe.task,
-            architecture=recipe.model,
-            num_outputs=len(info_class_names(recipe)),
-            in_channels=2,
-            class_names=info_class_names(recipe),
-            image_size=recipe.image_size,
-            model_args=recipe.model_args,
-            preprocessing=pre,
-        )
+        info = brats_model_info(recipe, pre)
         loaded = load_model_dir(save_model_dir(module.model, info, Path(tmp) / "model"))
         times = []
         for _ in range(args.repeats):

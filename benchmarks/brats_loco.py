@@ -22,10 +22,10 @@ import torch
 
 from braintumor.atomic import write_text_atomic
 from braintumor.brats.evaluate import evaluate_cases
-from braintumor.brats.task import build_brats_task, info_class_names
+from braintumor.brats.task import brats_model_info, build_brats_task
 from braintumor.config import load_recipe
 from braintumor.data.layouts import detect_layout
-from braintumor.models.folder import ModelInfo, load_model_dir, save_model_dir
+from braintumor.models.folder import load_model_dir, save_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,17 +56,7 @@ def run_fold(train_samples, test_sample, minutes: float, overrides: list[str], t
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
     train_s = time.perf_counter() - start
-    info = ModelInfo(
-        task=recipe.task,
-        architecture=recipe.model,
-        num_outputs=len(info_class_names(recipe)),
-        in_channels=2,
-        class_names=info_class_names(recipe),
-        image_size=recipe.image_size,
-        model_args=recipe.model_args,
-        preprocessing=pre,
-        recipe=recipe.to_dict(),
-    )
+    info = brats_model_info(recipe, pre)
     folder = save_model_dir(module.model.cpu(), info, tmp / f"model-{test_sample.id}")
     result = evaluate_cases(load_model_dir(folder), [test_sample], tmp / f"eval-{test_sample.id}")
     row = result["cases"][0]

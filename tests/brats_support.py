@@ -8,12 +8,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from braintumor.brats.task import build_brats_task, info_class_names
+from braintumor.brats.task import brats_model_info, build_brats_task
 from braintumor.config import Recipe, load_recipe
 from braintumor.data.layouts import detect_layout
 from braintumor.data.samples import Sample
 from braintumor.data.synthetic import write_brats_dataset
-from braintumor.models.folder import LoadedModel, ModelInfo, load_model_dir, save_model_dir
+from braintumor.models.folder import LoadedModel, load_model_dir, save_model_dir
 
 
 def synthetic_cases(folder: Path, n: int, naming: str = "2021", seed: int = 0) -> list[Sample]:
@@ -55,18 +55,9 @@ def train(recipe: Recipe, splits: dict[str, list[Sample]], seconds: float) -> tu
 
 def model_folder(recipe: Recipe, module, preprocessing: dict, folder: Path) -> LoadedModel:
     """Save the trained network as a model folder and load it back (the prediction path)."""
-    info = ModelInfo(
-        task=recipe.task,
-        architecture=recipe.model,
-        num_outputs=len(info_class_names(recipe)),
-        in_channels=len(preprocessing["modalities"]),
-        class_names=info_class_names(recipe),
-        image_size=recipe.image_size,
-        model_args=recipe.model_args,
-        preprocessing=preprocessing,
-        recipe=recipe.to_dict(),
+    save_model_dir(
+        module.model.to(torch.device("cpu")), brats_model_info(recipe, preprocessing), folder
     )
-    save_model_dir(module.model.to(torch.device("cpu")), info, folder)
     return load_model_dir(folder)
 
 

@@ -32,6 +32,7 @@ from braintumor.data.samples import Sample
 from braintumor.errors import DataError, RecipeError
 from braintumor.io import read_image
 from braintumor.metrics.brats import detect_convention
+from braintumor.models.folder import ModelInfo
 from braintumor.recipe_options import BratsOptions
 from braintumor.tasks.registry import LABELS, get_task
 from braintumor.training.module import SegmentationModule
@@ -60,6 +61,23 @@ def brats_options(recipe: Recipe) -> BratsOptions:
 def info_class_names(recipe: Recipe) -> list[str]:
     """Output channel names: WT/TC/ET for regions, background + 3 tumour labels for labels."""
     return class_names(brats_options(recipe).label_mode)
+
+
+def brats_model_info(recipe: Recipe, preprocessing: dict[str, Any]) -> ModelInfo:
+    """The ``model.json`` record of a network trained with a BraTS ``recipe`` whose inputs
+    were prepared as ``preprocessing`` (what :func:`build_brats_task` returns) says."""
+    names = info_class_names(recipe)
+    return ModelInfo(
+        task=recipe.task,
+        architecture=recipe.model,
+        num_outputs=len(names),
+        in_channels=len(preprocessing["modalities"]),
+        class_names=names,
+        image_size=recipe.image_size,
+        model_args=recipe.model_args,
+        preprocessing=preprocessing,
+        recipe=recipe.to_dict(),
+    )
 
 
 def _target_spacing(recipe: Recipe) -> list[float] | None:
