@@ -60,6 +60,8 @@ def test_classifier_trains_small_early_and_validates_at_full_size() -> None:
         # What the hook reads of a Lightning trainer.
         module._trainer = SimpleNamespace(max_epochs=10, callbacks=[], current_epoch=epoch)
         module.on_train_epoch_start()
-        seen.append(module.training_inputs({"image": images}).shape[-1])
+        seen.append(module._inputs(images, train=True, side=module.train_side).shape[-1])
+        # What batch-norm re-estimation sees: the side validation sees, not this epoch's.
+        assert module.training_inputs({"image": images}).shape[-1] == 128
     assert seen == [64, 96, 128]
     assert module._inputs(images, train=False).shape[-1] == 128

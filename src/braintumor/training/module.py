@@ -42,7 +42,9 @@ class _RecipeModule(L.LightningModule):
         return self.model(x)
 
     def training_inputs(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The network's input for a training batch, augmented as training augments it."""
+        """The network's input for a training batch, augmented as training augments it, at
+        the side validation and inference see: batch-norm statistics re-estimated on it
+        (:mod:`braintumor.training.averaging`) must fit those, not a smaller training side."""
         raise NotImplementedError
 
     def configure_optimizers(self) -> Any:
@@ -121,11 +123,11 @@ class ClassificationModule(_RecipeModule):
             start, self.recipe.image_size, max(progress, timed() if timed else 0.0)
         )
 
-    def _inputs(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+    def _inputs(self, images: torch.Tensor, train: bool, side: int | None = None) -> torch.Tensor:
         x = images.float().div_(255.0)
         if train:
-            if self.train_side is not None:  # before augmenting: that work shrinks too
-                x = shrink(x, self.train_side)
+            if side is not None:  # before augmenting: that work shrinks too
+                x = shrink(x, side)
             x, _ = augment_batch(x, None, self.augment)
         return normalise_batch(x, self.spec)
 
@@ -140,13 +142,14 @@ class ClassificationModule(_RecipeModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.augment.consistency:
             # Each slice twice, each copy with its own random draw: twice the network's work.
-            images = self._inputs(torch.cat([batch["image"], batch["image"]]), train=True)
+            both = torch.cat([batch["image"], batch["image"]])
+            images = self._inputs(both, train=True, side=self.train_side)
             loss = two_view_loss(
                 self.loss_fn, self(images), batch["label"], self.augment.consistency
             )
         else:
             mixed = mix_batch(
-                self._inputs(batch["image"], train=True),
+                self._inputs(batch["image"], train=True, side=self.train_side),
                 self.augment.mixup,
                 self.augment.cutmix,
                 self.mix_rng,
