@@ -22,7 +22,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import head_outline  # noqa: E402
-import lgg as lgg_benchmark  # noqa: E402
+import lgg_analysis  # noqa: E402
 import loso_ensemble  # noqa: E402
 import matmul_peak  # noqa: E402
 import ood as ood_benchmark  # noqa: E402
@@ -307,18 +307,18 @@ def test_lgg_thresholds_scores_volume_dice_per_patient_folder() -> None:
     masks = [truth, half, np.zeros((4, 4), bool)]
     truths = [truth, truth, truth]
     paths = ["x/A/A_1.tif", "x/A/A_2.tif", "x/B/B_1.tif"]
-    dice = lgg_benchmark._patient_dice(masks, truths, paths)
+    dice = lgg_analysis.patient_dice(masks, truths, paths)
     # A: 2 * 6 / (6 + 8) over its stack, not the mean of its slices' 1.0 and 0.667; B: missed
     assert dice == pytest.approx([12 / 14, 0.0])
 
 
 def test_lgg_slice_breakdown_places_slices_in_their_stack_and_bins_tumour_size() -> None:
     paths = [f"x/A/A_{n}.tif" for n in range(1, 11)] + ["x/B/B_1.tif", "x/B/B_2.tif"]
-    fifth = lgg_benchmark._stack_fifths(paths)
+    fifth = lgg_analysis.stack_fifths(paths)
     assert fifth.tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 0, 4]
     area = np.array([0, 0, 50, 50, 3000, 3000, 0, 0, 0, 0, 0, 0])
     probs = np.array([0.1, 0.2, 0.9, 0.05, 0.8, 0.9, 0.3, 0.3, 0.7, 0.7, 0.1, 0.6])
-    result = lgg_benchmark._breakdown(probs, area, fifth)
+    result = lgg_analysis.breakdown(probs, area, fifth)
     small, large = result["by_tumour_size"][0], result["by_tumour_size"][-1]
     assert small["tumour_slices"] == 2 and large["tumour_slices"] == 2
     assert large["auc_against_all_empty"] == 1.0  # both large tumours above every empty slice
