@@ -26,6 +26,7 @@ import lgg_analysis  # noqa: E402
 import loso_ensemble  # noqa: E402
 import matmul_peak  # noqa: E402
 import ood as ood_benchmark  # noqa: E402
+import outline_speed  # noqa: E402
 import profile_step  # noqa: E402
 import speed_classify  # noqa: E402
 import speed_common  # noqa: E402
@@ -348,3 +349,20 @@ def test_loso_gallery_draws_wrong_and_right_slices_apart(tmp_path: Path, monkeyp
         assert wrong.getpixel((5, 5)) == 255 and wrong.getpixel((tile + 5, 5)) == 0
     with Image.open(tmp_path / "loso_gallery_t-right.png") as right:  # the glioma is not drawn
         assert right.getpixel((5, 5)) == 0 and right.getpixel((2 * tile + 5, 5)) == 0
+
+
+@pytest.mark.skipif(
+    not (BENCHMARKS.parent / ".git").exists(), reason="needs a git checkout (it reads HEAD)"
+)
+def test_outline_speed_loads_a_revisions_outline_beside_the_trees(tmp_path: Path) -> None:
+    from braintumor.data import intensity
+
+    base = outline_speed.module_at("HEAD", tmp_path)
+    assert base is not intensity and base.__name__ == "intensity_base"
+    grey = np.zeros((200, 180), np.uint8)
+    grey[40:170, 30:150] = 120  # a bright "head" on a dark background
+    for outline in ("gamma-normalised", "range"):
+        found = base.head_contour(grey, outline, 96)
+        assert found is not None
+        assert outline_speed.same_outline(found, intensity.head_contour(grey, outline, 96))
+    assert not outline_speed.same_outline(found, None)

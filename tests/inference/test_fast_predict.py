@@ -123,13 +123,18 @@ def test_precision_auto_follows_the_cpu_and_bad_names_are_refused(monkeypatch):
 def test_histogram_shortcuts_give_numpys_and_scikit_images_values_exactly(seed):
     from skimage.exposure import equalize_hist
 
-    from braintumor.data.intensity import equalized, percentile_uint8
+    from braintumor.data.intensity import equalized, grey_histogram, percentile_uint8
 
     rng = np.random.default_rng(seed)
     # Few grey levels (equal neighbours at the percentile) and many (numpy decides).
     levels = (3, 256)[seed % 2]
     plane = (rng.integers(0, levels, (97, 131)) * (255 // max(levels - 1, 1))).astype(np.uint8)
+    for view in (plane, plane[::2, 1:], plane[None]):  # OpenCV's count, a strided view, numpy's
+        np.testing.assert_array_equal(
+            grey_histogram(view), np.bincount(view.ravel(), minlength=256)
+        )
     for q in (1.0, 50.0, 99.0):
         assert percentile_uint8(plane, q) == float(np.percentile(plane, q))
+        assert percentile_uint8(plane, q, grey_histogram(plane)) == float(np.percentile(plane, q))
     mask = rng.random(plane.shape) < 0.6
     np.testing.assert_array_equal(equalized(plane, mask), equalize_hist(plane, 256, mask=mask))
