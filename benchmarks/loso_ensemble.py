@@ -49,7 +49,7 @@ def read_predictions(path: Path) -> tuple[list[str], dict[str, tuple[str, np.nda
     }
 
 
-def _rounded(metrics: dict) -> dict:
+def rounded_metrics(metrics: dict) -> dict:
     """The headline numbers with their intervals, rounded for the results file."""
     out = {"n": metrics["n"]}
     for key in HEADLINE:
@@ -77,7 +77,9 @@ def ensemble_table(runs: list[Path], source: str, folder_part: int | None = None
         members = [
             {
                 "runs": [runs[k].name for k in subset],
-                **_rounded(source_metrics(y, np.mean([probs[k] for k in subset], axis=0), names)),
+                **rounded_metrics(
+                    source_metrics(y, np.mean([probs[k] for k in subset], axis=0), names)
+                ),
             }
             for subset in itertools.combinations(range(len(runs)), size)
         ]
@@ -91,7 +93,9 @@ def ensemble_table(runs: list[Path], source: str, folder_part: int | None = None
             folder: [
                 {
                     "run": run.name,
-                    **_rounded(source_metrics(y[folders == folder], p[folders == folder], names)),
+                    **rounded_metrics(
+                        source_metrics(y[folders == folder], p[folders == folder], names)
+                    ),
                 }
                 for run, p in zip(runs, probs, strict=True)
             ]

@@ -366,3 +366,17 @@ def test_outline_speed_loads_a_revisions_outline_beside_the_trees(tmp_path: Path
         assert found is not None
         assert outline_speed.same_outline(found, intensity.head_contour(grey, outline, 96))
     assert not outline_speed.same_outline(found, None)
+
+
+def test_loso_tta_change_is_paired_and_bounded() -> None:
+    import loso_tta
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    plain = np.array([0, 1, 1, 1, 2, 0])  # recalls 0.5, 1, 0.5
+    mirrored = np.array([0, 0, 1, 1, 2, 0])  # the mirror fixes one glioma: 1, 1, 0.5
+    change = loso_tta.balanced_accuracy_change(y, plain, mirrored, n_bootstrap=200)
+    assert change["difference"] == pytest.approx(1 / 6, abs=1e-4)
+    low, high = change["ci95"]
+    assert 0.0 <= low <= change["difference"] <= high  # never negative: no image got worse
+    same = loso_tta.balanced_accuracy_change(y, plain, plain, n_bootstrap=50)
+    assert same == {"difference": 0.0, "ci95": [0.0, 0.0]}

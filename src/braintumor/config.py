@@ -23,7 +23,7 @@ import yaml
 from rich.console import Console
 
 from braintumor.errors import RecipeError
-from braintumor.recipe_options import InferenceOptions, RunOptions, options_from_dict
+from braintumor.recipe_options import AUTO, InferenceOptions, RunOptions, options_from_dict
 from braintumor.tasks.catalog import list_tasks, task_options
 
 _console = Console(stderr=True)
@@ -165,6 +165,14 @@ class Recipe:
             given = self.inference
             self.inference = options_from_dict(
                 InferenceOptions, given, f"recipe {self.name!r}", "inference"
+            )
+        segmenter_only = ("keep_largest", "stack_components")
+        if self.task == "classify" and any(
+            getattr(self.inference, key) != AUTO for key in segmenter_only
+        ):
+            raise RecipeError(
+                f"recipe {self.name!r}: inference.keep_largest and inference.stack_components "
+                "are segmenter settings; a classifier has inference.tta only"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -68,8 +68,12 @@ AUTO = "auto"
 
 @dataclass
 class InferenceOptions:
-    """A 2D segmenter's test-time choices: each ``True``, ``False`` or ``auto`` (the default:
-    chosen by validation Dice after training, ``braintumor.inference.choice``)."""
+    """A 2D model's test-time choices: each ``True``, ``False`` or ``auto`` (the default).
+
+    A segmenter's ``auto`` settings are chosen by validation Dice after training
+    (``braintumor.inference.choice``). A classifier has ``tta`` only, and nothing is chosen
+    for it: ``auto`` is off, ``true`` averages each slice with its left-right mirror.
+    """
 
     tta: bool | str = AUTO
     keep_largest: bool | str = AUTO

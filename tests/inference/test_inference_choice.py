@@ -108,3 +108,15 @@ def test_predictor_takes_the_model_folders_settings_unless_told_otherwise() -> N
 def test_recipe_rejects_bad_inference_settings(override: str, message: str) -> None:
     with pytest.raises(RecipeError, match=message):
         load_recipe("fast-cpu-seg", [override])
+
+
+def test_a_classifier_recipe_sets_mirror_tta_and_nothing_else() -> None:
+    from braintumor.tasks.classification import ClassificationTask
+
+    task = ClassificationTask()
+    asked = load_recipe("plain-cpu-4class", ["inference.tta=true"])
+    assert task.tune(None, asked, []) == {"tta": True}  # nothing read from validation
+    assert task.tune(None, load_recipe("plain-cpu-4class", ["inference.tta=false"]), []) == {}
+    assert task.tune(None, load_recipe("plain-cpu-4class"), []) == {}  # auto: off
+    with pytest.raises(RecipeError, match="segmenter settings"):
+        load_recipe("plain-cpu-4class", ["inference.keep_largest=true"])

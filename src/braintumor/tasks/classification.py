@@ -38,6 +38,11 @@ class ClassificationTask(ImageTask):
 
         return build_classification(recipe, splits)
 
+    def tune(self, loaded: LoadedModel, recipe: Recipe, val: list[Sample]) -> dict[str, Any]:
+        """Mirror TTA when the recipe asks for it (``inference.tta: true``); nothing is chosen
+        on validation for a classifier."""
+        return {"tta": True} if recipe.inference.tta is True else {}
+
     def evaluate(
         self,
         loaded: LoadedModel,
