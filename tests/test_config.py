@@ -25,17 +25,19 @@ def test_default_recipes_are_the_plain_ones_with_the_invariance_options(kind: st
         CONSISTENCY_OVERRIDES,
         FIELD_OF_VIEW_OVERRIDES,
         INVARIANCE_OVERRIDES,
+        MIRROR_TTA_OVERRIDES,
         NARROW_FIELD_OF_VIEW_OVERRIDES,
         WEIGHT_AVERAGING_OVERRIDES,
     )
 
     robust = load_recipe(f"fast-cpu-{kind}")
-    binary_only = (
-        (*NARROW_FIELD_OF_VIEW_OVERRIDES, *WEIGHT_AVERAGING_OVERRIDES) if kind == "binary" else ()
-    )
+    own = {
+        "binary": (*NARROW_FIELD_OF_VIEW_OVERRIDES, *WEIGHT_AVERAGING_OVERRIDES),
+        "4class": MIRROR_TTA_OVERRIDES,
+    }[kind]
     fast = load_recipe(
         f"plain-cpu-{kind}",
-        [*INVARIANCE_OVERRIDES, *FIELD_OF_VIEW_OVERRIDES, *CONSISTENCY_OVERRIDES, *binary_only],
+        [*INVARIANCE_OVERRIDES, *FIELD_OF_VIEW_OVERRIDES, *CONSISTENCY_OVERRIDES, *own],
     )
     assert robust.preprocess["brain_crop"] is True
     assert robust.preprocess["head_outline"] == "gamma-normalised"
