@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from braintumor.cli.main import app
 from braintumor.config import load_recipe
 from braintumor.data.synthetic import write_synthetic_dataset
+from braintumor.inference.predictor import Predictor
 from braintumor.models.folder import load_model_dir
 from braintumor.serve.card import model_card
 from braintumor.training.run import train_run
@@ -100,6 +101,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(classify_data, tmp_path) ->
     info = json.loads((run_dir / "model" / "model.json").read_text())
     assert info["task"] == "classify"
     assert info["name"] == "run"  # no --name: the run folder's name
+    assert info["inference"] == {"tta": True}  # the recipe's inference.tta, kept in the folder
+    assert Predictor(load_model_dir(run_dir / "model")).tta is True  # predict's default
 
 
 @pytest.mark.xfail(
