@@ -6,12 +6,15 @@ float16 in the package's zoo folder with their SHA-256 in ``index.json``, and re
 figures in ``benchmarks/results/reference_models.json``. The cards of the classifiers show
 the leave-one-source-out figures of their setting from ``benchmarks/loso.py``
 (``ReferenceSpec.loso_results`` in ``benchmarks/results/``, or ``--loso-results FILE``);
-``--card-only`` puts a new results file into an installed card without training:
+``--card-only`` puts a new results file into an installed card without training;
+``--retune KEY=VALUE`` gives an installed model new inference settings (its test split is
+evaluated again with them and its card and index figures follow; ``braintumor.zoo.retune``):
 
     python benchmarks/train_reference.py 4class [--data-root ../shared/data] [--minutes 9]
     python benchmarks/train_reference.py all
     python benchmarks/train_reference.py seg2d --reuse   # re-card an existing run, no training
     python benchmarks/train_reference.py 4class --card-only --loso-results FILE
+    python benchmarks/train_reference.py 4class --retune tta=true
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from braintumor.errors import BrainTumorError
 from braintumor.zoo.build import build_reference, write_build_record
 from braintumor.zoo.recard import recard_loso
+from braintumor.zoo.retune import parse_settings, retune_reference
 from braintumor.zoo.specs import REFERENCE_MODELS, ReferenceSpec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,8 +64,29 @@ def main() -> None:
         action="store_true",
         help="Only replace the leave-one-source-out section of the installed card.",
     )
+    parser.add_argument(
+        "--retune",
+        nargs="+",
+        metavar="KEY=VALUE",
+        help="Give the installed model these inference settings (e.g. tta=true), no training.",
+    )
     args = parser.parse_args()
     names = list(REFERENCE_MODELS) if "all" in args.names else args.names
+    if args.retune:
+        for name in names:
+            try:
+                summary = retune_reference(
+                    name,
+                    parse_settings(args.retune),
+                    args.data_root.resolve(),
+                    args.work_dir.resolve(),
+                    loso_results=loso_file(REFERENCE_MODELS[name], args.loso_results),
+                )
+            except BrainTumorError as error:
+                sys.exit(f"error: {error}")
+            write_build_record(RESULTS, summary)
+            print(json.dumps({k: summary[k] for k in ("name", "test_before", "headline")}))
+        return
     if args.card_only:
         if "all" in args.names:  # only the models that have a leave-one-source-out setting
             names = [n for n in names if REFERENCE_MODELS[n].loso_setting]

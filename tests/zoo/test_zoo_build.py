@@ -7,11 +7,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from braintumor.data.synthetic import write_synthetic_dataset
+from braintumor.errors import DataError, RecipeError
+from braintumor.inference.predictor import Predictor
 from braintumor.models.card import split_front_matter
 from braintumor.models.folder import load_model_dir
-from braintumor.zoo import build, registry
+from braintumor.zoo import build, registry, retune
 from braintumor.zoo.build import per_source_test, source_counts
 from braintumor.zoo.specs import ReferenceSpec, Source
 
@@ -64,6 +67,29 @@ def test_build_reference_trains_cards_and_installs(data_root, tmp_path, monkeypa
     assert str(tmp_path) not in (zoo_dir / "tiny" / "model.json").read_text()
     index = json.loads((zoo_dir / "index.json").read_text())
     assert set(index["models"]["tiny"]["files"]) == {"model.safetensors", "model.json", "README.md"}
+    assert loaded.info.inference == {"tta": True}  # fast-cpu-4class's inference.tta
+
+    # New inference settings without training: same weights, test split evaluated again.
+    retuned = retune.retune_reference("tiny", {"tta": False}, data_root, tmp_path / "w2", zoo_dir)
+    again = load_model_dir("zoo:tiny")
+    assert again.info.inference == {"tta": False} and Predictor(again).tta is False
+    for key, value in loaded.model.state_dict().items():
+        assert torch.equal(value, again.model.state_dict()[key]), key
+    assert retuned["test_before"] == summary["headline"]
+    card = (zoo_dir / "tiny" / "README.md").read_text()
+    assert "python benchmarks/train_reference.py tiny --retune tta=false" in card
+    registry.verify_entry(registry.zoo_entry("tiny", zoo_dir))  # the index follows the files
+    other = tmp_path / "other"
+    shutil.copytree(data_root, other)
+    next((other / "src-b").rglob("*.png")).unlink()  # one healthy slice fewer
+    with pytest.raises(DataError, match="not the ones it was built on"):
+        retune.retune_reference("tiny", {"tta": True}, other, tmp_path / "w3", zoo_dir)
+    with pytest.raises(RecipeError, match="KEY=true"):
+        retune.parse_settings(["tta=maybe"])
+    assert retune.parse_settings(["tta=true", "keep_largest=False"]) == {
+        "tta": True,
+        "keep_largest": False,
+    }
     shutil.rmtree(tmp_path / "work")
 
 

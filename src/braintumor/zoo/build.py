@@ -100,12 +100,15 @@ def build_reference(
     zoo_dir: Path | None = None,
     reuse: bool = False,
     loso_results: Path | None = None,
+    retuned: str | None = None,
 ) -> dict[str, Any]:
     """Train reference model ``name``, install its compact copy in the zoo, return a summary.
 
     ``reuse`` keeps a finished run in ``work_dir`` and only rewrites its card and zoo copy.
     ``loso_results`` (a ``benchmarks/loso.py`` results file of the spec's setting) adds the
-    leave-one-source-out section to the card.
+    leave-one-source-out section to the card. ``retuned``: the command that gave the reused
+    run's model its inference settings afterwards (:mod:`braintumor.zoo.retune`), shown on
+    the card under the build command.
     """
     from braintumor.config import load_recipe
     from braintumor.tasks.registry import get_task
@@ -136,6 +139,8 @@ def build_reference(
     command = f"python benchmarks/train_reference.py {name} --minutes {budget:g}"
     if extra_overrides:
         command += "".join(f" --set {o}" for o in extra_overrides)
+    if retuned:
+        command += f"\n# then its inference settings, its test split evaluated again:\n{retuned}"
     extras = CardExtras(
         title=f"braintumor reference model `zoo:{name}`",
         summary=spec.summary,
