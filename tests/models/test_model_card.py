@@ -60,6 +60,17 @@ def test_card_has_hugging_face_metadata_and_intervals() -> None:
     assert "## Leave-one-source-out" in body
     assert "| navoneel-binary | 253 | 0.757 [0.708, 0.805] | 0.874 [0.828, 0.917] |" in body
     assert body.index("## Leave-one-source-out") < body.index("## Recipe")
+    assert "| test-time settings | none (one forward pass) |" in body
+
+
+def test_card_says_what_predict_does_beyond_one_forward_pass() -> None:
+    info = _info()
+    info.inference = {"tta": True, "keep_largest": False, "stack_components": True}
+    body = render_card(info, TEST_METRICS)
+    assert (
+        "| test-time settings | left-right mirror averaged in (TTA); "
+        "3D components across a patient's stack |" in body
+    )
 
 
 def test_models_card_prints_a_card_for_a_folder_without_one(tmp_path) -> None:

@@ -170,6 +170,7 @@ def render_card(
             ["classes", ", ".join(info.class_names)],
             ["architecture", f"{info.architecture} {info.model_args or ''}".strip()],
             ["input", f"{size} px, {info.in_channels} channel(s)"],
+            ["test-time settings", _inference_text(info.inference)],
             ["created", info.created or "unknown"],
             ["braintumor version", info.braintumor_version],
         ],
@@ -204,6 +205,17 @@ def render_card(
     lines += ["", "## Intended use", "", INTENDED_USE, "", "## Known failure modes", ""]
     lines += [f"- {text}" for text in _FAILURE_MODES[_outputs(info.task)] + extras.notes]
     return "\n".join(lines) + "\n"
+
+
+def _inference_text(inference: dict[str, Any]) -> str:
+    """What ``predict`` does by default beyond one forward pass (``model.json`` ``inference``)."""
+    said = {
+        "tta": "left-right mirror averaged in (TTA)",
+        "keep_largest": "largest tumour region kept",
+        "stack_components": "3D components across a patient's stack",
+    }
+    on = [text for key, text in said.items() if inference.get(key)]
+    return "; ".join(on) if on else "none (one forward pass)"
 
 
 def _results(info: ModelInfo, metrics: dict[str, Any], extras: CardExtras) -> list[str]:
