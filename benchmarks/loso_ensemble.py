@@ -35,14 +35,20 @@ from braintumor.metrics.per_source import HEADLINE, source_metrics
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def read_predictions(path: Path) -> tuple[list[str], dict[str, tuple[str, np.ndarray]]]:
-    """The class names and, per test id, the true class and the probabilities."""
+def prediction_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a fold's ``predictions.csv``, or an error naming the file."""
     if not path.is_file():
         raise DataError(f"{path}: no predictions.csv (is it a finished loso.py run?)")
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
     if not rows:
         raise DataError(f"{path}: no predictions")
+    return rows
+
+
+def read_predictions(path: Path) -> tuple[list[str], dict[str, tuple[str, np.ndarray]]]:
+    """The class names and, per test id, the true class and the probabilities."""
+    rows = prediction_rows(path)
     names = [key.removeprefix("prob_") for key in rows[0] if key.startswith("prob_")]
     return names, {
         row["id"]: (row["true"], np.array([float(row[f"prob_{c}"]) for c in names])) for row in rows

@@ -13,7 +13,6 @@ bootstrap interval of the balanced accuracy's change, and the share of answers t
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shlex
 import sys
@@ -23,23 +22,17 @@ from typing import Any
 import numpy as np
 
 from braintumor.atomic import write_text_atomic
-from braintumor.errors import BrainTumorError, DataError
+from braintumor.errors import BrainTumorError
 from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
 from braintumor.metrics.per_source import source_metrics
 from braintumor.models.folder import load_model_dir
-from loso_ensemble import RESULTS, rounded_metrics
+from loso_ensemble import RESULTS, prediction_rows, rounded_metrics
 
 
 def held_out_images(fold: Path) -> tuple[list[str], list[str]]:
     """The paths and true classes of the images a fold's model was tested on."""
-    path = fold / "test" / "predictions.csv"
-    if not path.is_file():
-        raise DataError(f"{path}: no predictions.csv (is it a finished loso.py run?)")
-    with path.open() as handle:
-        rows = list(csv.DictReader(handle))
-    if not rows:
-        raise DataError(f"{path}: no predictions")
+    rows = prediction_rows(fold / "test" / "predictions.csv")
     return [row["path"] for row in rows], [row["true"] for row in rows]
 
 
