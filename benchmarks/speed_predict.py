@@ -101,13 +101,20 @@ def plain_loop(model: torch.nn.Module, segment: bool, batch: int) -> Callable[[l
 
 
 def ours_predict(
-    model_ref: str, precision: str, batch: int, out: Path, overlays: bool = True
+    model_ref: str,
+    precision: str,
+    batch: int,
+    out: Path,
+    overlays: bool = True,
+    tta: bool | None = None,
 ) -> Callable[..., int]:
     """``predict_images`` as the CLI runs it (records; the U-Net's masks, localisations and,
-    unless ``overlays`` is off (``--no-overlays``), overlays written)."""
+    unless ``overlays`` is off (``--no-overlays``), overlays written). ``tta=None`` keeps the
+    model folder's setting (``zoo:4class`` and ``zoo:seg2d``: mirror TTA), ``False`` is
+    ``--no-tta``."""
     loaded = load_model_dir(resolve_model_ref(model_ref))
     task = task_of(loaded)
-    options = PredictOptions(batch_size=batch, precision=precision, overlays=overlays)
+    options = PredictOptions(batch_size=batch, precision=precision, overlays=overlays, tta=tta)
     predictor = task.predictor(loaded, options, "cpu")
 
     def run(paths: list[Path]) -> int:
@@ -198,6 +205,9 @@ def speed(root: Path, count: int, rounds: int, batch: int) -> dict[str, Any]:
                 variants["ours_maps_no_tta"] = ours_maps(ref, "auto", batch, tta=False)
                 variants["ours_maps_no_tta_fp32"] = ours_maps(ref, "fp32", batch, tta=False)
             else:
+                variants["ours_predict_no_tta"] = ours_predict(
+                    ref, "auto", batch, Path(tmp), tta=False
+                )
                 variants["ours_predict_fp32"] = ours_predict(ref, "fp32", batch, Path(tmp))
             rows = time_variants(variants, paths, rounds)
         base = rows["plain_loop_fp32"]["slices_per_s"]
