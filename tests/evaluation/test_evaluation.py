@@ -120,6 +120,7 @@ def test_classification_accuracy_matches_predictions_csv(tmp_path, classifier_di
     assert saved["accuracy"] == pytest.approx(by_hand)
     assert np.asarray(saved["confusion_matrix"]).sum() == 12
     assert [s["id"] for s in saved["skipped"]] == [s.id for s in samples if "(9)" in s.image]
+    assert saved["tta"] is bool(loaded.info.inference.get("tta"))  # the folder's setting
     for row in rows:
         assert sum(float(row[f"prob_{c}"]) for c in CLASSES) == pytest.approx(1.0, abs=1e-5)
     assert (out / "report.html").is_file() and (out / "confusion_matrix.png").is_file()

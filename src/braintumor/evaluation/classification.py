@@ -127,6 +127,7 @@ def evaluate_classifier(
         "model": str(loaded.path),
         "architecture": loaded.info.architecture,
         "n_samples": len(samples),
+        "tta": predictor.tta,  # the model folder's setting (mirror TTA)
         "skipped": skipped,
         "label_mapping": renamed,
         "per_source": _per_source(samples, kept, y, probs, names),
