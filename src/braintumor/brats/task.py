@@ -64,8 +64,8 @@ def info_class_names(recipe: Recipe) -> list[str]:
 
 
 def brats_model_info(recipe: Recipe, preprocessing: dict[str, Any]) -> ModelInfo:
-    """The ``model.json`` record of a network trained with a BraTS ``recipe`` whose inputs
-    were prepared as ``preprocessing`` (what :func:`build_brats_task` returns) says."""
+    """The ``model.json`` record of a network trained with a BraTS ``recipe`` on inputs
+    prepared as ``preprocessing`` (the third value :func:`build_brats_task` returns)."""
     names = info_class_names(recipe)
     return ModelInfo(
         task=recipe.task,
