@@ -14,6 +14,7 @@ from braintumor.cli.errors import user_errors
 from braintumor.data.audit import NO_IMAGE, NO_MASK, AuditReport, count_by_split
 from braintumor.data.audit_html import write_audit_html, write_audit_json
 from braintumor.data.cross_sources import CrossSourceReport, count_cross_source_groups
+from braintumor.data.layouts_base import DetectedLayout
 from braintumor.data.near_confirm import (
     MIN_CORRELATION,
     near_groups_across_patients,
@@ -112,7 +113,7 @@ def _audit(
     workers: int,
     full_decode: bool,
     confirm_weak: bool = False,
-) -> tuple[object, AuditReport, list]:
+) -> tuple[DetectedLayout, AuditReport, list]:
     """The layout of one or several sources, its audit, and the per-file results.
     ``confirm_weak`` builds the near clusters from pHash pairs that stand by
     :func:`~braintumor.data.near_confirm.near_link_filter` (LGG's slices); ``split`` leaves it

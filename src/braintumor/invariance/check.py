@@ -82,7 +82,8 @@ def _export(
 ) -> tuple[list[LoadedImage], list[np.ndarray | None]]:
     """Write every slice as ``variant`` and read the files back as ``predict`` reads them."""
     folder.mkdir(parents=True, exist_ok=True)
-    images, masks = [], []
+    images: list[LoadedImage] = []
+    masks: list[np.ndarray | None] = []
     for index, item in enumerate(slices):
         path, mask = variant(item.grey, item.mask, folder / f"{index:05d}")
         images.append(load_prepared(path, spec))

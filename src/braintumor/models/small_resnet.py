@@ -7,6 +7,7 @@ shares timm's tested residual code rather than re-implementing it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 from timm.models.resnet import BasicBlock, ResNet
 from torch import nn
@@ -50,5 +51,5 @@ def build_small_resnet(
         in_chans=in_channels,
         drop_rate=drop_rate,
     )
-    add_mixstyle([model.layer1, model.layer2], mixstyle)
+    add_mixstyle([cast(nn.Module, model.layer1), cast(nn.Module, model.layer2)], mixstyle)
     return model

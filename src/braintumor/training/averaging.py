@@ -20,12 +20,16 @@ training ends. Two things are added here:
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from torch.optim.swa_utils import update_bn
+
+#: A training batch as the data modules give it (image, label or mask tensors).
+Batch = dict[str, torch.Tensor]
 
 #: Training images kept for re-estimating batch-norm statistics, and the memory they may take
 #: (3D patches are large: the byte cap binds first there).
@@ -48,7 +52,7 @@ class EmaOverEpochs(WeightAveraging):
         super().__init__(use_buffers=False, avg_fn=self._average)
         self.epochs = epochs
         self.decay = ema_decay(epochs, 1)  # set from the real epoch length when training starts
-        self._recent: deque[dict[str, torch.Tensor]] = deque()
+        self._recent: deque[Batch] = deque()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         steps = int(trainer.num_training_batches) // max(1, trainer.accumulate_grad_batches)
@@ -70,7 +74,7 @@ class EmaOverEpochs(WeightAveraging):
         if self._average_model is not None and self._recent:
             self._reestimate_batch_norm(trainer, pl_module)
 
-    def _keep(self, batch: dict[str, torch.Tensor]) -> None:
+    def _keep(self, batch: Batch) -> None:
         tensors = {k: v.detach().clone() for k, v in batch.items() if isinstance(v, torch.Tensor)}
         self._recent.append(tensors)
         while len(self._recent) > 1 and (
@@ -81,10 +85,12 @@ class EmaOverEpochs(WeightAveraging):
 
     def _reestimate_batch_norm(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         network = pl_module.model
+        assert isinstance(network, torch.nn.Module)  # every recipe module keeps its network here
+        inputs_of = cast(Callable[[Batch], torch.Tensor], pl_module.training_inputs)
         # Eager: a compiled network would compile once more for no-grad training mode.
         eager = torch.compiler.set_stance("force_eager")
         with torch.no_grad(), trainer.precision_plugin.forward_context(), eager:
-            update_bn((pl_module.training_inputs(b) for b in self._recent), network)
+            update_bn((inputs_of(b) for b in self._recent), network)
 
     def _average(
         self, averaged: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor

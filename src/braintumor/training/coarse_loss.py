@@ -21,6 +21,8 @@ class CoarseLabelLoss(torch.nn.Module):
     """``loss_fn`` on typed rows, -log P(any of ``members``) on rows labelled
     :data:`COARSE_INDEX`; each row weighs the same in the batch mean."""
 
+    members: torch.Tensor  # a registered buffer: it moves with the module
+
     def __init__(
         self,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

@@ -54,7 +54,9 @@ def _mask_kind(sample: Sample) -> str:
 def per_source_test(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows of the test split's per-source figures (runs over several sources)."""
     test = metrics.get("test")
-    per_source = test.get("per_source") if isinstance(test, dict) else None
+    if not isinstance(test, dict):
+        return []
+    per_source = test.get("per_source")
     if per_source and test.get("task") == "segment":
         from braintumor.report.evaluation import segmentation_source_rows
 
@@ -193,7 +195,9 @@ def write_build_record(path: Path, summary: dict[str, Any]) -> None:
     A re-carded run (``train_seconds`` None) keeps the training time its first build recorded,
     and the machine's load during that training.
     """
-    data = json.loads(path.read_text()) if path.is_file() else {"benchmark": "reference_models"}
+    data: dict[str, Any] = (
+        json.loads(path.read_text()) if path.is_file() else {"benchmark": "reference_models"}
+    )
     models = data.setdefault("models", {})
     previous = models.get(summary["name"], {})
     if summary["train_seconds"] is None and previous.get("train_seconds") is not None:
