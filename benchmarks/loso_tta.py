@@ -25,7 +25,7 @@ from braintumor.atomic import write_text_atomic
 from braintumor.errors import BrainTumorError
 from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
-from braintumor.metrics.per_source import source_metrics
+from braintumor.metrics.per_source import balanced_accuracy, source_metrics
 from braintumor.models.folder import load_model_dir
 from loso_ensemble import RESULTS, prediction_rows, rounded_metrics
 
@@ -42,18 +42,13 @@ def balanced_accuracy_change(
     """Balanced accuracy with TTA minus without, and its paired percentile bootstrap 95%
     interval (the same images drawn for both)."""
 
-    def balanced(idx: np.ndarray, pred: np.ndarray) -> float:
-        truth = y[idx]
-        return float(np.mean([np.mean(pred[idx][truth == c] == c) for c in np.unique(truth)]))
+    def change(idx: np.ndarray) -> float:
+        return balanced_accuracy(y[idx], mirrored[idx]) - balanced_accuracy(y[idx], plain[idx])
 
-    everything = np.arange(len(y))
     rng = np.random.default_rng(0)
-    draws = []
-    for _ in range(n_bootstrap):
-        idx = rng.integers(0, len(y), len(y))
-        draws.append(balanced(idx, mirrored) - balanced(idx, plain))
+    draws = [change(rng.integers(0, len(y), len(y))) for _ in range(n_bootstrap)]
     return {
-        "difference": round(balanced(everything, mirrored) - balanced(everything, plain), 4),
+        "difference": round(change(np.arange(len(y))), 4),
         "ci95": [round(float(v), 4) for v in np.percentile(draws, [2.5, 97.5])],
     }
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import json
 import shutil
 import statistics
@@ -46,19 +45,17 @@ import torch
 from PIL import Image
 
 from braintumor.atomic import write_text_atomic
-from braintumor.config import load_recipe
 from braintumor.data.preprocess import prepare_slice
-from braintumor.data.sources import load_data
+from braintumor.data.samples import Sample
 from braintumor.inference.predictor import Predictor
 from braintumor.inference.prefetch import load_prepared, prefetched
 from braintumor.io import read_image, read_mask
 from braintumor.metrics.classification import classification_metrics
-from braintumor.models.folder import load_model_dir
+from braintumor.models.folder import LoadedModel, load_model_dir
 from braintumor.tasks.predict import predict_images
-from braintumor.tasks.registry import PredictOptions, get_task, task_of
-from braintumor.training.splits import resolve_splits
+from braintumor.tasks.registry import PredictOptions, task_of
 from braintumor.zoo import resolve_model_ref
-from braintumor.zoo.specs import REFERENCE_MODELS
+from braintumor.zoo.inputs import reference_test_split
 from speed_common import RESULTS, command_line, load_average, machine_info, shared_data_root
 
 MODELS = {"classify": "zoo:4class", "segment": "zoo:seg2d"}
@@ -218,17 +215,13 @@ def speed(root: Path, count: int, rounds: int, batch: int) -> dict[str, Any]:
     return result
 
 
-def reference_test_split(name: str, root: Path, work: Path) -> tuple[list[Any], str]:
-    """The reference model's test samples, rebuilt as the zoo build made them."""
-    spec = REFERENCE_MODELS[name]
-    alone = len(spec.sources) == 1
-    data = [source.data_arg(root, alone) for source in spec.sources]
-    recipe = load_recipe(spec.recipe, [*spec.overrides, f"max_minutes={spec.minutes}"])
-    layout = load_data(data, get_task(recipe.task).data_kinds[0], recipe.classes)
-    ids = "\n".join(sorted(s.id for s in layout.samples)).encode()
+def quiet_test_split(name: str, root: Path, work: Path, loaded: LoadedModel) -> list[Sample]:
+    """The reference model's test samples, rebuilt as its build made them (its fingerprint
+    checked), without the split's report on stderr."""
+    fingerprint = loaded.info.data_fingerprint
     with contextlib.redirect_stderr(None):
-        splits = resolve_splits(layout, recipe, work / f"{name}-run")
-    return splits["test"], hashlib.sha256(ids).hexdigest()
+        _, test = reference_test_split(name, root, work / f"{name}-run", fingerprint)
+    return test
 
 
 def _pixels(samples: list[Any], predictor: Predictor) -> dict[str, Any]:
@@ -253,7 +246,7 @@ def _pixels(samples: list[Any], predictor: Predictor) -> dict[str, Any]:
 def parity_classify(root: Path, work: Path) -> dict[str, Any]:
     """zoo:4class on its test split: full decode fp32 vs predict's inputs in fp32 and bf16."""
     loaded = load_model_dir(resolve_model_ref("zoo:4class"))
-    samples, ids = reference_test_split("4class", root, work)
+    samples = quiet_test_split("4class", root, work, loaded)
     names = list(loaded.info.class_names)
     y = np.array([names.index(s.label) for s in samples])
     fp32 = Predictor(loaded, batch_size=32, precision="fp32")
@@ -266,7 +259,6 @@ def parity_classify(root: Path, work: Path) -> dict[str, Any]:
     out: dict[str, Any] = {
         "model": "zoo:4class",
         "n": len(samples),
-        "ids_match_model": ids == loaded.info.data_fingerprint.get("ids_sha256"),
         "pixels": _pixels(samples, fp32),
     }
     for name, probs in runs.items():
@@ -296,7 +288,7 @@ def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
 def parity_segment(root: Path, work: Path) -> dict[str, Any]:
     """zoo:seg2d on its test split (PNG: read whole either way): fp32 vs bf16 masks."""
     loaded = load_model_dir(resolve_model_ref("zoo:seg2d"))
-    samples, ids = reference_test_split("seg2d", root, work)
+    samples = quiet_test_split("seg2d", root, work, loaded)
     masks = {}
     for precision in ("fp32", "bf16"):
         predictor = Predictor(loaded, batch_size=32, precision=precision)
@@ -308,7 +300,6 @@ def parity_segment(root: Path, work: Path) -> dict[str, Any]:
     return {
         "model": "zoo:seg2d",
         "n": len(samples),
-        "ids_match_model": ids == loaded.info.data_fingerprint.get("ids_sha256"),
         "mean_dice_fp32": round(float(np.mean(dice["fp32"])), 4),
         "mean_dice_bf16": round(float(np.mean(dice["bf16"])), 4),
         "dice_bf16_mask_vs_fp32_mask_mean": round(float(np.mean(agreement)), 4),

@@ -84,8 +84,12 @@ def test_build_reference_trains_cards_and_installs(data_root, tmp_path, monkeypa
     next((other / "src-b").rglob("*.png")).unlink()  # one healthy slice fewer
     with pytest.raises(DataError, match="not the ones it was built on"):
         retune.retune_reference("tiny", {"tta": True}, other, tmp_path / "w3", zoo_dir)
-    with pytest.raises(RecipeError, match="KEY=true"):
+    with pytest.raises(RecipeError, match="must be true, false or auto"):
         retune.parse_settings(["tta=maybe"])
+    with pytest.raises(RecipeError, match="nothing is chosen"):
+        retune.parse_settings(["tta=auto"])
+    with pytest.raises(RecipeError, match="unknown"):
+        retune.parse_settings(["mirror=true"])
     assert retune.parse_settings(["tta=true", "keep_largest=False"]) == {
         "tta": True,
         "keep_largest": False,

@@ -20,14 +20,18 @@ from braintumor.data.samples import NO_TUMOR
 HEADLINE = ("balanced_accuracy", "accuracy", "tumor_auc", "sensitivity", "specificity")
 
 
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    """Mean recall over the classes present in ``y``: scikit-learn's balanced accuracy,
+    without its warning when a bootstrap resample misses a class that was predicted."""
+    return float(np.mean([np.mean(pred[y == c] == c) for c in np.unique(y)]))
+
+
 def _scores(
     y: np.ndarray, pred: np.ndarray, tumour_score: np.ndarray | None, no_index: int | None
 ) -> dict[str, float | None]:
-    present = np.unique(y)
-    recalls = [float(np.mean(pred[y == c] == c)) for c in present]
     out: dict[str, float | None] = {
         "accuracy": float(np.mean(pred == y)),
-        "balanced_accuracy": float(np.mean(recalls)),
+        "balanced_accuracy": balanced_accuracy(y, pred),
         "tumor_auc": None,
         "sensitivity": None,
         "specificity": None,

@@ -24,6 +24,7 @@ from braintumor.models.card import CardExtras, metric_rows, write_card
 from braintumor.models.card_loso import read_loso_results
 from braintumor.models.folder import read_model_info
 from braintumor.zoo.compact import compact_parity, install_zoo_model
+from braintumor.zoo.inputs import build_inputs
 from braintumor.zoo.specs import REFERENCE_MODELS, SOURCE_TERMS, ReferenceSpec
 
 
@@ -112,7 +113,6 @@ def build_reference(
     run's model its inference settings afterwards (:mod:`braintumor.zoo.retune`), shown on
     the card under the build command.
     """
-    from braintumor.config import load_recipe
     from braintumor.tasks.registry import get_task
     from braintumor.training.run import train_run
 
@@ -123,10 +123,8 @@ def build_reference(
     reusing = reuse and (run_dir / "metrics.json").is_file()
     if not reusing:
         shutil.rmtree(run_dir, ignore_errors=True)
-    alone = len(spec.sources) == 1
-    data = [source.data_arg(data_root, alone) for source in spec.sources]
-    overrides = [*spec.overrides, f"max_minutes={budget}", *(extra_overrides or [])]
-    recipe = load_recipe(spec.recipe, overrides)
+    inputs = build_inputs(spec, data_root, budget, extra_overrides)
+    data, overrides, recipe = inputs.data, inputs.overrides, inputs.recipe
     counts = source_counts(data, get_task(recipe.task).data_kinds[0], recipe.classes)
     start = time.perf_counter()
     if reusing:

@@ -18,27 +18,27 @@ from typing import Any
 import torch
 
 from braintumor.atomic import write_text_atomic
-from braintumor.errors import DataError, RecipeError
+from braintumor.errors import RecipeError
 from braintumor.models.folder import load_model_dir, save_model_dir
 from braintumor.zoo.build import build_reference
+from braintumor.zoo.inputs import reference_test_split
 from braintumor.zoo.registry import verify_entry, zoo_entry
-from braintumor.zoo.specs import REFERENCE_MODELS
 
 
 def parse_settings(pairs: list[str]) -> dict[str, bool]:
-    """``["tta=true"]`` as ``{"tta": True}``; only true/false values of known settings."""
-    from braintumor.recipe_options import InferenceOptions
+    """``["tta=true"]`` as ``{"tta": True}``: values parsed as ``--set`` parses them, checked
+    as a recipe's ``inference`` section is. ``auto`` is refused: nothing is chosen here."""
+    from braintumor.config import parse_override
+    from braintumor.recipe_options import InferenceOptions, options_from_dict
 
-    known = set(InferenceOptions.__dataclass_fields__)
     settings = {}
     for pair in pairs:
-        key, _, value = pair.partition("=")
-        if key not in known or value.lower() not in ("true", "false"):
-            raise RecipeError(
-                f"inference setting {pair!r}: expected KEY=true|false with KEY one of "
-                f"{', '.join(sorted(known))}"
-            )
-        settings[key] = value.lower() == "true"
+        keys, value = parse_override(pair)
+        where = f"--retune {pair}"
+        options_from_dict(InferenceOptions, {".".join(keys): value}, where, "inference")
+        if not isinstance(value, bool):
+            raise RecipeError(f"{where}: expected KEY=true|false (nothing is chosen on retune)")
+        settings[".".join(keys)] = value
     return settings
 
 
@@ -56,31 +56,16 @@ def retune_reference(
 
     Raises :class:`DataError` when the rebuilt split's ids do not match the model's fingerprint.
     """
-    from braintumor.config import load_recipe
-    from braintumor.data.sources import load_data
     from braintumor.tasks.registry import get_task
-    from braintumor.training.run import data_fingerprint
-    from braintumor.training.splits import resolve_splits
 
-    spec = REFERENCE_MODELS[name]
     entry = zoo_entry(name, zoo_dir)
     before = dict(entry.headline)
     run_dir = work_dir / f"{name}-run"
     shutil.rmtree(run_dir, ignore_errors=True)
     loaded = load_model_dir(verify_entry(entry))
     loaded.info.inference = {**loaded.info.inference, **settings}
-    recipe = load_recipe(spec.recipe, [*spec.overrides, f"max_minutes={spec.minutes}"])
-    task = get_task(recipe.task)
-    data = [source.data_arg(data_root, len(spec.sources) == 1) for source in spec.sources]
-    layout = load_data(data, task.data_kinds[0], recipe.classes)
-    ids = data_fingerprint(layout.root, layout.name, layout.samples)["ids_sha256"]
-    if ids != loaded.info.data_fingerprint.get("ids_sha256"):
-        raise DataError(
-            f"zoo:{name}: the sources under {data_root} are not the ones it was built on "
-            "(sample ids differ from its fingerprint), so its test split cannot be rebuilt"
-        )
-    splits = resolve_splits(layout, recipe, run_dir)
-    metrics = {"test": task.evaluate(loaded, splits["test"], run_dir / "test")}
+    recipe, test = reference_test_split(name, data_root, run_dir, loaded.info.data_fingerprint)
+    metrics = {"test": get_task(recipe.task).evaluate(loaded, test, run_dir / "test")}
     # The predictor made the weights channels_last; safetensors stores contiguous tensors.
     network = loaded.model.to(memory_format=torch.contiguous_format)
     save_model_dir(network, loaded.info, run_dir / "model", ood=loaded.ood)
