@@ -24,7 +24,7 @@ from braintumor.inference.predictor import resolve_device
 from braintumor.models.folder import load_model_dir
 from braintumor.preflight import check_output_folder, removed_on_user_error
 from braintumor.runfolder import RunFolder
-from braintumor.tasks.registry import task_of
+from braintumor.tasks.registry import EvaluateOptions, task_of
 
 
 def _console(stderr: bool = False) -> Console:
@@ -136,15 +136,9 @@ def evaluate_command(
         check_output_folder(out)
         run = RunFolder.of_model(model)
         with removed_on_user_error(out):  # a failed evaluation leaves no output folder
-            metrics = task.evaluate(
-                loaded,
-                samples,
-                out,
-                curves_csv=run.curves() if run is not None else None,
-                batch_size=batch_size,
-                tta=tta,
-                adapt_bn=adapt_bn,
-            )
+            curves = run.curves() if run is not None else None
+            options = EvaluateOptions(curves, batch_size, tta, adapt_bn)
+            metrics = task.evaluate(loaded, samples, out, options)
     console = _console()
     console.print(task.summary_table(metrics))
     if len(metrics.get("per_source") or {}) > 1:

@@ -55,7 +55,7 @@ from braintumor.metrics.per_source import HEADLINE, mean_and_worst
 from braintumor.metrics.per_source_segmentation import SEGMENTATION_HEADLINE, held_out_figures
 from braintumor.report.html import ReportSection, write_report
 from braintumor.runfolder import RunFolder
-from braintumor.tasks.registry import get_task
+from braintumor.tasks.registry import EvaluateOptions, get_task
 from braintumor.training.splits import train_only_coarse
 
 console = Console(stderr=True)
@@ -341,8 +341,8 @@ def _evaluate_adapted(model_dir: Path, test: list[Sample], recipe: Recipe) -> di
 
     loaded = load_model_dir(model_dir)
     out = RunFolder(model_dir.parent).test_adapted
-    task = get_task(recipe.task)
-    return task.evaluate(loaded, test, out, batch_size=recipe.batch_size, adapt_bn=True)
+    options = EvaluateOptions(batch_size=recipe.batch_size, adapt_bn=True)
+    return get_task(recipe.task).evaluate(loaded, test, out, options)
 
 
 def headline_keys(task: str | None) -> tuple[str, ...]:

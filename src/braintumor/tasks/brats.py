@@ -16,7 +16,7 @@ from braintumor.errors import DataError
 from braintumor.evaluation.tables import brats_table
 from braintumor.models.folder import LoadedModel
 from braintumor.models.registry import SEGMENTER_2D, SEGMENTER_3D
-from braintumor.tasks.registry import CASES, LABELS, PredictOptions, TaskSetup
+from braintumor.tasks.registry import CASES, LABELS, EvaluateOptions, PredictOptions, TaskSetup
 
 
 class BratsTask:
@@ -55,17 +55,15 @@ class BratsTask:
         loaded: LoadedModel,
         samples: list[Sample],
         out_dir: Path,
-        curves_csv: Path | None = None,
-        batch_size: int = 32,
-        tta: bool = False,
-        adapt_bn: bool = False,
+        options: EvaluateOptions | None = None,
     ) -> dict[str, Any]:
         """See :func:`braintumor.brats.evaluate.evaluate_cases` (curves are not drawn)."""
-        if adapt_bn:
+        options = options or EvaluateOptions()
+        if options.adapt_bn:
             raise DataError(f"--adapt-bn: not available for {self.name} models (BraTS cases)")
         from braintumor.brats.evaluate import evaluate_cases  # Lightning, MONAI
 
-        return evaluate_cases(loaded, samples, out_dir, tta=tta)
+        return evaluate_cases(loaded, samples, out_dir, tta=options.tta)
 
     def summary_table(self, metrics: dict[str, Any]) -> Table:
         """Mean WT/TC/ET Dice, HD95, sensitivity and precision."""

@@ -16,7 +16,7 @@ from braintumor.inference.ood import ood_fields
 from braintumor.inference.outputs import Item, classification_records
 from braintumor.models.folder import LoadedModel
 from braintumor.models.registry import CLASSIFIER
-from braintumor.tasks.images import ImageTask
+from braintumor.tasks.images import Evaluator, ImageTask
 from braintumor.tasks.registry import CLASSES, PredictOptions, TaskSetup
 
 
@@ -43,23 +43,11 @@ class ClassificationTask(ImageTask):
         on validation for a classifier."""
         return {"tta": True} if recipe.inference.tta is True else {}
 
-    def evaluate(
-        self,
-        loaded: LoadedModel,
-        samples: list[Sample],
-        out_dir: Path,
-        curves_csv: Path | None = None,
-        batch_size: int = 32,
-        tta: bool = False,
-        adapt_bn: bool = False,
-    ) -> dict[str, Any]:
-        """See :func:`braintumor.evaluation.classification.evaluate_classifier`."""
+    def _evaluator(self) -> Evaluator:
+        """:func:`braintumor.evaluation.classification.evaluate_classifier`."""
         from braintumor.evaluation.classification import evaluate_classifier  # matplotlib
 
-        out_dir = self._start_evaluation(samples, out_dir)
-        return evaluate_classifier(
-            loaded, samples, out_dir, curves_csv, batch_size, adapt_bn=adapt_bn
-        )
+        return evaluate_classifier
 
     def summary_table(self, metrics: dict[str, Any]) -> Table:
         """Accuracy, macro F1 / AUC and ECE with their 95% intervals."""

@@ -4,7 +4,7 @@ the checks before an evaluation."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from braintumor.config import Recipe
 from braintumor.data.samples import Sample
@@ -12,7 +12,22 @@ from braintumor.errors import DataError
 from braintumor.inference.adapt_bn import batchnorm_layers
 from braintumor.inference.predictor import Predictor
 from braintumor.models.folder import LoadedModel
-from braintumor.tasks.registry import IMAGES, PredictOptions
+from braintumor.tasks.registry import IMAGES, EvaluateOptions, PredictOptions
+
+
+class Evaluator(Protocol):
+    """``evaluate_classifier`` / ``evaluate_segmenter``'s shared arguments."""
+
+    def __call__(
+        self,
+        loaded: LoadedModel,
+        samples: list[Sample],
+        out_dir: Path,
+        curves_csv: Path | None = ...,
+        batch_size: int = ...,
+        *,
+        adapt_bn: bool = ...,
+    ) -> dict: ...
 
 
 class ImageTask:
@@ -48,9 +63,30 @@ class ImageTask:
         """No inference choice to make by default."""
         return {}
 
-    def _start_evaluation(self, samples: list[Sample], out_dir: Path) -> Path:
+    def evaluate(
+        self,
+        loaded: LoadedModel,
+        samples: list[Sample],
+        out_dir: Path,
+        options: EvaluateOptions | None = None,
+    ) -> dict[str, Any]:
+        """The task's evaluation function (:meth:`_evaluator`) on ``samples``, written to
+        ``out_dir``; an empty list is a :class:`DataError`."""
+        options = options or EvaluateOptions()
         if not samples:
             raise DataError("nothing to evaluate: no samples")
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        return out_dir
+        evaluate = self._evaluator()
+        return evaluate(
+            loaded,
+            samples,
+            out_dir,
+            options.curves_csv,
+            options.batch_size,
+            adapt_bn=options.adapt_bn,
+        )
+
+    def _evaluator(self) -> Evaluator:
+        """The evaluation function (imported when called: it draws with matplotlib)."""
+        raise NotImplementedError

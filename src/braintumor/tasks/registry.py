@@ -93,6 +93,21 @@ class PredictOptions:
     overlays: bool = True
 
 
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """How :meth:`Task.evaluate` scores a model (``evaluate``'s flags; training uses the
+    defaults with its curves)."""
+
+    #: the run's training curves, drawn in the report when given
+    curves_csv: Path | None = None
+    batch_size: int = 32
+    #: BraTS models: average over mirrored inputs (a 2D model's TTA is its model.json's)
+    tta: bool = False
+    #: re-estimate the batch-norm statistics on each source's images first (2D image tasks;
+    #: :mod:`braintumor.inference.adapt_bn`)
+    adapt_bn: bool = False
+
+
 @runtime_checkable
 class Task(Protocol):
     """One kind of problem: its data, its module, its evaluation, its prediction, its outputs.
@@ -138,16 +153,9 @@ class Task(Protocol):
         loaded: LoadedModel,
         samples: list[Sample],
         out_dir: Path,
-        curves_csv: Path | None = None,
-        batch_size: int = 32,
-        tta: bool = False,
-        adapt_bn: bool = False,
+        options: EvaluateOptions | None = None,
     ) -> dict[str, Any]:
-        """Score ``loaded`` on labelled ``samples``; writes metrics.json and report.html.
-
-        ``adapt_bn``: re-estimate the batch-norm statistics on each source's images first
-        (2D image tasks; :mod:`braintumor.inference.adapt_bn`).
-        """
+        """Score ``loaded`` on labelled ``samples``; writes metrics.json and report.html."""
         ...
 
     def summary_table(self, metrics: dict[str, Any]) -> Table:
@@ -186,8 +194,8 @@ def evaluate_model(
     adapt_bn: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``loaded`` with its task's evaluation (:meth:`Task.evaluate`)."""
-    task = task_of(loaded)
-    return task.evaluate(loaded, samples, out_dir, curves_csv, batch_size, tta, adapt_bn)
+    options = EvaluateOptions(curves_csv, batch_size, tta, adapt_bn)
+    return task_of(loaded).evaluate(loaded, samples, out_dir, options)
 
 
 def task_of(loaded: LoadedModel) -> Task:

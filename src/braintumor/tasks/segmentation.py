@@ -20,7 +20,7 @@ from braintumor.inference.prefetch import as_stored
 from braintumor.inference.stack_filter import filter_stacks
 from braintumor.models.folder import LoadedModel
 from braintumor.models.registry import SEGMENTER_2D
-from braintumor.tasks.images import ImageTask
+from braintumor.tasks.images import Evaluator, ImageTask
 from braintumor.tasks.registry import MASK, PredictOptions, TaskSetup
 
 
@@ -48,23 +48,11 @@ class SegmentationTask(ImageTask):
         (:mod:`.inference.choice`)."""
         return choose_inference(loaded, val, recipe.inference)
 
-    def evaluate(
-        self,
-        loaded: LoadedModel,
-        samples: list[Sample],
-        out_dir: Path,
-        curves_csv: Path | None = None,
-        batch_size: int = 32,
-        tta: bool = False,
-        adapt_bn: bool = False,
-    ) -> dict[str, Any]:
-        """See :func:`braintumor.evaluation.segmentation.evaluate_segmenter`."""
+    def _evaluator(self) -> Evaluator:
+        """:func:`braintumor.evaluation.segmentation.evaluate_segmenter`."""
         from braintumor.evaluation.segmentation import evaluate_segmenter  # matplotlib
 
-        out_dir = self._start_evaluation(samples, out_dir)
-        return evaluate_segmenter(
-            loaded, samples, out_dir, curves_csv, batch_size, adapt_bn=adapt_bn
-        )
+        return evaluate_segmenter
 
     def summary_table(self, metrics: dict[str, Any]) -> Table:
         """Mean Dice, IoU, HD95... per image and per patient with their 95% intervals."""

@@ -39,7 +39,7 @@ from braintumor.models.folder import LoadedModel, ModelInfo, build_network, save
 from braintumor.models.ood_stats import OODStats
 from braintumor.preflight import removed_on_user_error
 from braintumor.runfolder import RunFolder
-from braintumor.tasks.registry import IMAGES, Task, get_task
+from braintumor.tasks.registry import IMAGES, EvaluateOptions, Task, get_task
 from braintumor.training.checks import check_train_inputs
 from braintumor.training.interrupt import raise_if_interrupted
 from braintumor.training.splits import resolve_splits
@@ -243,16 +243,15 @@ def _evaluate_splits(
 ) -> dict[str, Any]:
     """Evaluate on the held-out test split and on ``--test-data`` (cross-dataset)."""
     results: dict[str, Any] = {}
+    options = EvaluateOptions(curves_csv=run.curves())
     if splits.get("test"):
-        results["test"] = task.evaluate(loaded, splits["test"], run.test, run.curves())
+        results["test"] = task.evaluate(loaded, splits["test"], run.test, options)
         report = run.test / "report.html"
         if report.is_file():
             shutil.copyfile(report, run.report)
     if test_data is not None:
         other = load_data(test_data, task.data_kinds[0], loaded.info.class_names)
-        results["external"] = task.evaluate(
-            loaded, other.samples, run.external(test_data), run.curves()
-        )
+        results["external"] = task.evaluate(loaded, other.samples, run.external(test_data), options)
     return results
 
 
