@@ -69,7 +69,8 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[LoadedIm
 
 def _classifier(norm: nn.Module | None = None) -> Predictor:
     loaded = loaded_2d("classify", TinyClassifier(norm), ["no_tumor", "tumor"], SIZE)
-    return Predictor(loaded, batch_size=8)
+    # fp32: what is checked is which statistics are used, not bf16's rounding of them
+    return Predictor(loaded, batch_size=8, precision="fp32")
 
 
 def _inputs(predictor: Predictor, images: list[LoadedImage]) -> torch.Tensor:
@@ -112,7 +113,7 @@ def test_predictions_use_the_adapted_statistics(sources: dict[str, list[LoadedIm
         features = predictor.model.conv(x)
     expected_var = features.var(dim=(0, 2, 3), unbiased=True)
     assert torch.allclose(predictor.model.norm.running_var, expected_var, rtol=1e-4)
-    assert np.abs(after - batch_stats).max() < 1e-3
+    assert np.abs(after - batch_stats).max() < 1e-4
     assert np.abs(after - before).max() > 1e-2
 
 

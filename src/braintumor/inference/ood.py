@@ -84,11 +84,13 @@ def pool(features: torch.Tensor) -> torch.Tensor:
 
 
 class FeatureTap:
-    """Collect the pooled features of one named module during forward passes of ``model``."""
+    """Collect the pooled features of one named module of ``model`` (or of a copy of it)
+    during forward passes."""
 
     def __init__(self, model: nn.Module, layer: str, at_input: bool) -> None:
+        self.layer = layer
         try:
-            self.module = model.get_submodule(layer)
+            model.get_submodule(layer)
         except AttributeError as exc:
             raise ModelFormatError(f"OOD feature layer {layer!r} is not in the model") from exc
         self.at_input = at_input
@@ -101,13 +103,16 @@ class FeatureTap:
         self.parts.append(pool(output))
 
     @contextlib.contextmanager
-    def attached(self) -> Iterator[FeatureTap]:
-        """Hook the module for the duration of the block; ``features`` then holds what passed."""
+    def attached(self, model: nn.Module) -> Iterator[FeatureTap]:
+        """Hook the layer in ``model``, the network that runs (the tap's own, or a copy of it
+        such as a predictor's batch-norm-folded one, :mod:`.fold_bn`), for the duration of
+        the block; ``features`` then holds what passed."""
         self.parts = []
+        module = model.get_submodule(self.layer)
         if self.at_input:
-            hook = self.module.register_forward_pre_hook(self._input)
+            hook = module.register_forward_pre_hook(self._input)
         else:
-            hook = self.module.register_forward_hook(self._output)
+            hook = module.register_forward_hook(self._output)
         try:
             yield self
         finally:

@@ -79,7 +79,7 @@ def extract_images(
     for batch in batches:
         if not batch:
             continue
-        with tap.attached():
+        with tap.attached(predictor.network.current()):
             outputs.append(predictor.raw_outputs(batch).cpu())
         features.append(tap.features.cpu())
     if not features:

@@ -2,8 +2,9 @@
 
 Prediction redoes the model folder's own preprocessing (:class:`PreprocessSpec`), runs with
 channels_last memory in the chosen precision (:mod:`.precision`: bf16 autocast on CPUs with
-AMX or AVX512-BF16 by default, fp32 on request), and maps segmentation probabilities back to
-each image's original size. Inputs read by :func:`.prefetch.load_prepared` arrive prepared.
+AMX or AVX512-BF16 by default, fp32 on request) with batch norm folded into the convolutions
+(:mod:`.fold_bn`), and maps segmentation probabilities back to each image's original size.
+Inputs read by :func:`.prefetch.load_prepared` arrive prepared.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from braintumor.data.preprocess import (
 )
 from braintumor.errors import DataError, ModelFormatError
 from braintumor.inference.adapt_bn import adapt_batchnorm
+from braintumor.inference.fold_bn import FoldedNetwork
 from braintumor.inference.inputs import DECODE_THREADS
 from braintumor.inference.ood import OODScorer, scorer_of
 from braintumor.inference.precision import autocast, resolve_precision
@@ -135,6 +137,9 @@ class Predictor:
         self.device = torch.device(resolve_device(device))
         self.precision = resolve_precision(precision, self.device)
         self.model = loaded.model.to(self.device, memory_format=torch.channels_last).eval()
+        # What runs: a copy with batch norm folded into the convolutions; ``model`` keeps its
+        # batch-norm layers for AdaBN (adapt_bn, evaluation.adaptation).
+        self.network = FoldedNetwork(self.model)
         settings = InferenceSettings.of(loaded.info)
         self.tta = settings.tta if tta is None else tta
         self.keep_largest = settings.keep_largest
@@ -192,7 +197,7 @@ class Predictor:
         x = normalise_batch(self.batch_input(images).to(self.device), self.spec)
         x = stack_mirrors(x, self._flips)
         with torch.inference_mode(), autocast(self.precision, self.device):
-            return _first_output(self.model(x)).float()
+            return _first_output(self.network.current()(x)).float()
 
     def adapt_bn(self, images: Iterable[LoadedImage]) -> int:
         """Re-estimate the network's batch-norm statistics on the unlabelled ``images`` of one
@@ -215,7 +220,7 @@ class Predictor:
         """Raw outputs, and the OOD score of each (unmirrored) image when the model has one."""
         if self.ood is None:
             return self._forward(images), None
-        with self.ood.tap.attached() as tap:
+        with self.ood.tap.attached(self.network.current()) as tap:
             out = self._forward(images)
         n = len(images)
         return out, self.ood.score(tap.features[:n], out[:n])
