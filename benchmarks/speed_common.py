@@ -27,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from braintumor.atomic import write_text_atomic
-from braintumor.inference.precision import cpu_has_bf16
+from braintumor.inference.precision import bf16_pays, cpu_has_bf16
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -66,6 +66,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "usable_cores": cores,
         "cpu_bf16": cpu_has_bf16(),
+        "bf16_by_default": bf16_pays(),  # what precision auto takes here
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),

@@ -24,7 +24,7 @@ from braintumor.data.cache import DecodedSlices, decode_slices
 from braintumor.data.preprocess import normalise_batch
 from braintumor.data.samples import Sample
 from braintumor.inference.inputs import DECODE_THREADS
-from braintumor.inference.precision import cpu_has_bf16
+from braintumor.inference.precision import bf16_pays
 from braintumor.inference.predictor import Predictor
 from braintumor.io import read_image
 from braintumor.models.folder import LoadedModel, ModelInfo
@@ -45,9 +45,9 @@ def endless(loader: Iterable[Any]) -> Iterator[Any]:
 
 
 def resolve_precision(name: str) -> str:
-    """``auto`` -> ``bf16`` on a CPU with bf16 instructions, else ``fp32``."""
+    """``auto`` -> ``bf16`` where the toolkit's ``auto`` takes it (``bf16_pays``), else ``fp32``."""
     if name == "auto":
-        return "bf16" if cpu_has_bf16() else "fp32"
+        return "bf16" if bf16_pays() else "fp32"
     if name not in ("bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, not {name!r}")
     return name

@@ -108,11 +108,11 @@ def test_segment_maps_come_back_at_the_stored_size_of_a_reduced_jpeg(tmp_path):
 
 def test_precision_auto_follows_the_cpu_and_bad_names_are_refused(monkeypatch):
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(precision, "bf16_pays", lambda: True)
     assert precision.resolve_precision("auto", cpu) == "bf16"
     assert precision.resolve_precision("auto", gpu) == "fp32"
     assert precision.resolve_precision("fp32", cpu) == "fp32"
-    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "bf16_pays", lambda: False)
     assert precision.resolve_precision("auto", cpu) == "fp32"
     assert precision.resolve_precision("bf16", cpu) == "bf16"
     with pytest.raises(DataError, match="precision must be one of"):
@@ -138,3 +138,19 @@ def test_histogram_shortcuts_give_numpys_and_scikit_images_values_exactly(seed):
         assert percentile_uint8(plane, q, grey_histogram(plane)) == float(np.percentile(plane, q))
     mask = rng.random(plane.shape) < 0.6
     np.testing.assert_array_equal(equalized(plane, mask), equalize_hist(plane, 256, mask=mask))
+
+
+@pytest.mark.parametrize(
+    ("vendor", "flags", "pays"),
+    [
+        ("GenuineIntel", "avx512f amx_bf16 amx_tile avx512_bf16", True),
+        ("GenuineIntel", "avx512f avx512_bf16", False),  # measured slower than fp32
+        ("AuthenticAMD", "avx512f avx512_bf16", True),
+        ("AuthenticAMD", "avx2", False),
+    ],
+)
+def test_bf16_by_default_only_where_it_measured_faster(monkeypatch, vendor, flags, pays):
+    info = f"vendor_id\t: {vendor}\nflags\t\t: fpu sse2 {flags}\n"
+    monkeypatch.setattr(precision, "_cpuinfo", lambda: info)
+    assert precision.bf16_pays() is pays
+    assert precision.cpu_has_bf16() is ("bf16" in flags)

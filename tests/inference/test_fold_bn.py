@@ -80,6 +80,8 @@ def test_only_pairs_whose_conv_output_nothing_else_reads() -> None:
     untraceable = _Untraceable().eval()
     assert conv_bn_pairs(untraceable) == []
     assert FoldedNetwork(untraceable).current() is untraceable
+    resnet = build_model("resnet10t", num_classes=2, in_channels=1).eval()
+    assert FoldedNetwork(resnet, fold=False).current() is resnet
 
 
 def test_refolds_when_the_statistics_change() -> None:

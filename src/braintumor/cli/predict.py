@@ -74,7 +74,7 @@ def predict_command(
         str,
         typer.Option(
             "--precision",
-            help="auto (bf16 on CPUs with AMX or AVX512-BF16, else fp32), fp32 or bf16.",
+            help="auto (bf16 on CPUs with AMX, or AMD with AVX512-BF16, else fp32), fp32 or bf16.",
         ),
     ] = "auto",
     slice: Annotated[

@@ -71,11 +71,12 @@ def fold_batchnorm(model: nn.Module, pairs: list[tuple[str, str]]) -> nn.Module:
 class FoldedNetwork:
     """The network a predictor runs: ``model`` with batch norm folded, folded again whenever
     the model's batch-norm statistics change (AdaBN writes them into ``model``, and
-    ``evaluate --adapt-bn`` swaps them per source). ``model``'s weights must stay fixed."""
+    ``evaluate --adapt-bn`` swaps them per source). ``model``'s weights must stay fixed.
+    ``fold=False`` runs the model as it is (the reference the benchmarks compare with)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, fold: bool = True) -> None:
         self.model = model
-        self.pairs = conv_bn_pairs(model)
+        self.pairs = conv_bn_pairs(model) if fold else []
         self._folded: nn.Module | None = None
         self._stats: dict[str, torch.Tensor] = {}
 

@@ -1,8 +1,8 @@
 """Batched inference of a trained 2D model: class probabilities or tumour probability maps.
 
 Prediction redoes the model folder's own preprocessing (:class:`PreprocessSpec`), runs with
-channels_last memory in the chosen precision (:mod:`.precision`: bf16 autocast on CPUs with
-AMX or AVX512-BF16 by default, fp32 on request) with batch norm folded into the convolutions
+channels_last memory in the chosen precision (:mod:`.precision`: bf16 autocast by default
+where it pays, fp32 elsewhere or on request) with batch norm folded into the convolutions
 (:mod:`.fold_bn`), and maps segmentation probabilities back to each image's original size.
 Inputs read by :func:`.prefetch.load_prepared` arrive prepared.
 """

@@ -24,7 +24,7 @@ from lightning.pytorch.callbacks import (
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from braintumor.config import Recipe
-from braintumor.inference.precision import cpu_has_bf16
+from braintumor.inference.precision import bf16_pays
 from braintumor.runfolder import RunFolder
 from braintumor.training.averaging import EmaOverEpochs
 from braintumor.training.elapsed import ElapsedMinutes
@@ -32,12 +32,13 @@ from braintumor.training.interrupt import GracefulStop
 
 
 def resolve_precision(recipe: Recipe, accelerator: str) -> str:
-    """``auto``: bf16/fp16 AMP on a GPU, bf16 autocast on a CPU that has it, else fp32."""
+    """``auto``: bf16/fp16 AMP on a GPU, bf16 autocast on a CPU where it pays
+    (:func:`~braintumor.inference.precision.bf16_pays`), else fp32."""
     if recipe.precision != "auto":
         return recipe.precision
     if accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    return "bf16-mixed" if cpu_has_bf16() else "32-true"
+    return "bf16-mixed" if bf16_pays() else "32-true"
 
 
 #: The time budget (minutes) from which ``compile: auto`` compiles. Measured for fast-cpu-seg
