@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from speed_common import RESULTS, command_line, cpu_model, machine_info, write_result
+from speed_common import RESULTS, command_line, cpu_identity, machine_info, write_result
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 PEAK_FILE = RESULTS / "matmul_peak.json"
@@ -56,28 +56,30 @@ def measure_matmul_peak(
 
 
 def peak_file(results: Path = RESULTS) -> Path:
-    """Where this CPU model's peak is (to be) stored: ``matmul_peak.json`` unless that file
-    holds another CPU's figures, then ``matmul_peak-<cpu model>.json``."""
+    """Where this CPU's peak is (to be) stored: ``matmul_peak.json`` unless that file holds
+    another CPU's figures (:func:`~speed_common.cpu_identity`: name and bf16 units), then
+    ``matmul_peak-<cpu model>-<units>.json``."""
     shared = results / PEAK_FILE.name
-    if not shared.is_file() or _cpu_of(shared) == cpu_model():
+    if not shared.is_file() or _cpu_of(shared) == cpu_identity():
         return shared
-    slug = "".join(c if c.isalnum() else "-" for c in cpu_model().lower()).strip("-")
+    slug = "".join(c if c.isalnum() else "-" for c in cpu_identity().lower())
+    slug = "-".join(part for part in slug.split("-") if part)
     return results / f"matmul_peak-{slug}.json"
 
 
-def _cpu_of(path: Path) -> str | None:
-    return json.loads(path.read_text()).get("machine", {}).get("cpu_model")
+def _cpu_of(path: Path) -> str:
+    return cpu_identity(json.loads(path.read_text()).get("machine", {}))
 
 
 def peak_for_this_cpu(path: Path | None = None) -> dict[str, Any]:
-    """The stored peak of this CPU model (:func:`peak_file`), else a short measurement.
+    """The stored peak of this CPU (:func:`peak_file`), else a short measurement.
 
     The speed benchmarks divide their achieved GFLOP/s by these figures.
     """
     path = path or peak_file()
     if path.is_file():
         stored = json.loads(path.read_text())
-        if stored.get("machine", {}).get("cpu_model") == cpu_model():
+        if cpu_identity(stored.get("machine", {})) == cpu_identity():
             return {
                 "fp32_gflops": stored["fp32_gflops"],
                 "bf16_gflops": stored["bf16_gflops"],

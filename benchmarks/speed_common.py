@@ -49,6 +49,25 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_matrix_units() -> str:
+    """The CPU's bf16 matrix instructions: ``amx``, ``avx512_bf16`` or ``none``. CPUs of one
+    marketing name differ here (a virtual "Intel Xeon Processor" with and without AMX), and
+    so do their bf16 peaks, by 10x or more."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "none"
+    return "amx" if "amx_bf16" in flags else "avx512_bf16" if "avx512_bf16" in flags else "none"
+
+
+def cpu_identity(machine: dict[str, Any] | None = None) -> str:
+    """The CPU's name and bf16 units (:func:`cpu_matrix_units`): this machine's, or those a
+    results file's ``machine`` record holds (``?`` where it predates the units field)."""
+    if machine is None:
+        return f"{cpu_model()} [{cpu_matrix_units()}]"
+    return f"{machine.get('cpu_model')} [{machine.get('cpu_matrix_units', '?')}]"
+
+
 def load_average() -> list[float]:
     """1, 5 and 15 minute load averages, rounded (empty where the OS has none)."""
     try:
@@ -66,6 +85,7 @@ def machine_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "usable_cores": cores,
         "cpu_bf16": cpu_has_bf16(),
+        "cpu_matrix_units": cpu_matrix_units(),
         "bf16_by_default": bf16_pays(),  # what precision auto takes here
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -56,13 +56,21 @@ def test_matmul_peak_measures_both_dtypes() -> None:
 
 
 def test_peak_file_is_per_cpu_model(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(matmul_peak, "cpu_model", lambda: "Some CPU 9")
+    monkeypatch.setattr(speed_common, "cpu_model", lambda: "Some CPU 9")
+    monkeypatch.setattr(speed_common, "cpu_matrix_units", lambda: "amx")
     assert matmul_peak.peak_file(tmp_path).name == "matmul_peak.json"  # nothing stored yet
-    stored = {"machine": {"cpu_model": "Other CPU"}, "fp32_gflops": 1.0, "bf16_gflops": 2.0}
+    machine = {"cpu_model": "Other CPU", "cpu_matrix_units": "amx"}
+    stored = {"machine": machine, "fp32_gflops": 1.0, "bf16_gflops": 2.0}
     (tmp_path / "matmul_peak.json").write_text(json.dumps(stored))
-    assert matmul_peak.peak_file(tmp_path).name == "matmul_peak-some-cpu-9.json"
-    monkeypatch.setattr(matmul_peak, "cpu_model", lambda: "Other CPU")
+    assert matmul_peak.peak_file(tmp_path).name == "matmul_peak-some-cpu-9-amx.json"
+    monkeypatch.setattr(speed_common, "cpu_model", lambda: "Other CPU")
     assert matmul_peak.peak_file(tmp_path).name == "matmul_peak.json"
+    # The same name without AMX is another CPU (its bf16 peak is a tenth).
+    monkeypatch.setattr(speed_common, "cpu_matrix_units", lambda: "avx512_bf16")
+    assert matmul_peak.peak_file(tmp_path).name == "matmul_peak-other-cpu-avx512-bf16.json"
+    del stored["machine"]["cpu_matrix_units"]  # a file from before the units were recorded
+    (tmp_path / "matmul_peak.json").write_text(json.dumps(stored))
+    assert matmul_peak.peak_file(tmp_path).name != "matmul_peak.json"
 
 
 def test_profile_step_accounts_for_the_step(monkeypatch) -> None:
