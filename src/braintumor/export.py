@@ -24,7 +24,8 @@ from braintumor.atomic import atomic_path, write_text_atomic
 from braintumor.data.lgg import slice_spec
 from braintumor.data.preprocess import normalise_batch, prepare_slice
 from braintumor.errors import DataError, ModelFormatError
-from braintumor.inference.predictor import InferenceSettings, Predictor, _first_output, spec_of
+from braintumor.inference.network_output import first_output
+from braintumor.inference.predictor import InferenceSettings, Predictor, spec_of
 from braintumor.inference.tta import stack_mirrors
 from braintumor.io.base import LoadedImage
 from braintumor.models.folder import LoadedModel, read_model_info
@@ -52,7 +53,7 @@ class _SingleOutput(nn.Module):
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _first_output(self.net(x))
+        return first_output(self.net(x))
 
 
 def parity_path(onnx_path: str | Path) -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -73,6 +74,28 @@ class _Untraceable(nn.Module):
         if x.sum() > 0:  # data-dependent: torch.fx cannot trace it
             return self.norm(self.conv(x))
         return self.conv(x)
+
+
+class _ReadsStatistics(nn.Module):
+    """Uses its batch norm's running mean beyond the normalisation: not foldable as it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.norm = nn.BatchNorm2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.conv(x)) + self.norm.running_mean.view(1, -1, 1, 1)
+
+
+def test_a_folded_copy_that_answers_differently_is_not_used() -> None:
+    model = _with_statistics(_ReadsStatistics())
+    assert conv_bn_pairs(model) == [("conv", "norm")]  # fx sees a BatchNorm2d after a Conv2d
+    with pytest.warns(UserWarning, match="not folded"):
+        network = FoldedNetwork(model)
+    assert network.current() is model
+    training = _with_statistics(build_model("resnet10t", num_classes=2, in_channels=1)).train()
+    assert FoldedNetwork(training).current() is training  # no probe through training mode
 
 
 def test_only_pairs_whose_conv_output_nothing_else_reads() -> None:

@@ -14,6 +14,7 @@ modules are swapped, the convolution for the folded one and the batch norm for a
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import Counter
 
 import torch
@@ -21,6 +22,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from braintumor.inference.adapt_bn import bn_state
+from braintumor.inference.network_output import first_output
 
 
 def conv_bn_pairs(model: nn.Module) -> list[tuple[str, str]]:
@@ -72,13 +74,40 @@ class FoldedNetwork:
     """The network a predictor runs: ``model`` with batch norm folded, folded again whenever
     the model's batch-norm statistics change (AdaBN writes them into ``model``, and
     ``evaluate --adapt-bn`` swaps them per source). ``model``'s weights must stay fixed.
-    ``fold=False`` runs the model as it is (the reference the benchmarks compare with)."""
+    ``fold=False`` runs the model as it is (the reference the benchmarks compare with); so
+    does a model in training mode, or one whose folded copy answers differently on a probe."""
 
     def __init__(self, model: nn.Module, fold: bool = True) -> None:
         self.model = model
-        self.pairs = conv_bn_pairs(model) if fold else []
+        # A model in training mode would update its statistics on the probe: not folded.
+        self.pairs = conv_bn_pairs(model) if fold and not model.training else []
         self._folded: nn.Module | None = None
         self._stats: dict[str, torch.Tensor] = {}
+        if self.pairs and not self._agrees(self.current()):
+            # A forward that needs more of a batch norm than its output (its statistics read
+            # directly, say): such a model runs unfolded rather than answer differently.
+            warnings.warn(
+                f"{type(model).__name__}: batch norm not folded (the folded copy's outputs "
+                "differ from the model's)",
+                stacklevel=2,
+            )
+            self.pairs, self._folded = [], None
+
+    def _agrees(self, folded: nn.Module) -> bool:
+        """Whether ``folded`` and the model give the same outputs (to 1e-3 of their scale) on
+        a random 64 px probe; False when the probe does not fit the model."""
+        conv = next(m for m in self.model.modules() if isinstance(m, nn.Conv2d))
+        generator = torch.Generator().manual_seed(0)
+        probe = torch.randn(2, conv.in_channels, 64, 64, generator=generator)
+        probe = probe.to(conv.weight.device).contiguous(memory_format=torch.channels_last)
+        try:
+            with torch.inference_mode():
+                expected = first_output(self.model(probe)).float()
+                got = first_output(folded(probe)).float()
+        except Exception:  # the probe does not fit, or the copy lacks what forward reads
+            return False
+        scale = expected.abs().max().clamp_min(1e-6)
+        return expected.shape == got.shape and bool((expected - got).abs().max() <= 1e-3 * scale)
 
     def current(self) -> nn.Module:
         """The folded copy for the model's present statistics (the model itself when there

@@ -28,6 +28,7 @@ from braintumor.errors import DataError, ModelFormatError
 from braintumor.inference.adapt_bn import adapt_batchnorm
 from braintumor.inference.fold_bn import FoldedNetwork
 from braintumor.inference.inputs import DECODE_THREADS
+from braintumor.inference.network_output import first_output
 from braintumor.inference.ood import OODScorer, scorer_of
 from braintumor.inference.precision import autocast, resolve_precision
 from braintumor.inference.prefetch import PreparedImage, check_raster, full_shape
@@ -88,17 +89,6 @@ def spec_of(info: ModelInfo) -> PreprocessSpec:
         return PreprocessSpec.from_dict(info.preprocessing)
     size = info.image_size if isinstance(info.image_size, int) else int(info.image_size[0])
     return PreprocessSpec(image_size=size, in_channels=info.in_channels)
-
-
-def _first_output(out: object) -> torch.Tensor:
-    """Some networks return (main, auxiliary...) or {"out": ...}; the first is the prediction."""
-    if isinstance(out, dict):
-        out = out.get("out", next(iter(out.values())))
-    if isinstance(out, list | tuple):
-        out = out[0]
-    if not isinstance(out, torch.Tensor):
-        raise ModelFormatError(f"model returned {type(out).__name__}, expected a tensor")
-    return out
 
 
 class Predictor:
@@ -197,7 +187,7 @@ class Predictor:
         x = normalise_batch(self.batch_input(images).to(self.device), self.spec)
         x = stack_mirrors(x, self._flips)
         with torch.inference_mode(), autocast(self.precision, self.device):
-            return _first_output(self.network.current()(x)).float()
+            return first_output(self.network.current()(x)).float()
 
     def adapt_bn(self, images: Iterable[LoadedImage]) -> int:
         """Re-estimate the network's batch-norm statistics on the unlabelled ``images`` of one
