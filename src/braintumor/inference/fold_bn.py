@@ -87,8 +87,8 @@ class FoldedNetwork:
             # A forward that needs more of a batch norm than its output (its statistics read
             # directly, say): such a model runs unfolded rather than answer differently.
             warnings.warn(
-                f"{type(model).__name__}: batch norm not folded (the folded copy's outputs "
-                "differ from the model's)",
+                f"{type(model).__name__}: batch norm not folded (on a 64 px probe the folded "
+                "copy answered differently, or the probe did not run)",
                 stacklevel=2,
             )
             self.pairs, self._folded = [], None
