@@ -13,6 +13,7 @@ parity of bf16 probabilities with fp32 on real slices is measured in docs/benchm
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from braintumor.errors import DataError
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+@functools.cache  # read once per process: predictors and trainers ask repeatedly
 def _cpuinfo() -> str:
     try:
         return Path("/proc/cpuinfo").read_text()
