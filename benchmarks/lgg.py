@@ -5,6 +5,7 @@
     python benchmarks/lgg.py recipes                     # system-003 recipes: params, s/epoch
     python benchmarks/lgg.py stack-rule --work W         # the 3D stack rule on W's fold models
     python benchmarks/lgg.py thresholds --work W         # a validation-chosen mask threshold
+    python benchmarks/lgg.py stack-smoothing --work W    # maps averaged with neighbouring slices
     python benchmarks/lgg.py slice-breakdown --model M   # where a binary model fails on LGG
 
 ``cv`` trains one run per fold (``braintumor train fast-cpu-lgg --protocol kfold``) and writes
@@ -24,6 +25,9 @@ threshold (0.5 everywhere) should be chosen on validation too: per-patient volum
 validation and test patients at thresholds 0.2-0.7, the threshold the validation patients
 choose, and the test patients' pooled figure at each threshold and at the chosen one
 (``benchmarks/results/lgg_thresholds.json``).
+``stack-smoothing`` does the same for the weight with which each slice's probability map is
+averaged with its neighbours' in the patient's stack before thresholding (0 = off, 0.25-1;
+``benchmarks/results/lgg_stack-smoothing.json``).
 ``slice-breakdown`` runs binary models (``--model``, repeatable: say a leave-one-source-out
 fold model that never saw LGG) on all 776 slices and splits their tumour ROC-AUC by tumour
 size and by the slice's place in its patient's stack
@@ -45,7 +49,14 @@ import numpy as np
 from braintumor.atomic import write_text_atomic
 from braintumor.config import load_recipe
 from braintumor.protocols.kfold import run_kfold
-from lgg_analysis import LGG, machine, slice_breakdown, stack_rule, thresholds
+from lgg_analysis import (
+    LGG,
+    machine,
+    slice_breakdown,
+    stack_rule,
+    stack_smoothing,
+    thresholds,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -142,7 +153,8 @@ def _recipes(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "what", choices=("cv", "recipes", "stack-rule", "thresholds", "slice-breakdown")
+        "what",
+        choices=("cv", "recipes", "stack-rule", "thresholds", "stack-smoothing", "slice-breakdown"),
     )
     parser.add_argument("--recipe", default="fast-cpu-lgg")
     parser.add_argument("--folds", type=int, default=5)
@@ -155,7 +167,7 @@ def main() -> None:
         type=Path,
         action="append",
         dest="work_dirs",
-        help="work folder (default /tmp/braintumor-lgg-bench); stack-rule, thresholds: repeatable",
+        help="work folder (default /tmp/braintumor-lgg-bench); the fold probes: repeatable",
     )
     parser.add_argument("--resume", action="store_true", help="keep finished folds")
     parser.add_argument("--batch", type=int, default=4, help="recipes: images per timed step")
@@ -177,6 +189,7 @@ def main() -> None:
         "recipes": _recipes,
         "stack-rule": stack_rule,
         "thresholds": thresholds,
+        "stack-smoothing": stack_smoothing,
         "slice-breakdown": slice_breakdown,
     }
     result = actions[args.what](args)

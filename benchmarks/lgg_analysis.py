@@ -118,46 +118,66 @@ def patient_dice(masks: list[Any], truths: list[Any], paths: list[str]) -> list[
     return [row["dice"] for row in patient_rows(counts, [Path(p).parent.name for p in paths])]
 
 
-def thresholds(args: argparse.Namespace) -> dict[str, Any]:
+def _fold_probabilities(args: argparse.Namespace) -> Iterator[tuple[Path, dict, dict]]:
+    """Each finished fold's settings chosen on validation and, per split (val, test), its
+    tumour probability maps with the truths and paths they belong to."""
     from braintumor.inference.choice import readable_pairs
-    from braintumor.inference.outputs import tumour_mask
     from braintumor.inference.predictor import Predictor
+
+    for fold_dir, splits, loaded, chosen in fold_models(args):
+        sides = {}
+        for side in ("val", "test"):
+            images, truths, paths = readable_pairs(splits[side])
+            probs = Predictor(loaded, device="cpu", tta=chosen["tta"]).segment(images)
+            sides[side] = (probs, truths, paths)
+        yield fold_dir, chosen, sides
+
+
+def _masks(
+    probs: list[np.ndarray], paths: list[str], chosen: dict, threshold: float = 0.5
+) -> list[np.ndarray]:
+    """Masks as the fold's chosen settings make them from ``probs``."""
+    from braintumor.inference.outputs import tumour_mask
     from braintumor.inference.stack_filter import filter_stacks
+
+    masks = [
+        tumour_mask(p, threshold=threshold, keep_largest=chosen["keep_largest"]) for p in probs
+    ]
+    return filter_stacks(masks, paths) if chosen["stack_components"] else masks
+
+
+def _grid_probe(
+    args: argparse.Namespace, grid: tuple[float, ...], neutral: float, masks_at: Any
+) -> dict[str, Any]:
+    """For each fold, the per-patient Dice of every value in ``grid`` (``masks_at(value,
+    probs, paths, chosen)`` makes the masks) on validation and test patients; the value with
+    the best validation mean is chosen (ties go to the one nearer ``neutral``) and its test
+    patients pooled with the other folds'."""
     from braintumor.metrics.segmentation import value_summary
 
     start = time.perf_counter()
     folds: list[dict[str, Any]] = []
     pooled: dict[str, list[float]] = {}
-    for fold_dir, splits, loaded, chosen in fold_models(args):
-        dice: dict[str, dict[float, list[float]]] = {}
-        for side in ("val", "test"):
-            images, truths, paths = readable_pairs(splits[side])
-            probs = Predictor(loaded, device="cpu", tta=chosen["tta"]).segment(images)
-            dice[side] = {}
-            for threshold in THRESHOLDS:
-                masks = [
-                    tumour_mask(p, threshold=threshold, keep_largest=chosen["keep_largest"])
-                    for p in probs
-                ]
-                if chosen["stack_components"]:
-                    masks = filter_stacks(masks, paths)
-                dice[side][threshold] = patient_dice(masks, truths, paths)
-        val_mean = {t: float(np.mean(v)) for t, v in dice["val"].items()}
-        # ties go to the threshold nearer 0.5
-        best = max(THRESHOLDS, key=lambda t: (round(val_mean[t], 4), -abs(t - 0.5)))
-        for threshold in THRESHOLDS:
-            pooled.setdefault(str(threshold), []).extend(dice["test"][threshold])
+    for fold_dir, chosen, sides in _fold_probabilities(args):
+        dice = {
+            side: {v: patient_dice(masks_at(v, probs, paths, chosen), truths, paths) for v in grid}
+            for side, (probs, truths, paths) in sides.items()
+        }
+        val_mean = {v: float(np.mean(d)) for v, d in dice["val"].items()}
+        best = max(grid, key=lambda v: (round(val_mean[v], 4), -abs(v - neutral)))
+        for value in grid:
+            pooled.setdefault(str(value), []).extend(dice["test"][value])
         pooled.setdefault("chosen", []).extend(dice["test"][best])
         folds.append(
             {
                 "fold": fold_dir.name,
                 "settings": {k: chosen[k] for k in ("tta", "keep_largest", "stack_components")},
-                "val_mean": {str(t): round(v, 4) for t, v in val_mean.items()},
+                "val_mean": {str(v): round(m, 4) for v, m in val_mean.items()},
                 "chosen": best,
-                "test_mean": {str(t): round(float(np.mean(v)), 4) for t, v in dice["test"].items()},
+                "test_mean": {str(v): round(float(np.mean(d)), 4) for v, d in dice["test"].items()},
             }
         )
-        print(f"{fold_dir.name}: threshold {best} chosen on validation", flush=True)
+        print(f"{fold_dir.name}: {best} chosen on validation", flush=True)
     return {
         "command": " ".join(["python", *sys.argv]),
         "machine": machine(),
@@ -165,6 +185,47 @@ def thresholds(args: argparse.Namespace) -> dict[str, Any]:
         "folds": folds,
         "pooled_test_patient_dice": {k: value_summary(v) for k, v in pooled.items()},
     }
+
+
+def thresholds(args: argparse.Namespace) -> dict[str, Any]:
+    """The mask threshold chosen on each fold's validation patients (:data:`THRESHOLDS`)."""
+    return _grid_probe(
+        args, THRESHOLDS, 0.5, lambda t, probs, paths, chosen: _masks(probs, paths, chosen, t)
+    )
+
+
+#: Weight of each neighbouring slice's probability map in :func:`smooth_stacks`.
+NEIGHBOUR_WEIGHTS = (0.0, 0.25, 0.5, 1.0)
+
+
+def smooth_stacks(probs: list[np.ndarray], paths: list[str], weight: float) -> list[np.ndarray]:
+    """Each stack slice's probability map averaged with its neighbours' in the patient's
+    stack (each neighbour weighing ``weight`` against the slice's 1); other maps unchanged.
+    A tumour runs on over adjacent slices, a false spot mostly does not."""
+    from braintumor.inference.stack_filter import stacks_of
+
+    out = list(probs)
+    if weight == 0:
+        return out
+    for stack in stacks_of(paths):
+        maps = [probs[i] for i in stack]
+        if len({m.shape for m in maps}) != 1:
+            continue
+        for k, index in enumerate(stack):
+            near = [maps[j] for j in (k - 1, k + 1) if 0 <= j < len(maps)]
+            out[index] = (maps[k] + weight * sum(near)) / (1 + weight * len(near))
+    return out
+
+
+def stack_smoothing(args: argparse.Namespace) -> dict[str, Any]:
+    """The neighbour weight of :func:`smooth_stacks` chosen on each fold's validation
+    patients (:data:`NEIGHBOUR_WEIGHTS`; the mask threshold stays 0.5)."""
+    return _grid_probe(
+        args,
+        NEIGHBOUR_WEIGHTS,
+        0.0,
+        lambda w, probs, paths, chosen: _masks(smooth_stacks(probs, paths, w), paths, chosen),
+    )
 
 
 AREA_BINS = (1, 200, 800, 2000)  # tumour pixels of a 256x256 slice: lower edges
