@@ -87,14 +87,19 @@ def _cv(args: argparse.Namespace) -> dict[str, Any]:
 
 def _step_seconds(name: str, batch: int, steps: int, overrides: list[str]) -> dict[str, Any]:
     """Parameters and measured seconds per training step of recipe ``name`` on real LGG
-    slices (the recipe's preprocessing, augmentation, loss, optimiser and bf16 autocast)."""
+    slices (the recipe's preprocessing, augmentation, loss, optimiser and the precision
+    ``train`` takes on this machine)."""
+    import contextlib
+
     import torch
 
     from braintumor.data.cache import decode_slices
     from braintumor.data.layouts import detect_layout
     from braintumor.models import build_model
     from braintumor.training.module import SegmentationModule
+    from braintumor.training.optim import build_optimizer
     from braintumor.training.setup import preprocess_spec
+    from braintumor.training.trainer import resolve_precision
 
     recipe = load_recipe(name, ["pretrained=false", *overrides])
     spec = preprocess_spec(recipe)
@@ -105,7 +110,9 @@ def _step_seconds(name: str, batch: int, steps: int, overrides: list[str]) -> di
     )
     module = SegmentationModule(recipe, 1, recipe.in_channels, multilabel=True, spec=spec)
     module.model = model
-    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe.lr)
+    optimiser = build_optimizer(model, recipe)
+    precision = resolve_precision(recipe, "cpu")
+    bf16 = precision.startswith("bf16")
     batch_data = {
         "image": torch.from_numpy(np.array(decoded.images)),
         "mask": torch.from_numpy(np.array(decoded.masks)),
@@ -113,7 +120,8 @@ def _step_seconds(name: str, batch: int, steps: int, overrides: list[str]) -> di
     times = []
     for step in range(steps + 1):  # the first step (allocation, autotuning) is not timed
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        with autocast:
             images, masks = module._prepare(batch_data, train=True)
             loss = module.loss_fn(model(images).float(), masks)
         optimiser.zero_grad()
@@ -125,6 +133,7 @@ def _step_seconds(name: str, batch: int, steps: int, overrides: list[str]) -> di
     return {
         "recipe": name,
         "model": recipe.model,
+        "precision": precision,
         "parameters": sum(p.numel() for p in model.parameters()),
         "image_size": recipe.image_size,
         "in_channels": recipe.in_channels,
