@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,8 +146,12 @@ def _masks(
     return filter_stacks(masks, paths) if chosen["stack_components"] else masks
 
 
+#: Masks from a grid value, the probability maps, their paths and the fold's chosen settings.
+MasksAt = Callable[[float, list[np.ndarray], list[str], dict], list[np.ndarray]]
+
+
 def _grid_probe(
-    args: argparse.Namespace, grid: tuple[float, ...], neutral: float, masks_at: Any
+    args: argparse.Namespace, grid: tuple[float, ...], neutral: float, masks_at: MasksAt
 ) -> dict[str, Any]:
     """For each fold, the per-patient Dice of every value in ``grid`` (``masks_at(value,
     probs, paths, chosen)`` makes the masks) on validation and test patients; the value with
