@@ -1,7 +1,7 @@
 """LGG benchmarks on the shared 20 patients (Buda et al.'s per-patient protocol).
 
     python benchmarks/lgg.py cv --set max_minutes=10     # 5-fold patient-grouped CV, fast-cpu-lgg
-    python benchmarks/lgg.py cv --fold 0 --out F.json    # one fold of it
+    python benchmarks/lgg.py cv --fold 0                 # one fold of it (lgg_cv_fold0.json)
     python benchmarks/lgg.py recipes                     # system-003 recipes: params, s/epoch
     python benchmarks/lgg.py stack-rule --work W         # the 3D stack rule on W's fold models
     python benchmarks/lgg.py thresholds --work W         # a validation-chosen mask threshold
@@ -159,6 +159,14 @@ def _recipes(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _default_result_name(args: argparse.Namespace) -> str:
+    """``lgg_cv.json`` for a whole run; a part (``--fold``) gets its own name so that one
+    worker's folds never overwrite the stored 5-fold result."""
+    if args.what == "cv" and args.fold:
+        return f"lgg_cv_fold{'-'.join(str(k) for k in sorted(set(args.fold)))}.json"
+    return f"lgg_{args.what}.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -202,7 +210,7 @@ def main() -> None:
         "slice-breakdown": slice_breakdown,
     }
     result = actions[args.what](args)
-    out = args.out or RESULTS / f"lgg_{args.what}.json"
+    out = args.out or RESULTS / _default_result_name(args)
     write_text_atomic(out, json.dumps(result, indent=2))
     print(f"wrote {out}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import lgg
 import lgg_analysis
 
 
@@ -57,3 +59,12 @@ def test_lgg_stack_smoothing_damps_a_lone_spot_and_keeps_a_tumour_running_throug
     assert smoothed[3][0, 0] == pytest.approx(0.45)  # an empty slice between two: not tumour
     assert smoothed[6] is probs[6]  # a single slice is no stack
     assert lgg_analysis.smooth_stacks(probs, paths, weight=0.0) == probs
+
+
+def test_lgg_partial_cv_run_gets_its_own_result_file() -> None:
+    def name(what: str, fold: list[int] | None) -> str:
+        return lgg._default_result_name(argparse.Namespace(what=what, fold=fold))
+
+    assert name("cv", None) == "lgg_cv.json"  # the whole 5-fold run
+    assert name("cv", [4, 3, 3]) == "lgg_cv_fold3-4.json"  # one worker's folds
+    assert name("stack-rule", [1]) == "lgg_stack-rule.json"
