@@ -71,6 +71,9 @@ class Recipe:
     monitor_mode: Literal["min", "max"] = "min"
     # Segmenters: share of training draws showing tumour (weighted sampler); None = uniform
     positive_fraction: float | None = None
+    # Segmenters: start every output at this tumour probability (the output layer's bias set to
+    # its logit, models.output_prior) instead of 0.5; None keeps the network's own start.
+    output_prior: float | None = None
     # Segmenters: tta / keep_largest, each true, false or auto (chosen on validation)
     inference: InferenceOptions = field(default_factory=InferenceOptions)
     # Data
@@ -123,6 +126,14 @@ class Recipe:
                 f"recipe {self.name!r}: positive_fraction must be a number between 0 and 1 "
                 f"(exclusive) or null, not {fraction!r}"
             )
+        prior = self.output_prior
+        if prior is not None and not (isinstance(prior, float) and 0.0 < prior < 1.0):
+            raise RecipeError(
+                f"recipe {self.name!r}: output_prior must be a probability between 0 and 1 "
+                f"(exclusive) or null, not {prior!r}"
+            )
+        if prior is not None and self.task == "classify":
+            raise RecipeError(f"recipe {self.name!r}: output_prior applies to segmenters only")
         fill = self.augment.get("missing_sequence_fill", 1)
         if (
             self.augment.get("missing_sequence")

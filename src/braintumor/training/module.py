@@ -174,6 +174,31 @@ class ClassificationModule(_RecipeModule):
         self.log("val/auc", self.val_auc, on_epoch=True)
 
 
+def _start_at_prior(
+    model: torch.nn.Module, recipe: Recipe, in_channels: int, multilabel: bool
+) -> None:
+    """Start ``model``'s sigmoid outputs at ``recipe.output_prior`` (models.output_prior).
+
+    The probe input has the recipe's training size: ``image_size`` squared for a 2D network,
+    ``extra.patch_size`` for a 3D one.
+    """
+    from braintumor.models import get_spec
+    from braintumor.models.output_prior import set_output_prior
+
+    assert recipe.output_prior is not None
+    if not multilabel:
+        raise RecipeError(
+            f"recipe {recipe.name!r}: output_prior starts sigmoid outputs; a softmax label map "
+            "has no single tumour prior"
+        )
+    if get_spec(recipe.model).task == "segment3d":
+        size = [int(side) for side in getattr(recipe.extra, "patch_size", [64, 64, 64])]
+    else:
+        size = [recipe.image_size] * 2
+    example = torch.zeros(1, in_channels, *size)
+    set_output_prior(model, recipe.output_prior, example)
+
+
 class SegmentationModule(_RecipeModule):
     """Masks from slices (2D) or volumes (3D).
 
@@ -209,6 +234,8 @@ class SegmentationModule(_RecipeModule):
                 weights=recipe.weights,
                 **recipe.model_args,
             )
+            if recipe.output_prior is not None:
+                _start_at_prior(model, recipe, in_channels, multilabel or num_outputs == 1)
         if spec is not None:  # the 2D slice path; 3D weights have no channels_last layout
             model = model.to(memory_format=torch.channels_last)
         super().__init__(recipe, model)
