@@ -147,7 +147,7 @@ def _masks(
 
 
 #: Masks from a grid value, the probability maps, their paths and the fold's chosen settings.
-MasksAt = Callable[[float, list[np.ndarray], list[str], dict], list[np.ndarray]]
+MasksAt = Callable[[float, list[np.ndarray], list[str], dict[str, Any]], list[np.ndarray]]
 
 
 def _grid_probe(

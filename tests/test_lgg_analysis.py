@@ -1,4 +1,5 @@
-"""The LGG fold probes of ``benchmarks/lgg_analysis.py`` on hand-made stacks (no training)."""
+"""The LGG fold probes of ``benchmarks/lgg_analysis.py`` on hand-made stacks (no training), and
+where ``benchmarks/lgg.py`` writes a partial cross-validation run."""
 
 from __future__ import annotations
 
