@@ -83,3 +83,19 @@ def test_bad_priors_are_refused_when_the_recipe_loads(overrides: list[str], mess
 def test_classifiers_have_no_output_prior() -> None:
     with pytest.raises(RecipeError, match="segmenters only"):
         load_recipe("fast-cpu-4class", ["output_prior=0.1"])
+
+
+def test_a_3d_segmenter_is_probed_at_the_recipe_patch_size() -> None:
+    recipe = load_recipe("fast-cpu-brats3d", ["output_prior=0.05"])
+    module = SegmentationModule(recipe, 3, 4, multilabel=True)
+    module.eval()
+    with torch.no_grad():
+        probs = torch.sigmoid(module.model(torch.zeros(1, 4, 32, 32, 32)))
+    assert probs.shape[1] == 3
+    assert 0.01 < probs.median().item() < 0.2
+
+
+def test_softmax_label_maps_have_no_single_prior() -> None:
+    recipe = load_recipe("fast-cpu-brats3d", ["output_prior=0.05"])
+    with pytest.raises(RecipeError, match="softmax"):
+        SegmentationModule(recipe, 4, 4, multilabel=False)
