@@ -42,14 +42,14 @@ def prior_logit(prior: float) -> float:
 
 
 def _output_width(layer: nn.Module) -> int:
-    return int(layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels)
+    width = layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+    assert isinstance(width, int)  # every kind in _BIASED_LAYERS stores it as an int
+    return width
 
 
-def find_output_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
-    """The last layer run on ``example`` that has a bias and as many outputs as the model.
-
-    Raises RecipeError when the network has no such layer.
-    """
+def _find_output_layer(model: nn.Module, example: torch.Tensor) -> tuple[nn.Module, torch.Tensor]:
+    """The last layer run on ``example`` that has a bias and as many outputs as the model, and
+    the model's output on ``example``. Raises RecipeError when the network has no such layer."""
     executed: list[nn.Module] = []
     hooks = [
         layer.register_forward_hook(lambda module, _inputs, _output: executed.append(module))
@@ -61,6 +61,11 @@ def find_output_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
     finally:
         for hook in hooks:
             hook.remove()
+    if not isinstance(output, torch.Tensor):
+        raise RecipeError(
+            f"output_prior: {type(model).__name__} returns {type(output).__name__}, not one "
+            "tensor of logits"
+        )
     width = output.shape[1]
     candidates = [layer for layer in executed if _output_width(layer) == width]
     if not candidates:
@@ -68,7 +73,7 @@ def find_output_layer(model: nn.Module, example: torch.Tensor) -> nn.Module:
             f"output_prior: {type(model).__name__} has no output layer with a bias "
             f"for its {width} output channel(s)"
         )
-    return candidates[-1]
+    return candidates[-1], output
 
 
 @torch.no_grad()
@@ -83,9 +88,8 @@ def set_output_prior(model: nn.Module, prior: float, example: torch.Tensor) -> N
     was_training = model.training
     model.eval()
     try:
-        layer = find_output_layer(model, example)
-        assert isinstance(layer.bias, torch.Tensor)  # find_output_layer only keeps biased layers
-        before = model(example)
+        layer, before = _find_output_layer(model, example)
+        assert isinstance(layer.bias, torch.Tensor)  # only biased layers are candidates
         original = layer.bias.detach().clone()
         target = prior_logit(prior)
         layer.bias.fill_(target)
