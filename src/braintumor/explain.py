@@ -25,6 +25,7 @@ from torch import nn
 from braintumor.errors import BrainTumorError
 from braintumor.io.base import LoadedImage
 from braintumor.io.raster import write_png
+from braintumor.models.ensemble import first_member
 from braintumor.models.folder import LoadedModel
 from braintumor.tasks.registry import CLASSES, model_task
 
@@ -44,16 +45,18 @@ class _CamNet(nn.Module):
         self.net = net
         self.grid = nn.Identity()
         self.vit_tokens = vit_tokens
+        # where the token layout is read: the network, or an ensemble's first member
+        self.token_net = first_member(net)[0]
         net.get_submodule(layer).register_forward_hook(self._through_grid)
 
     def _through_grid(self, _module: nn.Module, _inputs: Any, output: torch.Tensor):
         if not self.vit_tokens:
             return self.grid(output).clone()
         # (B, prefix + h*w, D) -> (B, D, h, w) -> identity -> back; gradients flow unchanged.
-        prefix = int(getattr(self.net, "num_prefix_tokens", 1))
+        prefix = int(getattr(self.token_net, "num_prefix_tokens", 1))
         patches = output[:, prefix:]
         b, n, d = patches.shape
-        h, w = _token_grid(self.net, n)
+        h, w = _token_grid(self.token_net, n)
         grid = self.grid(patches.transpose(1, 2).reshape(b, d, h, w)).clone()
         return torch.cat([output[:, :prefix], grid.flatten(2).transpose(1, 2)], dim=1)
 
@@ -81,8 +84,13 @@ def choose_layer(net: nn.Module, architecture: str | None = None) -> tuple[str, 
 
     The model registry's ``gradcam_layer`` wins; otherwise a ViT's last block input norm
     (the last block's output only feeds the head through the class token), else the last
-    convolution or normalisation layer.
+    convolution or normalisation layer. An ensemble is explained through its first member's
+    layer: the map shows what moved that member towards the ensemble's class.
     """
+    member, prefix = first_member(net)
+    if prefix:
+        layer, tokens = choose_layer(member, architecture)
+        return prefix + layer, tokens
     spec = None
     if architecture:
         import braintumor.models  # noqa: F401  (registers every model)
@@ -149,7 +157,7 @@ def gradcam(
     if layer is None:
         layer, vit_tokens = choose_layer(net, architecture)
     else:
-        vit_tokens = _is_token_model(net)
+        vit_tokens = _is_token_model(first_member(net)[0])
     cam = _cam_for(net, layer, vit_tokens)
     cam_net = cam.nn_module.model
     # The copy follows the served network's weights and device; cheap next to a backward pass.

@@ -14,7 +14,7 @@ from braintumor.cli.errors import user_errors
 
 models_app = typer.Typer(
     help="List the registered networks (--zoo: the shipped reference models); print a card; "
-    "add out-of-distribution statistics to a model folder.",
+    "add out-of-distribution statistics to a model folder; average models into an ensemble.",
     invoke_without_command=True,
 )
 
@@ -220,3 +220,29 @@ def calibrate_ood_command(
         f"{stats.details['val_accepted']:.1%} of {stats.details['n_val']} validation images"
         + (f" (splits from {splits_csv})" if splits_csv else "")
     )
+
+
+@models_app.command("ensemble")
+def ensemble_command(
+    members: Annotated[
+        list[str],
+        typer.Argument(
+            help="Two or more model folders (or zoo:NAME) of one recipe, trained on the same "
+            "data, e.g. with different seeds."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The ensemble model folder to write.")],
+    name: Annotated[str, typer.Option("--name", help="Its name (default: the folder's).")] = "",
+) -> None:
+    """Average trained models into one model folder (a deep ensemble: the mean of their logits)."""
+    with user_errors():
+        from braintumor.models.combine import combine_model_dirs
+
+        combined = combine_model_dirs(members, out, name)
+    console = Console(highlight=False)
+    console.print(
+        f"{combined.folder}: an ensemble of {combined.members} models; measure it with "
+        f"`braintumor evaluate {combined.folder} DATA`"
+    )
+    for note in combined.notes:
+        console.print(f"[yellow]note: {note}")

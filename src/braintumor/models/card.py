@@ -168,7 +168,7 @@ def render_card(
         [
             ["task", info.task],
             ["classes", ", ".join(info.class_names)],
-            ["architecture", f"{info.architecture} {info.model_args or ''}".strip()],
+            ["architecture", architecture_text(info)],
             ["input", f"{size} px, {info.in_channels} channel(s)"],
             ["test-time settings", _inference_text(info.inference)],
             ["created", info.created or "unknown"],
@@ -271,3 +271,9 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
         return {}, text
     head, _, body = text[4:].partition("\n---\n")
     return yaml.safe_load(head) or {}, body
+
+
+def architecture_text(info: ModelInfo) -> str:
+    """The network and its arguments; an ensemble says how many members it averages."""
+    text = f"{info.architecture} {info.model_args or ''}".strip()
+    return f"ensemble of {info.members} x {text} (logits averaged)" if info.members > 1 else text

@@ -23,11 +23,15 @@ from safetensors.torch import load_model, save_model
 from braintumor import __version__
 from braintumor.atomic import current_umask
 from braintumor.errors import ModelFormatError
+from braintumor.models.ensemble import Ensemble
 from braintumor.models.ood_stats import OODStats
 from braintumor.models.registry import build_model
 from braintumor.zoo.registry import resolve_model_ref
 
-FORMAT_VERSION = 1
+#: the newest folder format this version reads; 2 added ensembles (``members`` > 1), which
+#: older versions would misread, so only ensembles are written as 2
+FORMAT_VERSION = 2
+SINGLE_NETWORK_FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
 INFO_FILE = "model.json"
 
@@ -55,7 +59,9 @@ class ModelInfo:
     name: str = ""
     created: str = ""
     braintumor_version: str = __version__
-    format_version: int = FORMAT_VERSION
+    format_version: int = SINGLE_NETWORK_FORMAT
+    # Networks averaged (models/ensemble.py); 1 for a single network.
+    members: int = 1
 
     def to_json(self) -> str:
         """JSON text of this description."""
@@ -131,18 +137,26 @@ def read_model_info(folder: str | Path) -> ModelInfo:
     missing = sorted(required - set(data))
     if missing:
         raise ModelFormatError(f"{info_path}: missing keys {missing}")
+    members = data.get("members", 1)
+    if not isinstance(members, int) or isinstance(members, bool) or not 1 <= members <= 64:
+        raise ModelFormatError(f"{info_path}: members must be a whole number 1-64, not {members!r}")
     return ModelInfo(**{k: v for k, v in data.items() if k in known})
 
 
 def build_network(info: ModelInfo) -> torch.nn.Module:
-    """The untrained network ``info`` describes (no pretrained weights are fetched)."""
-    return build_model(
-        info.architecture,
-        num_classes=info.num_outputs,
-        in_channels=info.in_channels,
-        pretrained=False,
-        **info.model_args,
-    )
+    """The untrained network ``info`` describes (no pretrained weights are fetched): one
+    network, or an :class:`~braintumor.models.ensemble.Ensemble` of ``info.members``."""
+
+    def one() -> torch.nn.Module:
+        return build_model(
+            info.architecture,
+            num_classes=info.num_outputs,
+            in_channels=info.in_channels,
+            pretrained=False,
+            **info.model_args,
+        )
+
+    return Ensemble([one() for _ in range(info.members)]) if info.members > 1 else one()
 
 
 def load_model_dir(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:

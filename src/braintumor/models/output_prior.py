@@ -80,10 +80,11 @@ def _find_output_layer(model: nn.Module, example: torch.Tensor) -> tuple[nn.Modu
 def set_output_prior(model: nn.Module, prior: float, example: torch.Tensor) -> None:
     """Set ``model``'s output bias so that every output starts near sigmoid probability ``prior``.
 
-    ``example`` is one input the model accepts (e.g. ``(1, C, H, W)`` zeros); the model is run
-    on it twice, in eval mode, and given back in the mode it came in. Raises RecipeError when
-    moving the found layer's bias does not move the logits one for one (an activation or a
-    normalisation follows it), leaving the model unchanged.
+    ``example`` is one input the model accepts (e.g. a random ``(1, C, H, W)`` tensor, which
+    unlike zeros reaches every path of the network); the model is run on it twice, in eval
+    mode, and given back in the mode it came in. Raises RecipeError when moving the found
+    layer's bias does not move the logits one for one (an activation or a normalisation
+    follows it), leaving the model unchanged.
     """
     was_training = model.training
     model.eval()

@@ -124,6 +124,7 @@ def model_card(name: str, info: ModelInfo, folder: Path) -> dict[str, Any]:
         "task": info.task,
         "task_text": model_task(info.task, folder).title,
         "architecture": info.architecture,
+        "members": info.members,
         "class_names": list(info.class_names),
         "image_size": info.image_size,
         "input_text": f"{size} px, {info.in_channels} channel(s)",

@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, Mul
 from braintumor.config import Recipe
 from braintumor.data.preprocess import PreprocessSpec, normalise_batch
 from braintumor.errors import RecipeError
+from braintumor.recipe_options import BratsOptions
 from braintumor.training.augment import AugmentConfig, augment_batch
 from braintumor.training.coarse_loss import CoarseLabelLoss
 from braintumor.training.consistency import two_view_loss
@@ -192,7 +193,9 @@ def _start_at_prior(
             "has no single tumour prior"
         )
     if get_spec(recipe.model).task == "segment3d":
-        size = [int(side) for side in getattr(recipe.extra, "patch_size", [64, 64, 64])]
+        # a 3D recipe's extra options always carry a patch size (BratsOptions' default)
+        assert isinstance(recipe.extra, BratsOptions)
+        size = [int(side) for side in recipe.extra.patch_size]
     else:
         size = [recipe.image_size] * 2
     # a seeded random probe: it leaves the global generator alone, and unlike zeros it
@@ -226,6 +229,7 @@ class SegmentationModule(_RecipeModule):
         model: torch.nn.Module | None = None,
         spec: PreprocessSpec | None = None,
     ) -> None:
+        multilabel = multilabel or num_outputs == 1
         if model is None:
             from braintumor.models import build_model
 
@@ -238,14 +242,14 @@ class SegmentationModule(_RecipeModule):
                 **recipe.model_args,
             )
             if recipe.output_prior is not None:
-                _start_at_prior(model, recipe, in_channels, multilabel or num_outputs == 1)
+                _start_at_prior(model, recipe, in_channels, multilabel)
         if spec is not None:  # the 2D slice path; 3D weights have no channels_last layout
             model = model.to(memory_format=torch.channels_last)
         super().__init__(recipe, model)
         from braintumor.losses import SEGMENT_KIND, build_loss
 
         self.num_outputs = num_outputs
-        self.multilabel = multilabel or num_outputs == 1
+        self.multilabel = multilabel
         self.spec = spec
         self.augment = AugmentConfig.from_dict(recipe.augment) if spec is not None else None
         if self.augment is not None and (self.augment.mixup or self.augment.cutmix):
