@@ -178,3 +178,25 @@ def test_cli_builds_an_ensemble_that_predict_uses(tmp_path: Path, images: Path) 
     assert len(rows) == 7  # a header and the six slices
     missing = runner.invoke(app, ["models", "ensemble", str(a), str(tmp_path / "nope"), "-o", "x"])
     assert_one_line_error(missing, "nope")
+
+
+def _run_with_splits(root: Path, seed: int, sides: dict[str, str]) -> Path:
+    """A member inside a run folder whose splits.csv assigns ``sides`` (id -> split)."""
+    root.mkdir()
+    rows = ["id,split,group", *(f"{i},{side},{i}" for i, side in sides.items())]
+    (root / "splits.csv").write_text("\n".join(rows) + "\n")
+    return _member(root / "model", seed)
+
+
+def test_test_images_another_member_trained_on_are_counted(tmp_path: Path) -> None:
+    a = _run_with_splits(tmp_path / "r0", 0, {"x1": "train", "x2": "val", "x3": "test"})
+    b = _run_with_splits(tmp_path / "r1", 1, {"x1": "test", "x2": "train", "x3": "train"})
+    c = _run_with_splits(tmp_path / "r2", 2, {"x1": "train", "x2": "val", "x3": "test"})
+    crossed = combine_model_dirs([a, b], tmp_path / "ab")
+    assert any("2 test image(s)" in note for note in crossed.notes)
+    info = json.loads((crossed.folder / INFO_FILE).read_text())
+    assert info["metrics"]["test_images_trained_on"] == 2
+    shared = combine_model_dirs([a, c], tmp_path / "ac")  # one split, two seeds
+    assert not any("test image" in note for note in shared.notes)
+    info = json.loads((shared.folder / INFO_FILE).read_text())
+    assert info["metrics"]["test_images_trained_on"] == 0

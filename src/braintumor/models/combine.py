@@ -6,6 +6,11 @@ on the same data (the same sample ids), so that the folder's card, its test spli
 inference settings mean what they say. The ensemble keeps the first member's inference settings
 (segmenters: TTA, largest component, stack rule) and its out-of-distribution statistics, read
 on the first member's layer inside the ensemble: its features do not change there.
+
+Members trained with different seeds usually drew different training / validation / test
+splits, so one member's test images may be another's training images; where the members' run
+folders hold their ``splits.csv``, the ensemble says how many, and that it is then to be
+measured on images none of its members saw (a held-out source, new data).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import torch
 
+from braintumor.data.splits import TEST, TRAIN, VAL, read_splits
 from braintumor.errors import ModelFormatError
 from braintumor.models.ensemble import FIRST_MEMBER, Ensemble
 from braintumor.models.folder import (
@@ -27,6 +33,7 @@ from braintumor.models.folder import (
     load_model_dir,
     save_model_dir,
 )
+from braintumor.runfolder import SPLITS_FILE
 
 #: what every member must share: the inputs it takes and the outputs it gives
 SHARED = (
@@ -88,6 +95,12 @@ def combine_model_dirs(folders: Sequence[str | Path], out: str | Path, name: str
             f"{first.path}: already an ensemble of {first.info.members}; give its members"
         )
     notes = [note for member in loaded[1:] for note in _check_member(member, first)]
+    crossing = _test_images_trained_on(loaded)
+    if crossing:
+        notes.append(
+            f"{crossing} test image(s) of one member are training or validation images of "
+            "another: measure the ensemble on images none of its members saw"
+        )
     out = Path(out)
     if out.exists() and not (out / INFO_FILE).is_file():
         raise ModelFormatError(f"{out}: exists and is not a model folder; choose another --out")
@@ -99,7 +112,10 @@ def combine_model_dirs(folders: Sequence[str | Path], out: str | Path, name: str
         members=len(loaded),
         format_version=FORMAT_VERSION,
         created="",
-        metrics={"members": [_member_summary(member) for member in loaded]},
+        metrics={
+            "members": [_member_summary(member) for member in loaded],
+            "test_images_trained_on": crossing,
+        },
         ood={},
     )
     ood = None
@@ -122,3 +138,20 @@ def _member_summary(member: LoadedModel) -> dict[str, Any]:
         "seed": member.info.recipe.get("seed"),
         "metrics": member.info.metrics,
     }
+
+
+def _test_images_trained_on(loaded: Sequence[LoadedModel]) -> int | None:
+    """How many images one member was tested on and another trained or validated on, from
+    the ``splits.csv`` of the members' run folders; None when fewer than two have one."""
+    sides = {}
+    for member in loaded:
+        path = member.path.parent / SPLITS_FILE
+        if path.is_file():
+            table = read_splits(path)
+            if table.column == "split":  # a fold file has no single test side
+                sides[member.path] = table.assignment
+    if len(sides) < 2:
+        return None
+    tested = {i for split in sides.values() for i, side in split.items() if side == TEST}
+    seen = {i for split in sides.values() for i, side in split.items() if side in (TRAIN, VAL)}
+    return len(tested & seen)
