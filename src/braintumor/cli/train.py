@@ -73,6 +73,12 @@ def train_command(
         help="--protocol loso: also report each held-out source with the batch-norm statistics "
         "re-estimated on its images (AdaBN).",
     ),
+    members: int = typer.Option(
+        1,
+        min=1,
+        help="Train this many models (seeds seed, seed+1, ...) on one split and write their "
+        "ensemble to RUN/model, evaluated on the test split.",
+    ),
 ) -> None:
     """Train a recipe on your data; writes a run folder with the best model and a report."""
     from braintumor.training.interrupt import TrainingInterrupted
@@ -95,6 +101,11 @@ def train_command(
             "--adapt-bn goes with --protocol loso; for a trained model: braintumor evaluate "
             "MODEL DATA --adapt-bn"
         )
+    if members > 1 and (protocol is not None or test_data is not None):
+        raise DataError(
+            "--members trains one ensemble on one split; it goes without --protocol and "
+            "--test-data (evaluate the ensemble with braintumor evaluate RUN/model DATA)"
+        )
     if protocol is not None:
         options = {
             "test_sources": list(test_source),
@@ -111,18 +122,34 @@ def train_command(
         _run_protocol(protocol, resolved, data, folder, options)
         return
     try:
-        result = train_run(
-            resolved,
-            data,
-            folder,
-            test_data=test_data,
-            splits_csv=splits,
-            resume=resume,
-            devices=_devices(devices),
-            nodes=nodes,
-            accelerator=accelerator,
-            name=name,
-        )
+        if members > 1:
+            from braintumor.training.members import train_members
+
+            result = train_members(
+                resolved,
+                data,
+                folder,
+                members,
+                splits_csv=splits,
+                resume=resume,
+                name=name,
+                devices=_devices(devices),
+                nodes=nodes,
+                accelerator=accelerator,
+            )
+        else:
+            result = train_run(
+                resolved,
+                data,
+                folder,
+                test_data=test_data,
+                splits_csv=splits,
+                resume=resume,
+                devices=_devices(devices),
+                nodes=nodes,
+                accelerator=accelerator,
+                name=name,
+            )
     except TrainingInterrupted as stop:
         _say_how_to_resume(stop)
         raise typer.Exit(stop.exit_code) from stop
@@ -149,7 +176,7 @@ def _say_how_to_resume(stop: TrainingInterrupted) -> None:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     last = stop.run_dir / "checkpoints" / "last.ckpt"
     err.print(f"[yellow]interrupted ({stop}); last checkpoint: {last}")
-    err.print(f"resume with: {resume_command(sys.argv[1:], stop.run_dir)}", markup=False)
+    err.print(f"resume with: {resume_command(sys.argv[1:], stop.resume_dir)}", markup=False)
 
 
 def _run_protocol(name: str, recipe: Recipe, data: list[str], folder: Path, options: dict) -> None:

@@ -29,6 +29,8 @@ class TrainingInterrupted(Exception):
     def __init__(self, signum: int, run_dir: Path, saved_epoch: int | None) -> None:
         self.signum = signum
         self.run_dir = run_dir
+        #: the folder ``--resume --run-dir`` takes (an ensemble's, when a member stopped)
+        self.resume_dir = run_dir
         #: the epoch the last checkpoint holds (None: stopped before the first one)
         self.saved_epoch = saved_epoch
         #: the shell convention for a process ended by a signal (130 Ctrl-C, 143 SIGTERM)

@@ -190,7 +190,7 @@ def train_run(
         _report_inference(info.inference)
         loaded.ood = _fit_ood(task, loaded, splits)
         metrics = _evaluate_splits(task, loaded, splits, run, test_data)
-        info.metrics.update(_headline(metrics))
+        info.metrics.update(headline_metrics(metrics))
     finally:  # a failed evaluation still leaves the trained model behind
         # The predictor made the weights channels_last; safetensors stores contiguous tensors.
         network = network.cpu().to(memory_format=torch.contiguous_format)
@@ -255,7 +255,7 @@ def _evaluate_splits(
     return results
 
 
-def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+def headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
     """Headline test metrics for model.json (the model card)."""
     headline = {}
     for split, values in metrics.items():
