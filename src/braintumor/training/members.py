@@ -33,7 +33,7 @@ from braintumor.models.folder import INFO_FILE, load_model_dir
 from braintumor.runfolder import RunFolder
 from braintumor.tasks.registry import EvaluateOptions, get_task
 from braintumor.training.interrupt import TrainingInterrupted
-from braintumor.training.run import RunResult, headline_metrics, train_run
+from braintumor.training.run import RunResult, headline_metrics, launched_by_ddp, train_run
 
 console = Console(stderr=True)
 
@@ -57,12 +57,13 @@ def train_members(
 
     ``fit_options`` go to every member's :func:`~braintumor.training.run.train_run` (devices,
     nodes, accelerator, progress). Returns the ensemble's run folder, model folder and test
-    metrics; under DDP the processes other than rank zero return no model folder.
+    metrics. Under DDP every process trains every member (they share each one's steps) and
+    only rank zero combines and evaluates; the others return no model folder.
     """
     if members < 2:
         raise DataError(f"--members trains two or more models, not {members}")
     run = RunFolder(run_dir)
-    if not resume and not run.is_empty():
+    if not resume and not launched_by_ddp() and not run.is_empty():
         raise DataError(f"{run_dir}: run folder exists; pass --resume or choose another --run-dir")
     name = name or run.root.resolve().name
     model_dirs = []
@@ -88,10 +89,11 @@ def train_members(
             except TrainingInterrupted as stop:
                 stop.resume_dir = run.root  # the whole ensemble resumes, keeping what is done
                 raise
-        if model_dir is None:  # a DDP process other than rank zero
-            return RunResult(run_dir=run.root, model_dir=None, metrics={})
-        model_dirs.append(model_dir)
+        if model_dir is not None:
+            model_dirs.append(model_dir)
         split_file = split_file or RunFolder(folder).splits
+    if len(model_dirs) < members:  # a DDP process other than rank zero: rank zero combines
+        return RunResult(run_dir=run.root, model_dir=None, metrics={})
     assert split_file is not None  # the first member wrote its splits.csv
     shutil.copyfile(split_file, run.splits)
     combine_model_dirs(model_dirs, run.model, name=name)

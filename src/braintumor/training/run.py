@@ -81,7 +81,7 @@ def data_fingerprint(root: Path, layout_name: str, samples: list[Sample]) -> dic
     }
 
 
-def _launched_by_ddp() -> bool:
+def launched_by_ddp() -> bool:
     """True in the extra processes Lightning's DDP launcher starts (they share the run folder)."""
     return int(os.environ.get("LOCAL_RANK", 0)) > 0 or int(os.environ.get("NODE_RANK", 0)) > 0
 
@@ -129,7 +129,7 @@ def train_run(
     recipe, note = fit_recipe_modalities(recipe, layout.samples)
     if note:
         console.print(f"note: {note}", markup=False)
-    if not resume and not _launched_by_ddp() and not run.is_empty():
+    if not resume and not launched_by_ddp() and not run.is_empty():
         raise DataError(f"{run_dir}: run folder exists; pass --resume or choose another --run-dir")
     check_fits(task, recipe, layout)
     preprocess, note = lgg_preprocess(layout.name, recipe.preprocess)
