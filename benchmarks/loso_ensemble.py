@@ -11,6 +11,12 @@ without training anything.
     python benchmarks/loso_ensemble.py --source sartaj-4class --tag binemabn2-sartaj \\
         RUN_DIR_SEED42 RUN_DIR_SEED1 RUN_DIR_SEED2 RUN_DIR_SEED3
 
+``--folder OUT --setting binary`` also combines the runs' fold models into one ensemble model
+folder (``OUT/model``, :mod:`braintumor.models.combine`: the mean of their logits, what
+``braintumor models ensemble`` writes) and evaluates it on the fold's test split
+(``OUT/test``) as ``braintumor evaluate`` would: the shipped form of the ensemble, beside the
+averaged answers.
+
 Two runs of different recipes on the same fold compare the same way (each single model is
 scored on the common images); ``--folder-part 1`` adds each run's figures per subfolder of the
 source (Sartaj's Training and Testing folders differ in where their images come from).
@@ -29,10 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from braintumor.atomic import write_text_atomic
-from braintumor.errors import DataError
+from braintumor.errors import BrainTumorError, DataError
 from braintumor.metrics.per_source import HEADLINE, source_metrics
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def prediction_rows(path: Path) -> list[dict[str, str]]:
@@ -110,6 +117,26 @@ def ensemble_table(runs: list[Path], source: str, folder_part: int | None = None
     return table
 
 
+def folder_metrics(runs: list[Path], source: str, setting: str, data_root: Path, out: Path) -> dict:
+    """Combine the runs' fold models into ``out/model`` and evaluate it on the fold's test
+    split (the first run's ``splits-test-<source>.csv``); the held-out source's figures."""
+    from braintumor.data.sources import load_data
+    from braintumor.data.splits import TEST, select_samples
+    from braintumor.models.combine import combine_model_dirs
+    from braintumor.models.folder import load_model_dir
+    from braintumor.tasks.registry import EvaluateOptions, get_task
+    from loso import SETTINGS, _with_root  # the setting's sources, as the runs trained on them
+
+    models = [run / f"test-{source}" / "model" for run in runs]
+    loaded = load_model_dir(combine_model_dirs(models, out / "model").folder)
+    task = get_task(loaded.info.task)
+    data = [_with_root(value, data_root) for value in SETTINGS[setting]["data"]]
+    layout = load_data(data, task.data_kinds[0], loaded.info.class_names)
+    test = select_samples(layout.samples, TEST, runs[0] / f"splits-test-{source}.csv")
+    metrics = task.evaluate(loaded, test, out / "test", EvaluateOptions())
+    return rounded_metrics(metrics["per_source"][source])
+
+
 def _id_part(image_id: str, part: int) -> str:
     """Component ``part`` of an image id's path, or an error naming the id."""
     parts = image_id.split("/")
@@ -128,10 +155,21 @@ def main() -> None:
         type=int,
         help="also score each run per value of this component of the image ids' paths",
     )
+    parser.add_argument(
+        "--folder",
+        type=Path,
+        help="also combine the fold models into an ensemble model folder here and evaluate it",
+    )
+    parser.add_argument("--setting", default="binary", help="loso.py setting of the runs")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     args = parser.parse_args()
     try:
         table = ensemble_table(args.runs, args.source, args.folder_part)
-    except DataError as error:
+        if args.folder is not None:
+            table["folder"] = folder_metrics(
+                args.runs, args.source, args.setting, args.data, args.folder
+            )
+    except BrainTumorError as error:
         sys.exit(f"error: {error}")
     result = {
         "benchmark": "loso-ensemble",
@@ -143,6 +181,8 @@ def main() -> None:
     for size, row in table["by_size"].items():
         subsets = len(row["subsets"])
         print(f"{size} model(s), mean over {subsets} subsets: {row['mean_over_subsets']}")
+    if "folder" in table:
+        print(f"ensemble model folder: {table['folder']}")
     for folder, rows in table.get("by_folder", {}).items():
         for row in rows:
             print(f"{folder}: {row}")
