@@ -89,6 +89,9 @@ def test_folder_round_trip_averages_the_loaded_members(tmp_path: Path) -> None:
     meta = json.loads((combined.folder / INFO_FILE).read_text())
     assert meta["format_version"] == 2 and meta["members"] == 3
     assert [m["seed"] for m in meta["metrics"]["members"]] == [0, 1, 2]
+    assert meta["name"] == "ens"
+    in_run = combine_model_dirs(folders[:2], tmp_path / "my-run" / "model").folder
+    assert load_model_dir(in_run).info.name == "my-run"  # named as training names a run's model
     x = torch.randn(4, 1, SIZE, SIZE)
     with torch.no_grad():
         singles = [load_model_dir(f).model(x) for f in folders]

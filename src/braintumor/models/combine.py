@@ -108,7 +108,8 @@ def combine_model_dirs(folders: Sequence[str | Path], out: str | Path, name: str
     network = network.to(memory_format=torch.contiguous_format)
     info = dataclasses.replace(
         first.info,
-        name=name or out.name,
+        # a folder called "model" is a run's, named by its run folder as training names it
+        name=name or (out.resolve().parent.name if out.name == "model" else out.name),
         members=len(loaded),
         format_version=FORMAT_VERSION,
         created="",
