@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -122,34 +122,20 @@ def train_command(
         _run_protocol(protocol, resolved, data, folder, options)
         return
     try:
+        common: dict[str, Any] = {
+            "splits_csv": splits,
+            "resume": resume,
+            "name": name,
+            "devices": _devices(devices),
+            "nodes": nodes,
+            "accelerator": accelerator,
+        }
         if members > 1:
             from braintumor.training.members import train_members
 
-            result = train_members(
-                resolved,
-                data,
-                folder,
-                members,
-                splits_csv=splits,
-                resume=resume,
-                name=name,
-                devices=_devices(devices),
-                nodes=nodes,
-                accelerator=accelerator,
-            )
+            result = train_members(resolved, data, folder, members, **common)
         else:
-            result = train_run(
-                resolved,
-                data,
-                folder,
-                test_data=test_data,
-                splits_csv=splits,
-                resume=resume,
-                devices=_devices(devices),
-                nodes=nodes,
-                accelerator=accelerator,
-                name=name,
-            )
+            result = train_run(resolved, data, folder, test_data=test_data, **common)
     except TrainingInterrupted as stop:
         _say_how_to_resume(stop)
         raise typer.Exit(stop.exit_code) from stop
