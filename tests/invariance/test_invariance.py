@@ -263,7 +263,8 @@ def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -
     data = write_synthetic_dataset(tmp_path / "data", "classify", n=60, seed=4)
     # Bounded by epochs, not minutes, so that a loaded machine gives the same model. The
     # phantoms differ in shape only; under these augmentations 60 steps (12 epochs of 5) left
-    # the network at chance, 600 steps at 96 px reach a test balanced accuracy of about 0.94.
+    # the network at chance; 600 steps at 96 px reached a held-out balanced accuracy of 0.94
+    # on one CPU and 0.85-0.86 on another (an AMD EPYC), 900 steps 0.91-0.92 there.
     invariance = [
         "preprocess.intensity=equalize",
         "augment.gamma=0.4",
@@ -272,7 +273,7 @@ def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -
     ]
     recipe = load_recipe(  # the options under test on the plain recipe: no crop to the head
         "plain-cpu-4class",
-        ["image_size=96", "batch_size=16", "max_epochs=60", "max_minutes=null", *invariance],
+        ["image_size=96", "batch_size=16", "max_epochs=90", "max_minutes=null", *invariance],
     )
     result = train_run(recipe, data, tmp_path / "run", progress=False)
     # Checked on 160 new phantoms rather than the run's 36 test slices: with 36, one slice is
@@ -281,8 +282,12 @@ def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -
     test = detect_layout(held_out).samples
     report = run_invariance(load_model_dir(result.model_dir), test, select_variants(list(REDUCED)))
     assert report["reference"]["balanced_accuracy"] >= 0.85, report["reference"]
+    # Runs are not bit-identical across machines and loads: with the options, gamma 2.0 changed
+    # 6-11% of the answers over five runs on the EPYC (gamma 0.5 0-4%, JPEG 0-2%); trained
+    # without them, gamma 0.5 changed 16% and cost 0.13 balanced accuracy (gamma 2.0: 13%,
+    # -0.09), which these bounds refuse.
     for row in report["variants"]:
-        assert row["flip_rate"] <= 0.10, row
+        assert row["flip_rate"] <= 0.15, row
         assert row["delta"] >= -0.05, row
 
 
