@@ -282,12 +282,17 @@ def test_model_trained_on_phantoms_passes_a_reduced_invariance_check(tmp_path) -
     test = detect_layout(held_out).samples
     report = run_invariance(load_model_dir(result.model_dir), test, select_variants(list(REDUCED)))
     assert report["reference"]["balanced_accuracy"] >= 0.85, report["reference"]
-    # Runs are not bit-identical across machines and loads: with the options, gamma 2.0 changed
-    # 6-11% of the answers over five runs on the EPYC (gamma 0.5 0-4%, JPEG 0-2%); trained
-    # without them, gamma 0.5 changed 16% and cost 0.13 balanced accuracy (gamma 2.0: 13%,
-    # -0.09), which these bounds refuse.
-    for row in report["variants"]:
-        assert row["flip_rate"] <= 0.15, row
+    # Runs are not bit-identical across machines and loads, and one gamma row of 160 phantoms
+    # is noisy: with the options a single gamma variant changed 0-11% of the answers and cost
+    # up to 0.075 balanced accuracy over seven runs on an AMD EPYC, so the two gammas are
+    # judged together. Trained without the options, gamma 0.5 and 2.0 changed 16% and 13% of
+    # the answers (mean 14%) and cost 0.13 and 0.09 (mean 0.11): these bounds refuse that.
+    rows = {row["variant"]: row for row in report["variants"]}
+    gammas = [rows["gamma-0.5"], rows["gamma-2.0"]]
+    assert np.mean([row["flip_rate"] for row in gammas]) <= 0.12, gammas
+    assert np.mean([row["delta"] for row in gammas]) >= -0.08, gammas
+    for row in (rows["jpeg-75"], rows["jpeg-50"]):  # 0-2% changed in every run
+        assert row["flip_rate"] <= 0.10, row
         assert row["delta"] >= -0.05, row
 
 
