@@ -203,3 +203,14 @@ def test_test_images_another_member_trained_on_are_counted(tmp_path: Path) -> No
     assert not any("test image" in note for note in shared.notes)
     info = json.loads((shared.folder / INFO_FILE).read_text())
     assert info["metrics"]["test_images_trained_on"] == 0
+
+
+def test_only_differing_inference_settings_are_noted(tmp_path: Path) -> None:
+    chosen = {"tta": True, "keep_largest": False, "chosen_on": "validation mean Dice"}
+    a = _member(tmp_path / "a", 0, inference={**chosen, "val_dice": {"tta": 0.81}, "n_val": 9})
+    b = _member(tmp_path / "b", 1, inference={**chosen, "val_dice": {"tta": 0.78}, "n_val": 9})
+    c = _member(tmp_path / "c", 2, inference={**chosen, "tta": False})
+    same = combine_model_dirs([a, b], tmp_path / "ab").notes
+    assert not any("inference settings" in note for note in same)
+    differ = combine_model_dirs([a, c], tmp_path / "ac").notes
+    assert any(note.startswith("c: its inference settings differ") for note in differ)

@@ -48,6 +48,8 @@ SHARED = (
 )
 #: the data fingerprint's keys that say which samples a member was trained on
 SAME_DATA = ("layout", "ids_sha256")
+#: what a segmenter's inference block records about how validation chose its settings
+CHOICE_RECORDS = ("val_dice", "n_val", "chosen_on")
 
 
 @dataclass
@@ -79,9 +81,14 @@ def _check_member(member: LoadedModel, first: LoadedModel) -> list[str]:
                 f"{member.path}: trained on other data than {first.path} (data_fingerprint "
                 f"{key} differs); an ensemble's members are trained on the same samples"
             )
-    if member.info.inference != first.info.inference:
+    if _settings(member) != _settings(first):
         return [f"{member.path.name}: its inference settings differ; the first member's are kept"]
     return []
+
+
+def _settings(member: LoadedModel) -> dict[str, Any]:
+    """What a member does at inference, without the validation scores it chose them by."""
+    return {k: v for k, v in member.info.inference.items() if k not in CHOICE_RECORDS}
 
 
 def combine_model_dirs(folders: Sequence[str | Path], out: str | Path, name: str = "") -> Combined:
