@@ -52,10 +52,12 @@ def test_two_members_share_one_split_and_their_ensemble_learns(
     assert test["dice"] >= 0.7, f"ensemble test Dice {test['dice']:.3f} after 40 epochs each"
     assert loaded.info.metrics["test_dice"] == test["dice"]
     assert (run / "report.html").is_file() and (run / "model" / "README.md").is_file()
-    # a second call with --resume keeps both finished members and only re-combines
-    again = _train(phantoms, run, "--resume")
+    # a second call with --resume keeps both finished members and only re-combines, also when
+    # given the run's own splits.csv
+    again = _train(phantoms, run, "--resume", "--splits", str(run / "splits.csv"))
     assert again.exit_code == 0, again.output
     assert again.output.count("finished before, kept") == 2
+    assert (run / "splits.csv").read_text() == splits
 
 
 def test_members_refuse_a_protocol_and_an_existing_run(phantoms: Path, tmp_path: Path) -> None:

@@ -31,9 +31,15 @@ from braintumor.models.card import write_card
 from braintumor.models.combine import combine_model_dirs
 from braintumor.models.folder import INFO_FILE, load_model_dir
 from braintumor.runfolder import RunFolder
-from braintumor.tasks.registry import EvaluateOptions, get_task
+from braintumor.tasks.registry import get_task
 from braintumor.training.interrupt import TrainingInterrupted
-from braintumor.training.run import RunResult, headline_metrics, launched_by_ddp, train_run
+from braintumor.training.run import (
+    RunResult,
+    evaluate_splits,
+    headline_metrics,
+    launched_by_ddp,
+    train_run,
+)
 
 console = Console(stderr=True)
 
@@ -95,7 +101,8 @@ def train_members(
     if len(model_dirs) < members:  # a DDP process other than rank zero: rank zero combines
         return RunResult(run_dir=run.root, model_dir=None, metrics={})
     assert split_file is not None  # the first member wrote its splits.csv
-    shutil.copyfile(split_file, run.splits)
+    if split_file.resolve() != run.splits.resolve():  # --splits may name RUN/splits.csv itself
+        shutil.copyfile(split_file, run.splits)
     combine_model_dirs(model_dirs, run.model, name=name)
     metrics = _evaluate_ensemble(recipe, data, run, split_file)
     return RunResult(run_dir=run.root, model_dir=run.model, metrics=metrics)
@@ -113,10 +120,7 @@ def _evaluate_ensemble(
     if not test:
         console.print("[yellow]no test split: the ensemble is not evaluated")
         return {}
-    metrics = {"test": task.evaluate(loaded, test, run.test, EvaluateOptions())}
-    report = run.test / "report.html"
-    if report.is_file():
-        shutil.copyfile(report, run.report)
+    metrics = evaluate_splits(task, loaded, {TEST: test}, run, test_data=None)
     write_text_atomic(run.metrics_json, json.dumps(metrics, indent=2, default=str))
     loaded.info.metrics.update(headline_metrics(metrics))
     write_text_atomic(run.model / INFO_FILE, loaded.info.to_json())

@@ -189,7 +189,7 @@ def train_run(
         info.inference = task.tune(loaded, recipe, splits.get("val", []))
         _report_inference(info.inference)
         loaded.ood = _fit_ood(task, loaded, splits)
-        metrics = _evaluate_splits(task, loaded, splits, run, test_data)
+        metrics = evaluate_splits(task, loaded, splits, run, test_data)
         info.metrics.update(headline_metrics(metrics))
     finally:  # a failed evaluation still leaves the trained model behind
         # The predictor made the weights channels_last; safetensors stores contiguous tensors.
@@ -234,14 +234,15 @@ def _best_score(trainer: L.Trainer) -> float | None:
     return None
 
 
-def _evaluate_splits(
+def evaluate_splits(
     task: Task,
     loaded: LoadedModel,
     splits: dict[str, list[Sample]],
     run: RunFolder,
     test_data: Path | None,
 ) -> dict[str, Any]:
-    """Evaluate on the held-out test split and on ``--test-data`` (cross-dataset)."""
+    """Evaluate on the held-out test split and on ``--test-data`` (cross-dataset); the test
+    split's report becomes the run's ``report.html``."""
     results: dict[str, Any] = {}
     options = EvaluateOptions(curves_csv=run.curves())
     if splits.get("test"):

@@ -114,6 +114,7 @@ def build_reference(
     the card under the build command.
     """
     from braintumor.tasks.registry import get_task
+    from braintumor.training.members import train_members
     from braintumor.training.run import train_run
 
     spec = REFERENCE_MODELS[name]
@@ -131,7 +132,11 @@ def build_reference(
         model_dir = run_dir / "model"
         metrics = json.loads((run_dir / "metrics.json").read_text())
     else:
-        result = train_run(recipe, data if len(data) > 1 else data[0], run_dir, progress=False)
+        given = data if len(data) > 1 else data[0]
+        if spec.members > 1:
+            result = train_members(recipe, given, run_dir, spec.members, progress=False)
+        else:
+            result = train_run(recipe, given, run_dir, progress=False)
         assert result.model_dir is not None  # single process: rank zero
         model_dir, metrics = result.model_dir, result.metrics
     seconds = time.perf_counter() - start
