@@ -13,6 +13,7 @@ from braintumor.data.synthetic import write_synthetic_dataset
 from braintumor.errors import DataError, RecipeError
 from braintumor.inference.predictor import Predictor
 from braintumor.models.card import split_front_matter
+from braintumor.models.ensemble import Ensemble
 from braintumor.models.folder import load_model_dir
 from braintumor.zoo import build, registry, retune
 from braintumor.zoo.build import per_source_test, source_counts
@@ -95,6 +96,32 @@ def test_build_reference_trains_cards_and_installs(data_root, tmp_path, monkeypa
         "keep_largest": False,
     }
     shutil.rmtree(tmp_path / "work")
+
+
+@pytest.mark.slow
+def test_a_reference_of_several_members_installs_their_ensemble(
+    data_root, tmp_path, monkeypatch
+) -> None:
+    spec = ReferenceSpec(
+        "tiny-ens",
+        "A tiny ensemble.",
+        "fast-cpu-binary",
+        (Source("src-a"), Source("src-b", NO)),
+        minutes=0.2,
+        overrides=("image_size=48", "max_epochs=1", "batch_size=16", "ema_epochs=null"),
+        members=2,
+    )
+    monkeypatch.setitem(build.REFERENCE_MODELS, spec.name, spec)
+    zoo_dir = tmp_path / "zoo"
+    summary = build.build_reference(spec.name, data_root, tmp_path / "work", zoo_dir=zoo_dir)
+    assert summary["compact_max_prob_diff"] < 2e-3
+    assert (tmp_path / "work" / "tiny-ens-run" / "member-2" / "model").is_dir()
+    monkeypatch.setattr(registry, "ZOO_DIR", zoo_dir)
+    loaded = load_model_dir(f"zoo:{spec.name}")
+    assert isinstance(loaded.model, Ensemble) and loaded.info.members == 2
+    assert loaded.info.metrics["test_images_trained_on"] == 0
+    assert "ensemble of 2" in (zoo_dir / spec.name / "README.md").read_text()
+    registry.verify_entry(registry.zoo_entry(spec.name, zoo_dir))
 
 
 def test_card_rows_of_a_segmenter_over_two_sources() -> None:
