@@ -13,6 +13,7 @@ evaluated again with them and its card and index figures follow; ``braintumor.zo
     python benchmarks/train_reference.py 4class [--data-root ../shared/data] [--minutes 9]
     python benchmarks/train_reference.py all
     python benchmarks/train_reference.py seg2d --reuse   # re-card an existing run, no training
+    python benchmarks/train_reference.py binary --resume # go on with an interrupted build
     python benchmarks/train_reference.py 4class --card-only --loso-results FILE
     python benchmarks/train_reference.py 4class --retune tta=true
 """
@@ -26,6 +27,7 @@ import sys
 from pathlib import Path
 
 from braintumor.errors import BrainTumorError
+from braintumor.training.interrupt import TrainingInterrupted
 from braintumor.zoo.build import build_reference, write_build_record
 from braintumor.zoo.recard import recard_loso
 from braintumor.zoo.retune import parse_settings, retune_reference
@@ -34,6 +36,7 @@ from braintumor.zoo.specs import REFERENCE_MODELS, ReferenceSpec
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 RESULTS = RESULTS_DIR / "reference_models.json"
+WORK_DIR = ROOT / "runs" / "reference"
 SHARED = Path(os.environ.get("BRAINTUMOR_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
@@ -44,15 +47,30 @@ def loso_file(spec: ReferenceSpec, given: Path | None) -> Path | None:
     return RESULTS_DIR / spec.loso_results if spec.loso_results else None
 
 
+def resume_command(name: str, args: argparse.Namespace) -> str:
+    """The command that goes on with the interrupted build of ``name``."""
+    words = ["python", "benchmarks/train_reference.py", name, "--resume"]
+    if args.minutes is not None:
+        words += ["--minutes", f"{args.minutes:g}"]
+    if args.data_root != SHARED:
+        words += ["--data-root", str(args.data_root)]
+    if args.work_dir != WORK_DIR:
+        words += ["--work-dir", str(args.work_dir)]
+    return " ".join(words + [f"--set {override}" for override in args.overrides])
+
+
 def main() -> None:
     """Parse the command line and build each requested reference model in turn."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="+", choices=[*REFERENCE_MODELS, "all"])
     parser.add_argument("--data-root", type=Path, default=SHARED)
     parser.add_argument("--minutes", type=float, default=None, help="Training budget per model.")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / "runs" / "reference")
+    parser.add_argument("--work-dir", type=Path, default=WORK_DIR)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--reuse", action="store_true", help="Keep a finished run; re-card it.")
+    parser.add_argument(
+        "--resume", action="store_true", help="Go on with an interrupted build of the model."
+    )
     parser.add_argument(
         "--loso-results",
         type=Path,
@@ -101,15 +119,19 @@ def main() -> None:
             print(f"{card}: leave-one-source-out figures from {loso}")
         return
     for name in names:
-        summary = build_reference(
-            name,
-            args.data_root.resolve(),
-            args.work_dir.resolve(),
-            minutes=args.minutes,
-            extra_overrides=args.overrides,
-            reuse=args.reuse,
-            loso_results=loso_file(REFERENCE_MODELS[name], args.loso_results),
-        )
+        try:
+            summary = build_reference(
+                name,
+                args.data_root.resolve(),
+                args.work_dir.resolve(),
+                minutes=args.minutes,
+                extra_overrides=args.overrides,
+                reuse=args.reuse,
+                loso_results=loso_file(REFERENCE_MODELS[name], args.loso_results),
+                resume=args.resume,
+            )
+        except TrainingInterrupted:
+            sys.exit(f"interrupted; go on with: {resume_command(name, args)}")
         write_build_record(RESULTS, summary)
         print(json.dumps({k: summary[k] for k in ("name", "headline", "train_seconds")}))
 

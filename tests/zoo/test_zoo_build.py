@@ -122,6 +122,17 @@ def test_a_reference_of_several_members_installs_their_ensemble(
     assert loaded.info.metrics["test_images_trained_on"] == 0
     assert "ensemble of 2" in (zoo_dir / spec.name / "README.md").read_text()
     registry.verify_entry(registry.zoo_entry(spec.name, zoo_dir))
+    # A build stopped in its second member goes on from there: the first member is kept.
+    run = tmp_path / "work" / "tiny-ens-run"
+    first = (run / "member-1" / "model" / "model.safetensors").read_bytes()
+    shutil.rmtree(run / "member-2")
+    shutil.rmtree(run / "model")
+    again = build.build_reference(
+        spec.name, data_root, tmp_path / "work", zoo_dir=zoo_dir, resume=True
+    )
+    assert again["resumed"] and (run / "member-2" / "model").is_dir()
+    assert (run / "member-1" / "model" / "model.safetensors").read_bytes() == first
+    assert load_model_dir(f"zoo:{spec.name}").info.members == 2
 
 
 def test_card_rows_of_a_segmenter_over_two_sources() -> None:

@@ -104,10 +104,13 @@ def build_reference(
     reuse: bool = False,
     loso_results: Path | None = None,
     retuned: str | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Train reference model ``name``, install its compact copy in the zoo, return a summary.
 
     ``reuse`` keeps a finished run in ``work_dir`` and only rewrites its card and zoo copy.
+    ``resume`` goes on with an interrupted build in ``work_dir`` (finished members kept, the
+    stopped one from its last checkpoint); its ``train_seconds`` are this call's only.
     ``loso_results`` (a ``benchmarks/loso.py`` results file of the spec's setting) adds the
     leave-one-source-out section to the card. ``retuned``: the command that gave the reused
     run's model its inference settings afterwards (:mod:`braintumor.zoo.retune`), shown on
@@ -122,7 +125,8 @@ def build_reference(
     budget = spec.minutes if minutes is None else minutes
     run_dir = work_dir / f"{name}-run"
     reusing = reuse and (run_dir / "metrics.json").is_file()
-    if not reusing:
+    resuming = resume and not reusing and run_dir.is_dir()
+    if not reusing and not resuming:
         shutil.rmtree(run_dir, ignore_errors=True)
     inputs = build_inputs(spec, data_root, budget, extra_overrides)
     data, overrides, recipe = inputs.data, inputs.overrides, inputs.recipe
@@ -134,9 +138,11 @@ def build_reference(
     else:
         given = data if len(data) > 1 else data[0]
         if spec.members > 1:
-            result = train_members(recipe, given, run_dir, spec.members, progress=False)
+            result = train_members(
+                recipe, given, run_dir, spec.members, resume=resuming, progress=False
+            )
         else:
-            result = train_run(recipe, given, run_dir, progress=False)
+            result = train_run(recipe, given, run_dir, resume=resuming, progress=False)
         assert result.model_dir is not None  # single process: rank zero
         model_dir, metrics = result.model_dir, result.metrics
     seconds = time.perf_counter() - start
@@ -175,6 +181,7 @@ def build_reference(
         "overrides": overrides,
         "sources": counts,
         "train_seconds": None if reusing else round(seconds, 1),
+        "resumed": resuming,
         "load_average": None if reusing else os.getloadavg(),
         "headline": figures,
         "compact_max_prob_diff": compact_parity(model_dir, folder),
