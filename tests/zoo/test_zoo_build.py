@@ -161,8 +161,10 @@ def test_card_rows_of_a_segmenter_over_two_sources() -> None:
 def test_a_recarded_build_keeps_the_recorded_training_time(tmp_path) -> None:
     record = tmp_path / "reference_models.json"
     first = {"name": "seg2d", "train_seconds": 1006.7, "load_average": [1.5], "headline": "a"}
+    first["resumed"] = True  # its train_seconds are the resuming call's
     build.write_build_record(record, first)
     recard = {"name": "seg2d", "train_seconds": None, "load_average": None, "headline": "b"}
+    recard["resumed"] = False
     build.write_build_record(record, recard)
     entry = json.loads(record.read_text())["models"]["seg2d"]
     assert entry == {**first, "headline": "b"}

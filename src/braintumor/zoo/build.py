@@ -203,7 +203,7 @@ def write_build_record(path: Path, summary: dict[str, Any]) -> None:
     """Merge one build's summary into the results file (one entry per reference model).
 
     A re-carded run (``train_seconds`` None) keeps the training time its first build recorded,
-    and the machine's load during that training.
+    the machine's load during that training and whether that build was resumed.
     """
     data: dict[str, Any] = (
         json.loads(path.read_text()) if path.is_file() else {"benchmark": "reference_models"}
@@ -211,7 +211,9 @@ def write_build_record(path: Path, summary: dict[str, Any]) -> None:
     models = data.setdefault("models", {})
     previous = models.get(summary["name"], {})
     if summary["train_seconds"] is None and previous.get("train_seconds") is not None:
-        kept = {k: previous.get(k) for k in ("train_seconds", "load_average")}
+        kept = {
+            k: previous[k] for k in ("train_seconds", "load_average", "resumed") if k in previous
+        }
         summary = {**summary, **kept}
     models[summary["name"]] = summary
     write_text_atomic(path, json.dumps(data, indent=2, default=str) + "\n")

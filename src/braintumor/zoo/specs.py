@@ -176,7 +176,7 @@ REFERENCE_MODELS: dict[str, ReferenceSpec] = {
             notes=(
                 "An ensemble of three networks (seeds 42, 43 and 44 on one split; the mean of "
                 "their logits): three times one network's work per slice. The leave-one-source-"
-                "out table below is of single networks; averaged three at a time, four seeds "
+                "out table above is of single networks; averaged three at a time, four seeds "
                 "scored held-out Sartaj 0.839 balanced accuracy and 0.923 tumour AUC (single seeds "
                 "0.803-0.848 and 0.912-0.923), held-out Figshare sensitivity 0.958 (0.949-0.960); "
                 "two seeds averaged scored held-out LGG about as one (0.611 / 0.686 against "
