@@ -41,17 +41,16 @@ def test_sources_become_data_values_with_their_class_filter(data_root) -> None:
     assert binary["src-a"] == {"tumor": 30, "no_tumor": 10}
 
 
+def _tiny_spec(name: str, recipe: str, *overrides: str, **fields) -> ReferenceSpec:
+    """A reference spec over the two phantom sources (src-b: its healthy slices only)."""
+    sources = (Source("src-a"), Source("src-b", NO))
+    settings = ("image_size=48", "batch_size=16", *overrides)
+    return ReferenceSpec(name, f"{name}.", recipe, sources, 0.2, settings, **fields)
+
+
 @pytest.mark.slow
 def test_build_reference_trains_cards_and_installs(data_root, tmp_path, monkeypatch) -> None:
-    spec = ReferenceSpec(
-        "tiny",
-        "A tiny test classifier.",
-        "fast-cpu-4class",
-        (Source("src-a"), Source("src-b", NO)),
-        minutes=0.2,
-        overrides=("image_size=48", "max_epochs=2", "batch_size=16"),
-        notes=("Trained on phantoms.",),
-    )
+    spec = _tiny_spec("tiny", "fast-cpu-4class", "max_epochs=2", notes=("Trained on phantoms.",))
     monkeypatch.setitem(build.REFERENCE_MODELS, "tiny", spec)
     zoo_dir = tmp_path / "zoo"
     summary = build.build_reference("tiny", data_root, tmp_path / "work", zoo_dir=zoo_dir)
@@ -102,20 +101,12 @@ def test_build_reference_trains_cards_and_installs(data_root, tmp_path, monkeypa
 def test_a_reference_of_several_members_installs_their_ensemble(
     data_root, tmp_path, monkeypatch
 ) -> None:
-    spec = ReferenceSpec(
-        "tiny-ens",
-        "A tiny ensemble.",
-        "fast-cpu-binary",
-        (Source("src-a"), Source("src-b", NO)),
-        minutes=0.2,
-        overrides=("image_size=48", "max_epochs=1", "batch_size=16", "ema_epochs=null"),
-        members=2,
-    )
+    spec = _tiny_spec("tiny-ens", "fast-cpu-binary", "max_epochs=1", "ema_epochs=null", members=2)
     monkeypatch.setitem(build.REFERENCE_MODELS, spec.name, spec)
-    zoo_dir = tmp_path / "zoo"
+    zoo_dir, run = tmp_path / "zoo", tmp_path / "work" / "tiny-ens-run"
     summary = build.build_reference(spec.name, data_root, tmp_path / "work", zoo_dir=zoo_dir)
     assert summary["compact_max_prob_diff"] < 2e-3
-    assert (tmp_path / "work" / "tiny-ens-run" / "member-2" / "model").is_dir()
+    assert (run / "member-2" / "model").is_dir()
     monkeypatch.setattr(registry, "ZOO_DIR", zoo_dir)
     loaded = load_model_dir(f"zoo:{spec.name}")
     assert isinstance(loaded.model, Ensemble) and loaded.info.members == 2
@@ -123,7 +114,6 @@ def test_a_reference_of_several_members_installs_their_ensemble(
     assert "ensemble of 2" in (zoo_dir / spec.name / "README.md").read_text()
     registry.verify_entry(registry.zoo_entry(spec.name, zoo_dir))
     # A build stopped in its second member goes on from there: the first member is kept.
-    run = tmp_path / "work" / "tiny-ens-run"
     first = (run / "member-1" / "model" / "model.safetensors").read_bytes()
     shutil.rmtree(run / "member-2")
     shutil.rmtree(run / "model")
